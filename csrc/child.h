@@ -1,0 +1,23 @@
+/* child.h: what the child-side files share. Everything declared here runs between clone
+ * and exec in a CLONE_VM child: only raw syscalls and async-signal-safe libc, no malloc,
+ * no locks, no stdio. errno writes land in the parent thread's TLS, which is safe only
+ * because that thread is suspended (CLONE_VFORK) until the child execs or exits. */
+#ifndef PC_CHILD_H
+#define PC_CHILD_H
+
+#include <errno.h>
+#include "spawn.h"
+
+/* Record where we failed and return -errno. */
+static inline int pc_fail(struct pc_child_error *e, int stage, int index)
+{
+    e->stage = stage;
+    e->err = errno ? errno : EIO;
+    e->index = index;
+    return -e->err;
+}
+
+int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e);
+int pc_mkdir_p(const char *path, mode_t mode);
+
+#endif

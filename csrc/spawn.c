@@ -1,0 +1,454 @@
+/* spawn.c: clone3 into new or joined namespaces, the child's setup, exec.
+ *
+ * The child is a CLONE_VM | CLONE_VFORK child on a stack of its own, as glibc's
+ * posix_spawn makes: no page tables are copied, so the cost of a start does not grow with
+ * the caller's heap, and the calling thread stays suspended until the child execs or
+ * exits, so the child may use the thread's TLS (errno) without racing it.
+ *
+ * New container:  caller --clone3(CLONE_NEW*, CLONE_INTO_CGROUP, CLONE_PIDFD)--> init
+ * Join:           caller --clone3(CLONE_FILES)--> helper: setns(init pidfd)
+ *                        helper --clone3(CLONE_PARENT, CLONE_INTO_CGROUP, CLONE_PIDFD)--> process
+ * CLONE_PARENT makes the joined process the caller's child, inside the container's pid
+ * namespace; CLONE_FILES lets the kernel install its pidfd straight into the caller's
+ * table. Both children have exit_signal 0: no SIGCHLD, and only waitid(__WALL) reaps them.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <fcntl.h>
+#include <limits.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "child.h"
+#include "syscalls.h"
+
+#define PC_STACK_SIZE (256 * 1024)
+#define PC_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+static const char *const stage_names[PC_STAGE_COUNT] = {
+    [PC_STAGE_NONE] = "spawn",
+    [PC_STAGE_CGROUP] = "cgroup",
+    [PC_STAGE_CGROUP_NS] = "cgroupns",
+    [PC_STAGE_SIGNALS] = "signals",
+    [PC_STAGE_MOUNT_PRIVATE] = "mount_private",
+    [PC_STAGE_BIND_SOURCE] = "bind_source",
+    [PC_STAGE_BIND_ROOTFS] = "bind_rootfs",
+    [PC_STAGE_PIVOT_ROOT] = "pivot_root",
+    [PC_STAGE_READONLY_ROOTFS] = "readonly_rootfs",
+    [PC_STAGE_MOUNT_PROC] = "mount_proc",
+    [PC_STAGE_MOUNT_SYS] = "mount_sys",
+    [PC_STAGE_MOUNT_DEV] = "mount_dev",
+    [PC_STAGE_MOUNT_TMP] = "mount_tmp",
+    [PC_STAGE_MOUNT] = "mount",
+    [PC_STAGE_HOSTNAME] = "hostname",
+    [PC_STAGE_DOMAINNAME] = "domainname",
+    [PC_STAGE_LOOPBACK] = "loopback",
+    [PC_STAGE_SETNS] = "setns",
+    [PC_STAGE_CLONE] = "clone",
+    [PC_STAGE_SETGROUPS] = "setgroups",
+    [PC_STAGE_SETGID] = "setgid",
+    [PC_STAGE_SETUID] = "setuid",
+    [PC_STAGE_CWD] = "cwd",
+    [PC_STAGE_STDIO] = "stdio",
+    [PC_STAGE_CLOSE_FDS] = "close_fds",
+    [PC_STAGE_EXEC] = "exec",
+};
+
+const char *pc_stage_name(int stage)
+{
+    if (stage < 0 || stage >= PC_STAGE_COUNT || !stage_names[stage])
+        return "unknown";
+    return stage_names[stage];
+}
+
+/* Shared between the caller and its CLONE_VM children (they write, it reads after). */
+struct spawn_ctx {
+    const struct pc_target *t;
+    const struct pc_process *p;
+    int errfd;            /* write end of the close-on-exec error pipe */
+    int legacy;           /* cloned with glibc's clone(): no CLONE_INTO_CGROUP, no CLEAR_SIGHAND */
+    char *stack2;         /* the joined process's stack */
+    int join_pidfd_out;   /* filled by the kernel in the helper's clone */
+    pid_t join_pid_out;
+};
+
+/* clone3 on our trampoline; glibc's clone() where clone3 or the trampoline is missing. */
+static long clone_vm(struct clone_args *a, int (*fn)(void *), struct spawn_ctx *ctx)
+{
+    long ret = pc_clone3_fn(a, sizeof(*a), fn, ctx);
+    if (ret != -ENOSYS)
+        return ret;
+    ctx->legacy = 1;
+    int flags = (int)(a->flags & 0xffffffffULL & ~(unsigned long long)CSIGNAL);
+    ret = clone(fn, (char *)(uintptr_t)(a->stack + a->stack_size), flags, ctx,
+                (int *)(uintptr_t)a->pidfd);
+    return ret < 0 ? -errno : ret;
+}
+
+static void report(struct spawn_ctx *ctx, struct pc_child_error *e)
+{
+    ssize_t n;
+    do {
+        n = write(ctx->errfd, e, sizeof(*e));
+    } while (n < 0 && errno == EINTR);
+}
+
+/* Without CLONE_CLEAR_SIGHAND: the caller's handlers are Python's, in shared memory. */
+static int reset_signal_handlers(void)
+{
+    struct sigaction dfl = { .sa_handler = SIG_DFL };
+    for (int sig = 1; sig < _NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            syscall(SYS_rt_sigaction, sig, &dfl, NULL, _NSIG / 8);
+    return 0;
+}
+
+static int join_cgroups(struct spawn_ctx *ctx, struct pc_child_error *e)
+{
+    const struct pc_target *t = ctx->t;
+    for (int i = 0; i < t->nprocs_fds; i++)
+        if (write(t->procs_fds[i], "0", 1) != 1)
+            return pc_fail(e, PC_STAGE_CGROUP, i);
+    if (ctx->legacy && t->cgroup_fd >= 0) {
+        int fd = openat(t->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, "0", 1) != 1)
+            return pc_fail(e, PC_STAGE_CGROUP, t->nprocs_fds);
+        close(fd);
+    }
+    return 0;
+}
+
+static int bring_up_loopback(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    memcpy(ifr.ifr_name, "lo", 3);
+    int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    int saved = errno;
+    close(s);
+    errno = saved;
+    return rc;
+}
+
+/* stdio: dup every source above 2 first, so that sources which are themselves 0..2
+ * are not clobbered, then dup2 into place (dup2 clears close-on-exec). */
+static int setup_stdio(const struct pc_process *p)
+{
+    int tmp[3], null_fd = -1;
+    for (int i = 0; i < 3; i++) {
+        int src = p->stdio[i];
+        if (src < 0) {
+            if (null_fd < 0 && (null_fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+                return -1;
+            src = null_fd;
+        }
+        if ((tmp[i] = fcntl(src, F_DUPFD_CLOEXEC, 3)) < 0)
+            return -1;
+    }
+    for (int i = 0; i < 3; i++)
+        if (dup2(tmp[i], i) < 0)
+            return -1;
+    return 0;
+}
+
+/* Every descriptor above 2 is closed by execve: the caller's fds never reach the program. */
+static int cloexec_all_fds(void)
+{
+    if (pc_close_range(3, ~0U, PC_CLOSE_RANGE_CLOEXEC) == 0)
+        return 0;
+    if (errno != ENOSYS && errno != EINVAL)
+        return -1;
+    struct rlimit rl;
+    if (syscall(SYS_getrlimit, RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    rlim_t max = rl.rlim_cur > (1 << 20) ? (1 << 20) : rl.rlim_cur;
+    for (rlim_t fd = 3; fd < max; fd++)
+        fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+    return 0;
+}
+
+static const char *env_path(char *const *envp)
+{
+    for (; *envp; envp++)
+        if (strncmp(*envp, "PATH=", 5) == 0)
+            return *envp + 5;
+    return PC_DEFAULT_PATH;
+}
+
+/* execvpe without its malloc and without the caller's environ: PATH comes from envp. */
+static void exec_search(char *const *argv, char *const *envp)
+{
+    const char *file = argv[0];
+    if (strchr(file, '/')) {
+        execve(file, argv, envp);
+        return;
+    }
+    char buf[PATH_MAX];
+    size_t flen = strlen(file);
+    int seen_eacces = 0, last = ENOENT;
+    for (const char *dir = env_path(envp); ; ) {
+        const char *end = strchrnul(dir, ':');
+        size_t dlen = (size_t)(end - dir);
+        if (dlen == 0)
+            dir = ".", dlen = 1;
+        if (dlen + 1 + flen < sizeof(buf)) {
+            memcpy(buf, dir, dlen);
+            buf[dlen] = '/';
+            memcpy(buf + dlen + 1, file, flen + 1);
+            execve(buf, argv, envp);
+            if (errno == EACCES)
+                seen_eacces = 1;
+            else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP && errno != ENAMETOOLONG)
+                return;   /* the file exists but cannot be run: report that, as execvp does */
+            last = errno;
+        }
+        if (*end == '\0')
+            break;
+        dir = end + 1;
+    }
+    errno = seen_eacces ? EACCES : last;
+}
+
+/* The common tail: credentials, cwd, stdio, descriptors, signals, exec. */
+static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
+{
+    const struct pc_process *p = ctx->p;
+    /* Raw syscalls: glibc's setuid() would broadcast to the caller's threads (SIGSETXID). */
+    if (syscall(SYS_setgroups, p->ngroups, p->groups) < 0)
+        return pc_fail(e, PC_STAGE_SETGROUPS, -1);
+    if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0)
+        return pc_fail(e, PC_STAGE_SETGID, -1);
+    if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0)
+        return pc_fail(e, PC_STAGE_SETUID, -1);
+    if (chdir(p->cwd) < 0)
+        return pc_fail(e, PC_STAGE_CWD, -1);
+    if (setup_stdio(p) < 0)
+        return pc_fail(e, PC_STAGE_STDIO, -1);
+    if (cloexec_all_fds() < 0)
+        return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
+    umask(022);
+    /* Python ignores SIGPIPE and SIGXFSZ; an ignored disposition survives exec. */
+    struct sigaction dfl = { .sa_handler = SIG_DFL };
+    sigset_t none;
+    sigemptyset(&none);
+    if (syscall(SYS_rt_sigaction, SIGPIPE, &dfl, NULL, _NSIG / 8) < 0 ||
+        syscall(SYS_rt_sigaction, SIGXFSZ, &dfl, NULL, _NSIG / 8) < 0 ||
+        syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8) < 0)
+        return pc_fail(e, PC_STAGE_SIGNALS, -1);
+    exec_search(p->argv, p->envp);
+    return pc_fail(e, PC_STAGE_EXEC, -1);
+}
+
+static int child_finish(struct spawn_ctx *ctx, struct pc_child_error *e)
+{
+    report(ctx, e);
+    return 127;
+}
+
+/* Record the failing stage (errno is still the syscall's) and report it. */
+static int die(struct spawn_ctx *ctx, struct pc_child_error *e, int stage)
+{
+    pc_fail(e, stage, -1);
+    return child_finish(ctx, e);
+}
+
+/* A new container's init. */
+static int init_main(void *arg)
+{
+    struct spawn_ctx *ctx = arg;
+    const struct pc_container *c = ctx->t->container;
+    struct pc_child_error e = { 0, 0, -1 };
+
+    if (ctx->legacy)
+        reset_signal_handlers();
+    if (join_cgroups(ctx, &e) < 0)
+        return child_finish(ctx, &e);
+    /* After placement, so the namespace's root is the container's cgroup. */
+    if ((c->ns_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+        return die(ctx, &e, PC_STAGE_CGROUP_NS);
+    if (pc_setup_rootfs(c, &e) < 0)
+        return child_finish(ctx, &e);
+    if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) < 0)
+        return die(ctx, &e, PC_STAGE_HOSTNAME);
+    if (c->domainname && setdomainname(c->domainname, strlen(c->domainname)) < 0)
+        return die(ctx, &e, PC_STAGE_DOMAINNAME);
+    if ((c->ns_flags & CLONE_NEWNET) && bring_up_loopback() < 0)
+        return die(ctx, &e, PC_STAGE_LOOPBACK);
+    exec_process(ctx, &e);
+    return child_finish(ctx, &e);
+}
+
+/* A process joining a running container: already in its namespaces but the cgroup one. */
+static int joined_main(void *arg)
+{
+    struct spawn_ctx *ctx = arg;
+    struct pc_child_error e = { 0, 0, -1 };
+    if (join_cgroups(ctx, &e) < 0)
+        return child_finish(ctx, &e);
+    if ((ctx->t->join_ns & CLONE_NEWCGROUP) && setns(ctx->t->join_pidfd, CLONE_NEWCGROUP) < 0)
+        return die(ctx, &e, PC_STAGE_CGROUP_NS);
+    exec_process(ctx, &e);
+    return child_finish(ctx, &e);
+}
+
+/* The helper: enter the init's namespaces (setns of a pid namespace only applies to
+ * children), then clone the joined process as the caller's child. It exits when that
+ * process has exec'd or failed (CLONE_VFORK). The cgroup namespace is entered by the
+ * process itself, after CLONE_INTO_CGROUP placed it: the kernel refuses a placement from
+ * outside the namespace's root. */
+static int join_helper_main(void *arg)
+{
+    struct spawn_ctx *ctx = arg;
+    const struct pc_target *t = ctx->t;
+    struct pc_child_error e = { 0, 0, -1 };
+
+    if (ctx->legacy)
+        reset_signal_handlers();
+    uint64_t ns = t->join_ns & ~(uint64_t)CLONE_NEWCGROUP;
+    if (ns && setns(t->join_pidfd, (int)ns) < 0)
+        return die(ctx, &e, PC_STAGE_SETNS);
+
+    struct clone_args a;
+    memset(&a, 0, sizeof(a));
+    a.flags = CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD;
+    a.pidfd = (uint64_t)(uintptr_t)&ctx->join_pidfd_out;
+    a.stack = (uint64_t)(uintptr_t)ctx->stack2;
+    a.stack_size = PC_STACK_SIZE;
+    if (t->cgroup_fd >= 0 && !ctx->legacy) {
+        a.flags |= CLONE_INTO_CGROUP;
+        a.cgroup = (uint64_t)t->cgroup_fd;
+    }
+    long pid = clone_vm(&a, joined_main, ctx);
+    if (pid < 0) {
+        errno = (int)-pid;
+        return die(ctx, &e, PC_STAGE_CLONE);
+    }
+    ctx->join_pid_out = (pid_t)pid;
+    return 0;
+}
+
+static int reap(int pidfd, pid_t pid)
+{
+    siginfo_t si;
+    int rc;
+    do {
+        rc = pidfd >= 0 ? waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | __WALL)
+                        : waitid(P_PID, (id_t)pid, &si, WEXITED | __WALL);
+    } while (rc < 0 && errno == EINTR);
+    return rc;
+}
+
+int pc_spawn(const struct pc_target *t, const struct pc_process *p,
+             pid_t *pid_out, int *pidfd_out, struct pc_child_error *cerr)
+{
+    int errpipe[2], pidfd = -1, rc = 0;
+    pid_t pid = -1;
+    sigset_t all, old;
+
+    memset(cerr, 0, sizeof(*cerr));
+    cerr->index = -1;
+    if (pipe2(errpipe, O_CLOEXEC) < 0)
+        return -errno;
+    char *stacks = mmap(NULL, 2 * PC_STACK_SIZE, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (stacks == MAP_FAILED) {
+        rc = -errno;
+        close(errpipe[0]);
+        close(errpipe[1]);
+        return rc;
+    }
+
+    struct spawn_ctx ctx = {
+        .t = t, .p = p, .errfd = errpipe[1], .stack2 = stacks + PC_STACK_SIZE,
+        .join_pidfd_out = -1, .join_pid_out = -1,
+    };
+    struct clone_args a;
+    memset(&a, 0, sizeof(a));
+    a.stack = (uint64_t)(uintptr_t)stacks;
+    a.stack_size = PC_STACK_SIZE;
+    int (*fn)(void *);
+    int joining = t->join_pidfd >= 0;
+    if (joining) {
+        a.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_CLEAR_SIGHAND;
+        fn = join_helper_main;
+    } else {
+        a.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND |
+                  (t->container->ns_flags & ~(uint64_t)CLONE_NEWCGROUP);
+        a.pidfd = (uint64_t)(uintptr_t)&pidfd;
+        if (t->cgroup_fd >= 0) {
+            a.flags |= CLONE_INTO_CGROUP;
+            a.cgroup = (uint64_t)t->cgroup_fd;
+        }
+        fn = init_main;
+    }
+
+    /* Children start with every signal blocked: until they exec, a handler would be
+     * Python's, running on memory shared with this process. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    long ret = clone_vm(&a, fn, &ctx);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(errpipe[1]);
+
+    if (ret < 0) {
+        rc = (int)ret;
+        goto out;
+    }
+    if (joining) {
+        reap(-1, (pid_t)ret);          /* the helper has exited: CLONE_VFORK */
+        pid = ctx.join_pid_out;
+        pidfd = ctx.join_pidfd_out;
+    } else {
+        pid = (pid_t)ret;
+    }
+
+    /* The child has exec'd or exited by now; its error, if any, is in the pipe. */
+    ssize_t n;
+    do {
+        n = read(errpipe[0], cerr, sizeof(*cerr));
+    } while (n < 0 && errno == EINTR);
+    if (n != 0) {
+        if (n != (ssize_t)sizeof(*cerr)) {
+            cerr->stage = PC_STAGE_NONE;
+            cerr->err = n < 0 ? errno : EPROTO;
+            cerr->index = -1;
+        }
+        rc = -cerr->err;
+        if (pidfd >= 0) {
+            /* exec may not have happened at all (an error in the child before it): the
+             * process has exited, or is about to; reap so no zombie is left. */
+            syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+            reap(pidfd, pid);
+            close(pidfd);
+        }
+        pidfd = -1;
+        goto out;
+    }
+    if (pidfd < 0) {   /* cannot happen: a successful clone gives a pidfd */
+        rc = -EBADF;
+        goto out;
+    }
+    *pid_out = pid;
+    *pidfd_out = pidfd;
+out:
+    close(errpipe[0]);
+    munmap(stacks, 2 * PC_STACK_SIZE);
+    return rc;
+}

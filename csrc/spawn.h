@@ -1,0 +1,117 @@
+/* spawn.h: the C core's interface. Plain C; only pycontainer/_core.pyx includes it.
+ *
+ * Every function returns 0 or a negative errno. Child-side failures are reported as a
+ * struct pc_child_error over a close-on-exec pipe: EOF on that pipe means exec happened.
+ */
+#ifndef PC_SPAWN_H
+#define PC_SPAWN_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Where inside the child a failure happened. Names in pc_stage_name(). */
+enum pc_stage {
+    PC_STAGE_NONE = 0,
+    PC_STAGE_CGROUP,       /* writing 0 to a v1 cgroup.procs */
+    PC_STAGE_CGROUP_NS,
+    PC_STAGE_SIGNALS,
+    PC_STAGE_MOUNT_PRIVATE,
+    PC_STAGE_BIND_SOURCE,  /* open_tree() of a bind mount's host source; index = mount */
+    PC_STAGE_BIND_ROOTFS,
+    PC_STAGE_PIVOT_ROOT,
+    PC_STAGE_READONLY_ROOTFS,
+    PC_STAGE_MOUNT_PROC,
+    PC_STAGE_MOUNT_SYS,
+    PC_STAGE_MOUNT_DEV,
+    PC_STAGE_MOUNT_TMP,    /* the host image's /tmp and /run */
+    PC_STAGE_MOUNT,        /* a Config mount; index = mount */
+    PC_STAGE_HOSTNAME,
+    PC_STAGE_DOMAINNAME,
+    PC_STAGE_LOOPBACK,
+    PC_STAGE_SETNS,
+    PC_STAGE_CLONE,        /* the joining helper's clone3 */
+    PC_STAGE_SETGROUPS,
+    PC_STAGE_SETGID,
+    PC_STAGE_SETUID,
+    PC_STAGE_CWD,
+    PC_STAGE_STDIO,
+    PC_STAGE_CLOSE_FDS,
+    PC_STAGE_EXEC,
+    PC_STAGE_COUNT
+};
+
+const char *pc_stage_name(int stage);
+
+struct pc_child_error {
+    int32_t stage;
+    int32_t err;       /* positive errno */
+    int32_t index;     /* mount index for mount stages, else -1 */
+};
+
+/* One Config mount. Bind sources are host paths, opened before the container's root is
+ * entered; every destination is a path inside the container's root, resolved after
+ * pivot_root, when no host path is reachable any more. */
+struct pc_mount {
+    const char *source;
+    const char *destination;
+    const char *fstype;          /* NULL for a bind mount */
+    unsigned long flags;         /* MS_* */
+    unsigned long propagation;   /* MS_PRIVATE, MS_SLAVE ... (| MS_REC), or 0 */
+    const char *data;            /* filesystem options, or NULL */
+};
+
+/* What a new container looks like: prepared once per Config, read-only afterwards. */
+struct pc_container {
+    uint64_t ns_flags;           /* CLONE_NEW* */
+    const char *rootfs_source;   /* bound onto rootfs_target, which becomes / */
+    const char *rootfs_target;
+    int host_image;              /* rootfs is the host's /: detach its /proc /sys /dev /tmp /run */
+    int readonly_rootfs;
+    const char *hostname;        /* NULL: leave */
+    const char *domainname;
+    struct pc_mount *mounts;
+    int nmounts;
+};
+
+/* One process to start. */
+struct pc_process {
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int ngroups;
+    int stdio[3];                /* -1: /dev/null inside the container */
+};
+
+/* Where the process goes: a new container (join_pidfd == -1) or the namespaces of a
+ * running init (join_pidfd, join_ns = CLONE_NEW* mask to enter). */
+struct pc_target {
+    const struct pc_container *container;
+    int join_pidfd;
+    uint64_t join_ns;
+    int cgroup_fd;               /* v2 dir for CLONE_INTO_CGROUP, or -1 */
+    const int *procs_fds;        /* v1 cgroup.procs files the child writes "0" to */
+    int nprocs_fds;
+};
+
+/* Start `proc` in `target`. On success *pid (in the caller's pid namespace) and *pidfd
+ * (close-on-exec, the caller's child: reap with waitid(P_PIDFD, __WALL)) are set and the
+ * program has been exec'd. A failure inside the child fills *cerr and returns -cerr->err;
+ * a failure in the caller returns -errno with cerr->stage == PC_STAGE_NONE. No child is
+ * left behind on failure. Blocks (no GIL needed) until exec or failure. */
+int pc_spawn(const struct pc_target *target, const struct pc_process *proc,
+             pid_t *pid, int *pidfd, struct pc_child_error *cerr);
+
+/* The exit watcher's one blocking call: wait up to timeout_ms for pidfds in epfd to become
+ * readable, reap each with waitid(P_PIDFD, WEXITED|__WALL), remove it from epfd. Fills
+ * fds[i] and statuses[i] (exit code, -signal, or PC_STATUS_UNKNOWN when the status was
+ * taken by someone else). Returns the count or -errno. The fds stay open. */
+#define PC_STATUS_UNKNOWN INT32_MIN
+int pc_reap_ready(int epfd, int timeout_ms, int *fds, int *statuses, int max);
+
+/* Kernel-side helpers used by the library. */
+int pc_clone3_supported(void);
+
+#endif

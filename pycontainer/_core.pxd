@@ -1,0 +1,64 @@
+# The C core's API, as csrc/spawn.h declares it. Everything here runs without the GIL.
+from libc.stdint cimport uint64_t, int32_t
+
+cdef extern from "sys/types.h":
+    ctypedef int pid_t
+    ctypedef unsigned int uid_t
+    ctypedef unsigned int gid_t
+
+cdef extern from "spawn.h" nogil:
+    enum:
+        PC_STAGE_NONE
+        PC_STAGE_BIND_SOURCE
+        PC_STAGE_MOUNT
+        PC_STAGE_CWD
+        PC_STAGE_EXEC
+        PC_STAGE_CGROUP
+        PC_STATUS_UNKNOWN
+
+    struct pc_child_error:
+        int32_t stage
+        int32_t err
+        int32_t index
+
+    struct pc_mount:
+        const char *source
+        const char *destination
+        const char *fstype
+        unsigned long flags
+        unsigned long propagation
+        const char *data
+
+    struct pc_container:
+        uint64_t ns_flags
+        const char *rootfs_source
+        const char *rootfs_target
+        int host_image
+        int readonly_rootfs
+        const char *hostname
+        const char *domainname
+        pc_mount *mounts
+        int nmounts
+
+    struct pc_process:
+        char *const *argv
+        char *const *envp
+        const char *cwd
+        uid_t uid
+        gid_t gid
+        const gid_t *groups
+        int ngroups
+        int stdio[3]
+
+    struct pc_target:
+        const pc_container *container
+        int join_pidfd
+        uint64_t join_ns
+        int cgroup_fd
+        const int *procs_fds
+        int nprocs_fds
+
+    const char *pc_stage_name(int stage)
+    int pc_spawn(const pc_target *target, const pc_process *proc, pid_t *pid, int *pidfd,
+                 pc_child_error *cerr)
+    int pc_reap_ready(int epfd, int timeout_ms, int *fds, int *statuses, int max)

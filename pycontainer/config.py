@@ -1,0 +1,338 @@
+"""Config, ProcessConfig, Mount and Resources: immutable, validated at construction.
+
+A bad value raises ConfigInvalidError naming the field and the value, before anything
+is created. Containers keep a validated Config; `start` never parses it again.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields, asdict
+from typing import Optional
+
+from .errors import ConfigInvalidError
+
+__all__ = ["Config", "ProcessConfig", "Mount", "Resources", "NAMESPACES", "DEFAULT_NAMESPACES",
+           "DEFAULT_ENV"]
+
+NAMESPACES = ("mount", "pid", "uts", "ipc", "net", "cgroup")
+DEFAULT_NAMESPACES = ("mount", "pid", "uts", "ipc", "net")
+DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root")
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+_MAX_INT64 = (1 << 63) - 1
+# mount(2) flags we accept by name, as mount(8) and the OCI spec spell them.
+MOUNT_FLAGS = {
+    "ro": ("set", 0x1), "rw": ("clear", 0x1),
+    "nosuid": ("set", 0x2), "suid": ("clear", 0x2),
+    "nodev": ("set", 0x4), "dev": ("clear", 0x4),
+    "noexec": ("set", 0x8), "exec": ("clear", 0x8),
+    "sync": ("set", 0x10), "async": ("clear", 0x10),
+    "dirsync": ("set", 0x80),
+    "noatime": ("set", 0x400), "atime": ("clear", 0x400),
+    "nodiratime": ("set", 0x800), "diratime": ("clear", 0x800),
+    "relatime": ("set", 0x200000), "norelatime": ("clear", 0x200000),
+    "strictatime": ("set", 0x1000000),
+    "bind": ("set", 0x1000), "rbind": ("set", 0x1000 | 0x4000),
+    "private": ("prop", 1 << 18), "rprivate": ("prop", (1 << 18) | 0x4000),
+    "slave": ("prop", 1 << 19), "rslave": ("prop", (1 << 19) | 0x4000),
+    "shared": ("prop", 1 << 20), "rshared": ("prop", (1 << 20) | 0x4000),
+    "unbindable": ("prop", 1 << 17), "runbindable": ("prop", (1 << 17) | 0x4000),
+}
+
+
+def _bad(field_name, value, reason):
+    raise ConfigInvalidError(field_name, value, reason)
+
+
+def _check_int(name, value, lo, hi, allow_none=True):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        _bad(name, value, "expected an integer")
+    if not lo <= value <= hi:
+        _bad(name, value, f"expected {lo}..{hi}")
+
+
+def _check_path(name, value, absolute=True):
+    if not isinstance(value, str) or not value:
+        _bad(name, value, "expected a non-empty string path")
+    if "\0" in value:
+        _bad(name, value, "contains a NUL byte")
+    if absolute and not value.startswith("/"):
+        _bad(name, value, "must be an absolute path")
+    if len(value.encode()) >= 4096:
+        _bad(name, value, "longer than PATH_MAX")
+
+
+def _check_strings(name, value, what):
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        _bad(name, value, f"expected a list of {what}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            _bad(f"{name}[{i}]", item, "expected a string")
+        if "\0" in item:
+            _bad(f"{name}[{i}]", item, "contains a NUL byte")
+
+
+def _check_env(name, env):
+    _check_strings(name, env, "NAME=value strings")
+    for i, item in enumerate(env):
+        if "=" not in item or item.startswith("="):
+            _bad(f"{name}[{i}]", item, "expected NAME=value")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A mount inside the container. ``type="bind"`` binds ``source`` (a host path, resolved
+    before the container's root is entered); any other type is a new filesystem instance
+    (tmpfs, proc, mqueue ...) with ``source`` as its device name and ``data`` as its options.
+    ``destination`` is resolved inside the container's root, never on the host."""
+
+    destination: str
+    source: str = ""
+    type: str = "bind"
+    options: tuple = ()
+
+    def __post_init__(self):
+        _check_path("mounts.destination", self.destination)
+        if not isinstance(self.type, str) or not re.fullmatch(r"[a-z0-9_.]{1,32}", self.type):
+            _bad("mounts.type", self.type, "expected a filesystem type name such as 'bind' or 'tmpfs'")
+        if self.type == "bind":
+            _check_path("mounts.source", self.source)
+        elif not isinstance(self.source, str) or "\0" in self.source:
+            _bad("mounts.source", self.source, "expected a string")
+        object.__setattr__(self, "options", tuple(self.options))
+        _check_strings("mounts.options", self.options, "mount options")
+        for opt in self.options:
+            if opt not in MOUNT_FLAGS and ("," in opt or not opt):
+                _bad("mounts.options", opt, "not a mount option")
+
+    def flags(self):
+        """(mount flags, propagation flags, filesystem data string) for mount(2)."""
+        flags = 0x1000 | 0x4000 if self.type == "bind" else 0
+        prop = 0
+        data = []
+        for opt in self.options:
+            kind, bit = MOUNT_FLAGS.get(opt, ("data", 0))
+            if kind == "set":
+                flags |= bit
+            elif kind == "clear":
+                flags &= ~bit
+            elif kind == "prop":
+                prop |= bit
+            elif opt != "bind":
+                data.append(opt)
+        if any(o == "bind" for o in self.options):
+            flags &= ~0x4000
+        return flags, prop, ",".join(data)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """cgroup limits, applied at create. None leaves a knob at the kernel's default."""
+
+    memory_limit: Optional[int] = None      # bytes
+    memory_swap: Optional[int] = None       # bytes of memory+swap (runc's convention); -1 unlimited
+    cpu_shares: Optional[int] = None        # v1 cpu.shares 2..262144; v2 weight converted as crun does
+    cpu_quota: Optional[int] = None         # microseconds per period; -1 unlimited
+    cpu_period: Optional[int] = None        # microseconds, 1000..1000000
+    cpuset_cpus: Optional[str] = None       # "0-1,3"
+    pids_limit: Optional[int] = None        # max processes; -1 unlimited
+
+    def __post_init__(self):
+        _check_int("resources.memory_limit", self.memory_limit, 4096, _MAX_INT64)
+        if self.memory_swap is not None and self.memory_swap != -1:
+            _check_int("resources.memory_swap", self.memory_swap, 4096, _MAX_INT64)
+            if self.memory_limit is None or self.memory_swap < self.memory_limit:
+                _bad("resources.memory_swap", self.memory_swap,
+                     "must be -1 or at least memory_limit (it counts memory plus swap)")
+        else:
+            _check_int("resources.memory_swap", self.memory_swap, -1, -1)
+        _check_int("resources.cpu_shares", self.cpu_shares, 2, 262144)
+        if self.cpu_quota != -1:
+            _check_int("resources.cpu_quota", self.cpu_quota, 1000, _MAX_INT64)
+        _check_int("resources.cpu_period", self.cpu_period, 1000, 1000000)
+        if self.cpuset_cpus is not None and (not isinstance(self.cpuset_cpus, str)
+                                             or not _CPUSET.match(self.cpuset_cpus)):
+            _bad("resources.cpuset_cpus", self.cpuset_cpus, "expected a cpu list such as '0-1,3'")
+        if self.pids_limit != -1:
+            _check_int("resources.pids_limit", self.pids_limit, 1, _MAX_INT64)
+
+    def to_dict(self):
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Config:
+    """What a container is: its root filesystem, namespaces, mounts and limits.
+
+    ``rootfs=None`` is the built-in image: the host's root bind-mounted read-only, with fresh
+    /proc, /dev, /sys and writable tmpfs /tmp and /run."""
+
+    rootfs: Optional[str] = None
+    hostname: Optional[str] = None
+    domainname: Optional[str] = None
+    namespaces: tuple = DEFAULT_NAMESPACES
+    mounts: tuple = ()
+    readonly_rootfs: bool = False
+    env: tuple = DEFAULT_ENV
+    cwd: str = "/"
+    resources: Optional[Resources] = None
+    cgroup_parent: Optional[str] = None
+
+    def __post_init__(self):
+        if self.rootfs is not None:
+            _check_path("rootfs", self.rootfs)
+            if not os.path.isabs(self.rootfs):
+                _bad("rootfs", self.rootfs, "must be an absolute path")
+            if not os.path.isdir(self.rootfs):
+                _bad("rootfs", self.rootfs, "is not a directory")
+        for name in ("hostname", "domainname"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, str) or len(value) > 64 or not _HOSTNAME.match(value):
+                _bad(name, value, "expected a host name of at most 64 characters [A-Za-z0-9.-]")
+        ns = self.namespaces
+        if isinstance(ns, str) or not isinstance(ns, (list, tuple, set, frozenset)):
+            _bad("namespaces", ns, f"expected a list of names from {NAMESPACES}")
+        for name in ns:
+            if name not in NAMESPACES:
+                _bad("namespaces", name, f"unknown namespace; expected one of {NAMESPACES}")
+        object.__setattr__(self, "namespaces", tuple(n for n in NAMESPACES if n in ns))
+        for name in ("pid", "mount"):
+            if name not in self.namespaces:
+                _bad("namespaces", list(ns), f"a container needs its own {name} namespace")
+        if (self.hostname or self.domainname) and "uts" not in self.namespaces:
+            _bad("hostname", self.hostname, "setting a hostname needs the 'uts' namespace")
+        if isinstance(self.mounts, (str, bytes)) or not isinstance(self.mounts, (list, tuple)):
+            _bad("mounts", self.mounts, "expected a list of Mount")
+        mounts = tuple(m if isinstance(m, Mount) else _mount_from(m) for m in self.mounts)
+        object.__setattr__(self, "mounts", mounts)
+        if not isinstance(self.readonly_rootfs, bool):
+            _bad("readonly_rootfs", self.readonly_rootfs, "expected True or False")
+        object.__setattr__(self, "env", tuple(self.env) if isinstance(self.env, list) else self.env)
+        _check_env("env", self.env)
+        _check_path("cwd", self.cwd)
+        if self.resources is not None and not isinstance(self.resources, Resources):
+            if isinstance(self.resources, dict):
+                object.__setattr__(self, "resources", _build(Resources, self.resources, "resources"))
+            else:
+                _bad("resources", self.resources, "expected a Resources")
+        if self.cgroup_parent is not None:
+            _check_path("cgroup_parent", self.cgroup_parent)
+            if any(p in ("..", ".") for p in self.cgroup_parent.split("/")):
+                _bad("cgroup_parent", self.cgroup_parent, "must not contain '.' or '..' components")
+
+    @property
+    def image_is_host(self):
+        return self.rootfs is None
+
+    def to_dict(self):
+        d = asdict(self)
+        d["mounts"] = [asdict(m) for m in self.mounts]
+        d["resources"] = self.resources.to_dict() if self.resources else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        d = dict(d)
+        d["mounts"] = tuple(_mount_from(m) for m in d.get("mounts", ()))
+        if d.get("resources") is not None:
+            d["resources"] = _build(Resources, d["resources"], "resources")
+        for k in ("namespaces", "env"):
+            if k in d and isinstance(d[k], list):
+                d[k] = tuple(d[k])
+        return _build(cls, d, "config")
+
+
+def _mount_from(m):
+    if not isinstance(m, dict):
+        _bad("mounts", m, "expected a Mount")
+    return _build(Mount, m, "mounts")
+
+
+def _build(cls, d, where):
+    names = {f.name for f in fields(cls)}
+    for k in d:
+        if k not in names:
+            _bad(f"{where}.{k}", d[k], "unknown field")
+    return cls(**d)
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """One process to run in a container. The first one becomes the container's init.
+
+    ``stdin``/``stdout``/``stderr``: None means /dev/null; an int fd or an object with
+    ``fileno()``. ``user`` is ``"uid"`` or ``"uid:gid"`` (numeric)."""
+
+    args: tuple
+    env: Optional[tuple] = None
+    cwd: Optional[str] = None
+    user: Optional[str] = None
+    additional_gids: tuple = ()
+    stdin: object = None
+    stdout: object = None
+    stderr: object = None
+
+    def __post_init__(self):
+        if isinstance(self.args, (str, bytes)) or not isinstance(self.args, (list, tuple)):
+            _bad("args", self.args, "expected a non-empty list of strings")
+        object.__setattr__(self, "args", tuple(self.args))
+        if not self.args:
+            _bad("args", self.args, "expected a non-empty list of strings")
+        _check_strings("args", self.args, "strings")
+        if not self.args[0]:
+            _bad("args[0]", self.args[0], "the program name is empty")
+        if self.env is not None:
+            object.__setattr__(self, "env", tuple(self.env) if isinstance(self.env, list) else self.env)
+            _check_env("env", self.env)
+        if self.cwd is not None:
+            _check_path("cwd", self.cwd)
+        if self.user is not None:
+            if not isinstance(self.user, str) or not re.fullmatch(r"\d{1,10}(:\d{1,10})?", self.user):
+                _bad("user", self.user, "expected 'uid' or 'uid:gid' (numbers)")
+            for part in self.user.split(":"):
+                if int(part) > 0xFFFFFFFE:
+                    _bad("user", self.user, "uid/gid out of range")
+        if isinstance(self.additional_gids, (str, bytes)) or not isinstance(self.additional_gids, (list, tuple)):
+            _bad("additional_gids", self.additional_gids, "expected a list of integers")
+        object.__setattr__(self, "additional_gids", tuple(self.additional_gids))
+        for gid in self.additional_gids:
+            _check_int("additional_gids", gid, 0, 0xFFFFFFFE, allow_none=False)
+        if len(self.additional_gids) > 65536:
+            _bad("additional_gids", len(self.additional_gids), "more than NGROUPS_MAX")
+        for name in ("stdin", "stdout", "stderr"):
+            _stdio_fd(name, getattr(self, name))
+
+    def uid_gid(self):
+        if self.user is None:
+            return 0, 0
+        uid, _, gid = self.user.partition(":")
+        return int(uid), int(gid or 0)
+
+    def stdio_fds(self):
+        return tuple(_stdio_fd(n, getattr(self, n)) for n in ("stdin", "stdout", "stderr"))
+
+
+def _stdio_fd(name, value):
+    """-1 for /dev/null, else a descriptor number."""
+    if value is None:
+        return -1
+    if isinstance(value, bool):
+        _bad(name, value, "expected None, a file descriptor or an object with fileno()")
+    if isinstance(value, int):
+        fd = value
+    elif hasattr(value, "fileno"):
+        try:
+            fd = value.fileno()
+        except Exception as exc:  # io.UnsupportedOperation, ValueError on closed files
+            _bad(name, value, f"fileno() failed: {exc}")
+    else:
+        _bad(name, value, "expected None, a file descriptor or an object with fileno()")
+    if not isinstance(fd, int) or fd < 0:
+        _bad(name, value, "not an open file descriptor")
+    return fd
