@@ -106,3 +106,18 @@ def system_error_from(exc, what=None, *, container_id=None, operation=None):
     where = what or exc.filename or ""
     return ContainerSystemError(exc.errno or _errno.EIO, str(where), container_id=container_id,
                                 operation=operation)
+
+
+def in_context(exc, container_id, operation):
+    """The same error, its message naming the container and operation (if it did not yet)."""
+    if isinstance(exc, ContainerError) and exc.container_id is not None:
+        return exc
+    if isinstance(exc, ContainerSystemError) or (isinstance(exc, OSError)
+                                                 and not isinstance(exc, ContainerError)):
+        return system_error_from(exc, container_id=container_id, operation=operation)
+    if isinstance(exc, ConfigInvalidError):
+        return ConfigInvalidError(exc.field, exc.value, exc.reason, container_id=container_id,
+                                  operation=operation)
+    if isinstance(exc, ContainerError):
+        return type(exc)(exc.detail, container_id=container_id, operation=operation)
+    return exc

@@ -1,0 +1,261 @@
+"""Container: the libcontainer interface (ID, RunState, Config, Start, Destroy, Processes,
+Stats, Pause, Resume).
+
+Every method re-reads state.json (a few microseconds) so that a container destroyed or
+started by another process is seen as such; the nonce in it tells this container from a
+later one with the same id. Whether init lives and whether the cgroup is frozen is asked
+of the kernel. Mutations hold the container's flock; reads take no lock.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import signal
+import threading
+
+from . import _core, cgroups
+from .config import Config, ProcessConfig
+from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
+                     ContainerPausedError, in_context)
+from .exits import WATCHER
+from .state import (LOCK_FILE, STATE_FILE, RunState, process_start_time, read_state,
+                    write_state)
+from .stats import ContainerStats, read_interfaces
+
+_FREEZER_TO_STATE = {"THAWED": RunState.RUNNING, "FREEZING": RunState.PAUSING,
+                     "FROZEN": RunState.PAUSED}
+
+
+@contextlib.contextmanager
+def lock_container(state_dir, container_id, operation):
+    """The container's exclusive flock; ContainerNotExistError once it is destroyed."""
+    try:
+        fd = os.open(os.path.join(state_dir, LOCK_FILE), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ContainerNotExistError("no such container", container_id=container_id,
+                                     operation=operation) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def build_plan(config, state_dir):
+    """The Config in the C form the child reads, made once per Container object."""
+    host = config.rootfs is None
+    mounts = []
+    for m in config.mounts:
+        flags, propagation, data = m.flags()
+        mounts.append((m.source, m.destination, None if m.type == "bind" else m.type,
+                       flags, propagation, data))
+    return _core.ContainerPlan(
+        namespaces=config.namespaces,
+        # The host image: / bound recursively onto the (empty) state directory.
+        rootfs_source="/" if host else config.rootfs,
+        rootfs_target=state_dir if host else config.rootfs,
+        host_image=host, readonly_rootfs=host or config.readonly_rootfs,
+        hostname=config.hostname, domainname=config.domainname, mounts=mounts)
+
+
+class Container:
+    def __init__(self, state_dir, record, config):
+        self._dir = state_dir
+        self._id = record.id
+        self._nonce = record.nonce
+        self._config = config
+        self._plan = build_plan(config, state_dir)
+        self._ns_flags = _core.namespace_flags(config.namespaces)
+        self._cgroups = cgroups.load_manager(record.cgroups)
+        self._pidfds = {}                 # (pid, start time) -> pidfd of an init we looked at
+        self._pidfds_lock = threading.Lock()
+
+    def __repr__(self):
+        return f"<Container {self._id!r} at {self._dir}>"
+
+    @property
+    def id(self):
+        return self._id
+
+    @property
+    def config(self):
+        return self._config
+
+    # -- reading state ---------------------------------------------------------------
+
+    def _record(self, operation):
+        try:
+            record = read_state(self._dir, self._id)
+        except ContainerNotExistError:
+            raise ContainerNotExistError("no such container", container_id=self._id,
+                                         operation=operation) from None
+        if record.nonce != self._nonce:
+            raise ContainerNotExistError("destroyed (a new container has its id)",
+                                         container_id=self._id, operation=operation)
+        return record
+
+    def _init_pidfd(self, record):
+        """A pidfd of the live init, or None when there is none (never started, exited,
+        or its pid now belongs to another process)."""
+        if record.init_pid is None:
+            return None
+        key = (record.init_pid, record.init_start_time)
+        with self._pidfds_lock:
+            fd = self._pidfds.get(key)
+            if fd is None:
+                try:
+                    fd = os.pidfd_open(record.init_pid)
+                except ProcessLookupError:
+                    return None
+                # Checked after opening: the pidfd now pins whichever process has the pid.
+                if process_start_time(record.init_pid) != record.init_start_time:
+                    os.close(fd)
+                    return None
+                self._pidfds[key] = fd
+        # A pidfd polls readable once its process has exited (zombies included).
+        if select.select([fd], [], [], 0)[0]:
+            return None
+        return fd
+
+    def _state(self, record):
+        if record.init_pid is None:
+            return RunState.CREATED
+        if self._init_pidfd(record) is None:
+            return RunState.STOPPED
+        return _FREEZER_TO_STATE[self._cgroups.freezer_state()]
+
+    def run_state(self):
+        """CREATED, RUNNING, PAUSING, PAUSED or STOPPED, as the kernel reports it now."""
+        return self._state(self._record("run_state"))
+
+    # -- starting processes ----------------------------------------------------------
+
+    def start(self, process):
+        """Start a process: the container's init (pid 1 of new namespaces) when none runs,
+        else one that joins the init's namespaces and cgroup. Returns (pid, exits): pid in
+        the caller's pid namespace, exits a queue.Queue that yields the exit code, or
+        -signum when a signal killed the process."""
+        if not isinstance(process, ProcessConfig):
+            raise ConfigInvalidError("process", process, "expected a pycontainer.ProcessConfig",
+                                     container_id=self._id, operation="start")
+        try:
+            with lock_container(self._dir, self._id, "start"):
+                return self._start_locked(process)
+        except Exception as exc:
+            raise in_context(exc, self._id, "start") from None
+
+    def _start_locked(self, process):
+        record = self._record("start")
+        state = self._state(record)
+        if state in (RunState.PAUSED, RunState.PAUSING):
+            raise ContainerPausedError(f"the container is {state}", container_id=self._id,
+                                       operation="start")
+        uid, gid = process.uid_gid()
+        stdio = process.stdio_fds()
+        args = (list(process.args), list(process.env if process.env is not None
+                                         else self._config.env),
+                process.cwd or self._config.cwd, uid, gid, list(process.additional_gids), stdio)
+        cgroup_fd, procs_fds = self._cgroups.placement()
+        try:
+            if state == RunState.RUNNING:
+                init_fd = self._init_pidfd(record)
+                pid, pidfd = _core.spawn(self._plan, *args, cgroup_fd=cgroup_fd,
+                                         procs_fds=procs_fds, join_pidfd=init_fd,
+                                         join_ns=self._ns_flags)
+                return pid, WATCHER.watch(pidfd)
+            pid, pidfd = _core.spawn(self._plan, *args, cgroup_fd=cgroup_fd,
+                                     procs_fds=procs_fds)
+        finally:
+            for fd in (cgroup_fd, *procs_fds):
+                if fd >= 0:
+                    os.close(fd)
+        exits = WATCHER.watch(pidfd)
+        try:
+            record.init_pid = pid
+            record.init_start_time = process_start_time(pid)
+            write_state(self._dir, record)
+        except BaseException:
+            # Unrecorded, the init would be unreachable: take it down again.
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            raise
+        return pid, exits
+
+    # -- the rest of the interface ---------------------------------------------------
+
+    def processes(self):
+        """Pids (in the caller's pid namespace) of every process in the container."""
+        self._record("processes")
+        try:
+            return self._cgroups.pids()
+        except Exception as exc:
+            raise in_context(exc, self._id, "processes") from None
+
+    def stats(self):
+        record = self._record("stats")
+        try:
+            interfaces = []
+            if "net" in self._config.namespaces and self._init_pidfd(record) is not None:
+                interfaces = read_interfaces(record.init_pid)
+            return ContainerStats(cgroup_stats=self._cgroups.stats(), interfaces=interfaces)
+        except Exception as exc:
+            raise in_context(exc, self._id, "stats") from None
+
+    def pause(self):
+        """Ask the kernel to freeze every process and return: run_state() says PAUSING
+        until the kernel reports the cgroup frozen, then PAUSED. No-op when paused."""
+        try:
+            with lock_container(self._dir, self._id, "pause"):
+                state = self._state(self._record("pause"))
+                if state in (RunState.PAUSED, RunState.PAUSING):
+                    return
+                if state != RunState.RUNNING:
+                    raise ContainerNotRunningError(f"the container is {state}")
+                self._cgroups.freeze()
+        except Exception as exc:
+            raise in_context(exc, self._id, "pause") from None
+
+    def resume(self):
+        """Thaw a paused (or pausing) container. No-op when running."""
+        try:
+            with lock_container(self._dir, self._id, "resume"):
+                record = self._record("resume")
+                if self._cgroups.freezer_state() != "THAWED":
+                    self._cgroups.thaw()
+                    return
+                state = self._state(record)
+                if state != RunState.RUNNING:
+                    raise ContainerNotRunningError(f"the container is {state}")
+        except Exception as exc:
+            raise in_context(exc, self._id, "resume") from None
+
+    def destroy(self):
+        """Kill every process, wait for them, remove the cgroups and the state. Idempotent."""
+        try:
+            with lock_container(self._dir, self._id, "destroy"):
+                try:
+                    self._record("destroy")
+                except ContainerNotExistError:
+                    return
+                self._cgroups.destroy()
+                for name in (STATE_FILE, LOCK_FILE):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(self._dir, name))
+                os.rmdir(self._dir)
+        except ContainerNotExistError:
+            pass
+        except Exception as exc:
+            raise in_context(exc, self._id, "destroy") from None
+        finally:
+            self._close_pidfds()
+
+    def _close_pidfds(self):
+        with self._pidfds_lock:
+            for fd in self._pidfds.values():
+                os.close(fd)
+            self._pidfds.clear()
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            self._close_pidfds()

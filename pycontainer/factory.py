@@ -1,0 +1,85 @@
+"""Factory: creates and loads containers by id, from any process.
+
+Each container lives in `<root>/<id>/` (mode 0700): state.json and a lock file whose flock
+serialises mutations across threads and processes.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+
+from . import cgroups
+from .config import Config
+from .container import Container, lock_container
+from .errors import ConfigInvalidError, IdInUseError, in_context, system_error_from
+from .state import LOCK_FILE, StateRecord, check_id, read_state, write_state
+
+
+def default_root():
+    if os.geteuid() == 0:
+        return "/run/pycontainer"
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
+    return os.path.join(runtime, "pycontainer")
+
+
+class Factory:
+    def __init__(self, root=None):
+        self.root = os.path.abspath(root or default_root())
+
+    def _dir(self, container_id):
+        return os.path.join(self.root, check_id(container_id))
+
+    def create(self, container_id, config):
+        """Make the container's cgroups and state; no process runs until start()."""
+        state_dir = self._dir(container_id)
+        if not isinstance(config, Config):
+            raise ConfigInvalidError("config", config, "expected a pycontainer.Config",
+                                     container_id=container_id, operation="create")
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            os.mkdir(state_dir, 0o700)
+        except FileExistsError:
+            raise IdInUseError("a container with this id exists", container_id=container_id,
+                               operation="create") from None
+        except OSError as exc:
+            raise system_error_from(exc, container_id=container_id, operation="create") from None
+        manager = None
+        try:
+            lock_fd = os.open(os.path.join(state_dir, LOCK_FILE),
+                              os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            os.close(lock_fd)
+            with lock_container(state_dir, container_id, "create"):
+                manager = cgroups.new_manager(
+                    container_id, config.cgroup_parent, config.resources)
+                manager.create()
+                record = StateRecord(id=container_id, nonce=secrets.token_hex(8),
+                                     created=time.time(), config=config.to_dict(),
+                                     cgroups=manager.to_record())
+                write_state(state_dir, record)
+        except BaseException as exc:
+            # Nothing half-made stays: cgroups, then the state directory.
+            if manager is not None:
+                try:
+                    manager.destroy()
+                except Exception:
+                    pass
+            shutil.rmtree(state_dir, ignore_errors=True)
+            raise in_context(exc, container_id, "create") from None
+        return Container(state_dir, record, config)
+
+    def load(self, container_id):
+        """The container with this id, as any process sees it."""
+        state_dir = self._dir(container_id)
+        record = read_state(state_dir, container_id)
+        return Container(state_dir, record, Config.from_dict(record.config))
+
+    def list(self):
+        """Ids of every container with a state directory, sorted."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if not n.startswith(".")
+                      and os.path.isdir(os.path.join(self.root, n)))

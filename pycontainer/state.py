@@ -1,0 +1,135 @@
+"""RunState and the on-disk state record.
+
+`<root>/<id>/state.json` holds what the kernel cannot tell us: the config, the cgroup
+paths, the init's pid and start time. It is replaced atomically (write a temp file, rename)
+so a reader sees the old record or the new one, never half of one. Whether the init is
+alive or the cgroup frozen is always asked of the kernel, never stored.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+from dataclasses import dataclass, field, asdict
+from typing import Optional
+
+from .errors import ContainerError, ContainerNotExistError, InvalidIdError
+
+STATE_VERSION = 1
+STATE_FILE = "state.json"
+LOCK_FILE = "lock"
+_ID = re.compile(r"[A-Za-z0-9_.+-]{1,1024}")
+
+
+class RunState(enum.Enum):
+    CREATED = "created"     # no process yet
+    RUNNING = "running"
+    PAUSING = "pausing"     # freeze requested, not yet reported done by the kernel
+    PAUSED = "paused"
+    STOPPED = "stopped"     # its init has exited
+
+    def __str__(self):
+        return self.value
+
+
+class StateInvalidError(ContainerError):
+    """state.json exists but cannot be read: truncated, not JSON, or from a newer version."""
+
+    code = "StateInvalid"
+
+
+def check_id(container_id):
+    """Ids: 1-1024 characters of [A-Za-z0-9_.+-], not starting with a dot."""
+    if not isinstance(container_id, str) or not _ID.fullmatch(container_id) \
+            or container_id.startswith("."):
+        raise InvalidIdError(
+            f"invalid container id {container_id!r}: expected 1-1024 characters of "
+            "[A-Za-z0-9_.+-], not starting with '.'", operation="check id")
+    return container_id
+
+
+@dataclass
+class StateRecord:
+    id: str
+    nonce: str                       # distinguishes this container from a later one with the same id
+    created: float                   # time.time() at create
+    config: dict
+    cgroups: dict
+    init_pid: Optional[int] = None
+    init_start_time: Optional[int] = None   # field 22 of /proc/<pid>/stat: guards pid reuse
+    version: int = STATE_VERSION
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self):
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+def write_state(state_dir, record):
+    tmp = os.path.join(state_dir, f".{STATE_FILE}.{os.getpid()}.tmp")
+    data = record.to_json().encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        if os.write(fd, data) != len(data):
+            raise OSError(28, "short write", tmp)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.rename(tmp, os.path.join(state_dir, STATE_FILE))
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def read_state(state_dir, container_id):
+    path = os.path.join(state_dir, STATE_FILE)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ContainerNotExistError("no such container", container_id=container_id) from None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    try:
+        raw = json.loads(b"".join(chunks))
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        version = raw.get("version")
+        if not isinstance(version, int) or version > STATE_VERSION:
+            raise ValueError(f"state version {version!r} is newer than this pycontainer's "
+                             f"({STATE_VERSION})")
+        return StateRecord(**raw)
+    except (ValueError, TypeError) as exc:
+        raise StateInvalidError(f"{path}: {exc}", container_id=container_id,
+                                operation="read state") from None
+
+
+def process_start_time(pid):
+    """Start time of pid in clock ticks since boot, or None when there is no such process.
+    (pid, start time) names a process for good: a reused pid has a later start time."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    try:
+        data = os.read(fd, 4096)
+    except ProcessLookupError:
+        return None
+    finally:
+        os.close(fd)
+    # comm (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+    rest = data[data.rindex(b")") + 2:].split()
+    return int(rest[19])
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,126 @@
+"""Shared fixtures: a busybox rootfs, a Factory on a private root, and a guard that fails
+any test leaving a process, cgroup, state directory or descriptor behind."""
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+def needs_root():
+    if os.geteuid() != 0:
+        if os.environ.get("PYCONTAINER_REQUIRE_ROOT"):
+            pytest.fail("integration tests need root (PYCONTAINER_REQUIRE_ROOT is set)")
+        pytest.skip("needs root")
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory):
+    """A rootfs of Debian's busybox-static: /bin/<applet> -> busybox, as `--install -s`."""
+    if not os.path.exists(BUSYBOX):
+        pytest.fail("busybox-static is not installed (apt-get install -y busybox-static)")
+    root = tmp_path_factory.mktemp("busybox-rootfs")
+    for d in ("bin", "proc", "sys", "dev", "tmp", "etc", "root", "run", "data"):
+        (root / d).mkdir()
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            os.symlink("busybox", root / "bin" / applet)
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
+                                         "nobody:x:65534:65534:nobody:/:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    return str(root)
+
+
+def _cgroup_leftovers():
+    found = []
+    for base in ("/sys/fs/cgroup",):
+        for dirpath, dirnames, _ in os.walk(base):
+            if "/pycontainer/" in dirpath + "/" and os.path.basename(dirpath) != "pycontainer":
+                found.append(dirpath)
+                dirnames[:] = []
+            if dirpath.count("/") > 10:
+                dirnames[:] = []
+    return sorted(found)
+
+
+def _processes_in_our_cgroups():
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cgroup") as f:
+                if "/pycontainer/" in f.read():
+                    pids.append(int(name))
+        except OSError:
+            pass
+    return pids
+
+
+def _our_fds():
+    fds = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        fds.add((int(name), target))
+    return fds
+
+
+def _settle(check, timeout=5.0):
+    """Processes die and cgroups empty asynchronously; give the kernel a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
+
+
+def _new_fds(before):
+    # The exit watcher's epoll descriptor lives as long as the process: not a leak.
+    return sorted({(fd, t) for fd, t in _our_fds() if "[eventpoll]" not in t} - before)
+
+
+@pytest.fixture
+def leak_check():
+    """Fails the test if it leaves a container process, cgroup or descriptor behind."""
+    before_fds = _our_fds()
+    yield
+    procs = _settle(_processes_in_our_cgroups)
+    cgs = _settle(_cgroup_leftovers)
+    new_fds = _settle(lambda: _new_fds(before_fds), 2.0)
+    problems = []
+    if procs:
+        problems.append(f"processes in pycontainer cgroups: {procs}")
+    if cgs:
+        problems.append(f"cgroup directories: {cgs}")
+    if new_fds:
+        problems.append(f"descriptors: {new_fds}")
+    if problems:
+        pytest.fail("left behind: " + "; ".join(problems))
+
+
+@pytest.fixture
+def factory(tmp_path, leak_check):
+    """A Factory on a private root; every container it holds is destroyed at teardown,
+    and the test fails if a state directory was left behind by the test itself."""
+    needs_root()
+    import pycontainer as pc
+    f = pc.Factory(root=str(tmp_path / "run"))
+    yield f
+    leftovers = f.list()
+    for cid in leftovers:
+        try:
+            f.load(cid).destroy()
+        except Exception:
+            pass
+    if leftovers:
+        pytest.fail(f"test left containers behind: {leftovers}")
