@@ -161,6 +161,64 @@ static int detach_host_views(void)
     return 0;
 }
 
+static int make_device(const struct pc_device *d)
+{
+    char parent[PATH_MAX];
+    size_t len = strlen(d->path);
+    if (len >= sizeof(parent)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(parent, d->path, len + 1);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = '\0';
+        if (pc_mkdir_p(parent, 0755) < 0)
+            return -1;
+    }
+    if (unlink(d->path) < 0 && errno != ENOENT)
+        return -1;
+    if (mknod(d->path, d->mode, makedev(d->major, d->minor)) < 0)
+        return -1;
+    return chown(d->path, d->uid, d->gid);
+}
+
+static int write_sysctl(const char *path, const char *value)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t len = (ssize_t)strlen(value);
+    ssize_t n = write(fd, value, (size_t)len);
+    int saved = errno;
+    close(fd);
+    if (n != len) {
+        errno = n < 0 ? saved : EIO;
+        return -1;
+    }
+    return 0;
+}
+
+/* A path that does not exist in this image is nothing to protect. */
+static int readonly_path(const char *path)
+{
+    if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0)
+        return errno == ENOENT ? 0 : -1;
+    struct pc_mount_attr ro = { .attr_set = PC_MOUNT_ATTR_RDONLY };
+    return pc_mount_setattr(AT_FDCWD, path, PC_AT_RECURSIVE, &ro);
+}
+
+/* Directories get an empty read-only tmpfs over them, files /dev/null, as runc does. */
+static int mask_path(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (S_ISDIR(st.st_mode))
+        return mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0");
+    return mount("/dev/null", path, NULL, MS_BIND, NULL);
+}
+
 int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
 {
     int trees[c->nmounts > 0 ? c->nmounts : 1];
@@ -218,5 +276,18 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
             trees[i] = -1;
         }
     }
+    for (int i = 0; i < c->ndevices; i++)
+        if (make_device(&c->devices[i]) < 0)
+            return pc_fail(e, PC_STAGE_DEVICES, i);
+    /* sysctls go through /proc/sys, so before it turns read-only. */
+    for (int i = 0; i < c->nsysctl; i++)
+        if (write_sysctl(c->sysctl_paths[i], c->sysctl_values[i]) < 0)
+            return pc_fail(e, PC_STAGE_SYSCTL, i);
+    for (int i = 0; i < c->nreadonly; i++)
+        if (readonly_path(c->readonly_paths[i]) < 0)
+            return pc_fail(e, PC_STAGE_READONLY_PATHS, i);
+    for (int i = 0; i < c->nmasked; i++)
+        if (mask_path(c->masked_paths[i]) < 0)
+            return pc_fail(e, PC_STAGE_MASKED_PATHS, i);
     return 0;
 }

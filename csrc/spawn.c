@@ -55,6 +55,15 @@ static const char *const stage_names[PC_STAGE_COUNT] = {
     [PC_STAGE_LOOPBACK] = "loopback",
     [PC_STAGE_SETNS] = "setns",
     [PC_STAGE_CLONE] = "clone",
+    [PC_STAGE_DEVICES] = "devices",
+    [PC_STAGE_SYSCTL] = "sysctl",
+    [PC_STAGE_READONLY_PATHS] = "readonly_paths",
+    [PC_STAGE_MASKED_PATHS] = "masked_paths",
+    [PC_STAGE_RLIMITS] = "rlimits",
+    [PC_STAGE_OOM_SCORE_ADJ] = "oom_score_adj",
+    [PC_STAGE_CAPS] = "capabilities",
+    [PC_STAGE_NO_NEW_PRIVS] = "no_new_privileges",
+    [PC_STAGE_SECCOMP] = "seccomp",
     [PC_STAGE_SETGROUPS] = "setgroups",
     [PC_STAGE_SETGID] = "setgid",
     [PC_STAGE_SETUID] = "setuid",
@@ -230,6 +239,9 @@ static void exec_search(char *const *argv, char *const *envp)
 static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
 {
     const struct pc_process *p = ctx->p;
+    const struct pc_security *sec = p->security;
+    if (pc_security_before_user(sec, e) < 0 || pc_security_early_seccomp(sec, e) < 0)
+        return -1;
     /* Raw syscalls: glibc's setuid() would broadcast to the caller's threads (SIGSETXID). */
     if (syscall(SYS_setgroups, p->ngroups, p->groups) < 0)
         return pc_fail(e, PC_STAGE_SETGROUPS, -1);
@@ -237,6 +249,8 @@ static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
         return pc_fail(e, PC_STAGE_SETGID, -1);
     if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0)
         return pc_fail(e, PC_STAGE_SETUID, -1);
+    if (pc_security_after_user(sec, e) < 0)
+        return -1;
     if (chdir(p->cwd) < 0)
         return pc_fail(e, PC_STAGE_CWD, -1);
     if (setup_stdio(p) < 0)
@@ -252,6 +266,8 @@ static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
         syscall(SYS_rt_sigaction, SIGXFSZ, &dfl, NULL, _NSIG / 8) < 0 ||
         syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8) < 0)
         return pc_fail(e, PC_STAGE_SIGNALS, -1);
+    if (pc_security_final(sec, e) < 0)
+        return -1;
     exec_search(p->argv, p->envp);
     return pc_fail(e, PC_STAGE_EXEC, -1);
 }

@@ -30,6 +30,15 @@ enum pc_stage {
     PC_STAGE_LOOPBACK,
     PC_STAGE_SETNS,
     PC_STAGE_CLONE,        /* the joining helper's clone3 */
+    PC_STAGE_DEVICES,      /* a Config device node; index = device */
+    PC_STAGE_SYSCTL,       /* index = sysctl */
+    PC_STAGE_READONLY_PATHS,   /* index = path */
+    PC_STAGE_MASKED_PATHS,     /* index = path */
+    PC_STAGE_RLIMITS,      /* index = rlimit */
+    PC_STAGE_OOM_SCORE_ADJ,
+    PC_STAGE_CAPS,
+    PC_STAGE_NO_NEW_PRIVS,
+    PC_STAGE_SECCOMP,
     PC_STAGE_SETGROUPS,
     PC_STAGE_SETGID,
     PC_STAGE_SETUID,
@@ -60,6 +69,38 @@ struct pc_mount {
     const char *data;            /* filesystem options, or NULL */
 };
 
+/* A device node the container gets besides the default ones. */
+struct pc_device {
+    const char *path;
+    mode_t mode;                 /* S_IFCHR or S_IFBLK | permission bits */
+    unsigned int major, minor;
+    uid_t uid;
+    gid_t gid;
+};
+
+struct pc_rlimit {
+    int resource;                /* RLIMIT_* */
+    uint64_t soft, hard;
+};
+
+/* Per-process hardening: what every process of a container gets (Config), with the
+ * ProcessConfig's rlimits layered on top. Applied in the child, in this order: bounding
+ * set, rlimits, oom_score_adj, groups/gid, uid (keeping capabilities across it), the
+ * other capability sets, ambient, umask, no_new_privs, seccomp last before exec. */
+struct pc_security {
+    int set_caps;                /* 0: leave the capability sets alone */
+    int last_cap;                /* /proc/sys/kernel/cap_last_cap */
+    uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+    int no_new_privs;
+    const void *seccomp;         /* struct sock_filter[], or NULL */
+    unsigned short seccomp_len;  /* number of instructions */
+    const struct pc_rlimit *rlimits;
+    int nrlimits;
+    int set_oom_score_adj;
+    int oom_score_adj;
+    int umask;
+};
+
 /* What a new container looks like: prepared once per Config, read-only afterwards. */
 struct pc_container {
     uint64_t ns_flags;           /* CLONE_NEW* */
@@ -71,6 +112,15 @@ struct pc_container {
     const char *domainname;
     struct pc_mount *mounts;
     int nmounts;
+    const struct pc_device *devices;
+    int ndevices;
+    const char *const *sysctl_paths;    /* /proc/sys/... */
+    const char *const *sysctl_values;
+    int nsysctl;
+    const char *const *readonly_paths;
+    int nreadonly;
+    const char *const *masked_paths;
+    int nmasked;
 };
 
 /* One process to start. */
@@ -83,6 +133,7 @@ struct pc_process {
     const gid_t *groups;
     int ngroups;
     int stdio[3];                /* -1: /dev/null inside the container */
+    const struct pc_security *security;   /* NULL: none (a privileged process) */
 };
 
 /* Where the process goes: a new container (join_pidfd == -1) or the namespaces of a

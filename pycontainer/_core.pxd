@@ -29,6 +29,36 @@ cdef extern from "spawn.h" nogil:
         unsigned long propagation
         const char *data
 
+    struct pc_device:
+        const char *path
+        unsigned int mode
+        unsigned int major
+        unsigned int minor
+        uid_t uid
+        gid_t gid
+
+    struct pc_rlimit:
+        int resource
+        uint64_t soft
+        uint64_t hard
+
+    struct pc_security:
+        int set_caps
+        int last_cap
+        uint64_t cap_bounding
+        uint64_t cap_effective
+        uint64_t cap_permitted
+        uint64_t cap_inheritable
+        uint64_t cap_ambient
+        int no_new_privs
+        const void *seccomp
+        unsigned short seccomp_len
+        const pc_rlimit *rlimits
+        int nrlimits
+        int set_oom_score_adj
+        int oom_score_adj
+        int umask
+
     struct pc_container:
         uint64_t ns_flags
         const char *rootfs_source
@@ -39,6 +69,15 @@ cdef extern from "spawn.h" nogil:
         const char *domainname
         pc_mount *mounts
         int nmounts
+        const pc_device *devices
+        int ndevices
+        const char *const *sysctl_paths
+        const char *const *sysctl_values
+        int nsysctl
+        const char *const *readonly_paths
+        int nreadonly
+        const char *const *masked_paths
+        int nmasked
 
     struct pc_process:
         char *const *argv
@@ -49,6 +88,7 @@ cdef extern from "spawn.h" nogil:
         const gid_t *groups
         int ngroups
         int stdio[3]
+        const pc_security *security
 
     struct pc_target:
         const pc_container *container

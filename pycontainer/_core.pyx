@@ -50,20 +50,79 @@ cdef char **_cstr_array(list keep, object items) except NULL:
     return arr
 
 
+cdef class SecurityPlan:
+    """Per-process hardening in C form: capabilities as masks, compiled seccomp BPF,
+    rlimits. Built once per Config (and per ProcessConfig that adds rlimits)."""
+
+    cdef pc_security s
+    cdef bytes _seccomp
+    cdef pc_rlimit *_rlimits
+    cdef readonly tuple rlimit_names
+
+    def __cinit__(self):
+        memset(&self.s, 0, sizeof(self.s))
+
+    def __init__(self, *, cap_masks, last_cap, no_new_privs, seccomp, rlimits, rlimit_names,
+                 oom_score_adj, umask):
+        """cap_masks: (bounding, effective, permitted, inheritable, ambient) or None to keep
+        all; seccomp: BPF bytes or None; rlimits: [(resource, soft, hard)]."""
+        if cap_masks is not None:
+            self.s.set_caps = 1
+            (self.s.cap_bounding, self.s.cap_effective, self.s.cap_permitted,
+             self.s.cap_inheritable, self.s.cap_ambient) = cap_masks
+        self.s.last_cap = last_cap
+        self.s.no_new_privs = 1 if no_new_privs else 0
+        if seccomp is not None:
+            if len(seccomp) % 8 or not 0 < len(seccomp) // 8 <= 4096:
+                raise ValueError("seccomp: BPF program of a bad size")
+            self._seccomp = bytes(seccomp)
+            self.s.seccomp = PyBytes_AS_STRING(self._seccomp)
+            self.s.seccomp_len = len(self._seccomp) // 8
+        self._rlimits = <pc_rlimit *>malloc((len(rlimits) or 1) * sizeof(pc_rlimit))
+        if self._rlimits == NULL:
+            raise MemoryError()
+        cdef int i
+        for i, (resource, soft, hard) in enumerate(rlimits):
+            self._rlimits[i].resource = resource
+            self._rlimits[i].soft = soft
+            self._rlimits[i].hard = hard
+        self.s.rlimits = self._rlimits
+        self.s.nrlimits = len(rlimits)
+        self.rlimit_names = tuple(rlimit_names)
+        if oom_score_adj is not None:
+            self.s.set_oom_score_adj = 1
+            self.s.oom_score_adj = oom_score_adj
+        self.s.umask = umask
+
+    def __dealloc__(self):
+        free(self._rlimits)
+
+
+cdef const char **_cstr_list(list keep, list arrays, object items) except NULL:
+    cdef char **arr = _cstr_array(keep, items)
+    arrays.append(<object><Py_ssize_t>arr)   # freed in __dealloc__
+    return <const char **>arr
+
+
 cdef class ContainerPlan:
     """A Config in the C form the child reads: built once, immutable, shared by every start."""
 
     cdef pc_container c
     cdef list _keep
-    cdef readonly tuple destinations
+    cdef list _arrays
+    cdef pc_device *_devices
+    cdef readonly dict labels
 
     def __cinit__(self):
         memset(&self.c, 0, sizeof(self.c))
         self._keep = []
+        self._arrays = []
 
     def __init__(self, *, namespaces, rootfs_source, rootfs_target, host_image, readonly_rootfs,
-                 hostname, domainname, mounts):
-        """mounts: (source, destination, fstype or None for a bind, flags, propagation, data)."""
+                 hostname, domainname, mounts, devices=(), sysctl=(), readonly_paths=(),
+                 masked_paths=()):
+        """mounts: (source, destination, fstype or None for a bind, flags, propagation, data);
+        devices: (path, mode, major, minor, uid, gid); sysctl: (/proc/sys path, value)."""
         self.c.ns_flags = namespace_flags(namespaces)
         self.c.rootfs_source = _cstr(self._keep, rootfs_source)
         self.c.rootfs_target = _cstr(self._keep, rootfs_target)
@@ -83,14 +142,43 @@ cdef class ContainerPlan:
             self.c.mounts[i].flags = flags
             self.c.mounts[i].propagation = propagation
             self.c.mounts[i].data = _cstr(self._keep, data or None)
-        self.destinations = tuple(m[1] for m in mounts)
+        self._devices = <pc_device *>malloc((len(devices) or 1) * sizeof(pc_device))
+        if self._devices == NULL:
+            raise MemoryError()
+        for i, (path, mode, major, minor, uid, gid) in enumerate(devices):
+            self._devices[i].path = _cstr(self._keep, path)
+            self._devices[i].mode = mode
+            self._devices[i].major = major
+            self._devices[i].minor = minor
+            self._devices[i].uid = uid
+            self._devices[i].gid = gid
+        self.c.devices = self._devices
+        self.c.ndevices = len(devices)
+        self.c.sysctl_paths = _cstr_list(self._keep, self._arrays, [p for p, _ in sysctl])
+        self.c.sysctl_values = _cstr_list(self._keep, self._arrays, [v for _, v in sysctl])
+        self.c.nsysctl = len(sysctl)
+        self.c.readonly_paths = _cstr_list(self._keep, self._arrays, list(readonly_paths))
+        self.c.nreadonly = len(readonly_paths)
+        self.c.masked_paths = _cstr_list(self._keep, self._arrays, list(masked_paths))
+        self.c.nmasked = len(masked_paths)
+        # What an index in a child error refers to, by stage name.
+        destinations = tuple(f"mounts[{i}] {m[1]}" for i, m in enumerate(mounts))
+        self.labels = {
+            "mount": destinations, "bind_source": destinations,
+            "devices": tuple(f"devices[{i}] {d[0]}" for i, d in enumerate(devices)),
+            "sysctl": tuple(f"sysctl {p}" for p, _ in sysctl),
+            "readonly_paths": tuple(readonly_paths), "masked_paths": tuple(masked_paths),
+        }
 
     def __dealloc__(self):
         free(self.c.mounts)
+        free(self._devices)
+        for addr in self._arrays:
+            free(<void *><Py_ssize_t>addr)
 
 
-def spawn(ContainerPlan plan, argv, envp, cwd, int uid, int gid, groups, stdio,
-          int cgroup_fd=-1, procs_fds=(), int join_pidfd=-1, uint64_t join_ns=0):
+def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, int uid, int gid, groups,
+          stdio, int cgroup_fd=-1, procs_fds=(), int join_pidfd=-1, uint64_t join_ns=0):
     """Start a process: a new container's init (join_pidfd == -1) or one joining the
     namespaces of the init behind join_pidfd. Returns (pid, pidfd) once it has exec'd."""
     cdef list keep = []
@@ -123,6 +211,7 @@ def spawn(ContainerPlan plan, argv, envp, cwd, int uid, int gid, groups, stdio,
         proc.ngroups = ngroups
         for i in range(3):
             proc.stdio[i] = stdio[i]
+        proc.security = &security.s if security is not None else NULL
         target.container = &plan.c
         target.join_pidfd = join_pidfd
         target.join_ns = join_ns
@@ -132,7 +221,7 @@ def spawn(ContainerPlan plan, argv, envp, cwd, int uid, int gid, groups, stdio,
         with nogil:
             rc = pc_spawn(&target, &proc, &pid, &pidfd, &cerr)
         if rc < 0:
-            _raise_spawn_error(plan, -rc, cerr, argv, cwd)
+            _raise_spawn_error(plan, security, -rc, cerr, argv, cwd)
         return pid, pidfd
     finally:
         free(cgroups_)
@@ -141,14 +230,20 @@ def spawn(ContainerPlan plan, argv, envp, cwd, int uid, int gid, groups, stdio,
         free(cenvp)
 
 
-cdef _raise_spawn_error(ContainerPlan plan, int err, pc_child_error cerr, argv, cwd):
+cdef _raise_spawn_error(ContainerPlan plan, SecurityPlan security, int err,
+                        pc_child_error cerr, argv, cwd):
     cdef int stage = cerr.stage
     if stage == PC_STAGE_NONE:
         raise ContainerSystemError(err, "clone3")
     name = pc_stage_name(stage).decode()
+    labels = plan.labels.get(name, ())
+    if name == "rlimits" and security is not None:
+        labels = security.rlimit_names
     what = ""
-    if (stage == PC_STAGE_MOUNT or stage == PC_STAGE_BIND_SOURCE) and 0 <= cerr.index < len(plan.destinations):
-        what = f"mounts[{cerr.index}] {plan.destinations[cerr.index]}"
+    if 0 <= cerr.index < len(labels):
+        what = labels[cerr.index]
+    elif name == "capabilities" and cerr.index >= 0:
+        what = f"capability {cerr.index}"
     elif stage == PC_STAGE_EXEC:
         what = argv[0]
     elif stage == PC_STAGE_CWD:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields, asdict
 from typing import Optional
 
 from .errors import ConfigInvalidError
+from .security import (DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, Capabilities, Device,
+                       IdMap, Rlimit, check_sysctl)
 
 __all__ = ["Config", "ProcessConfig", "Mount", "Resources", "NAMESPACES", "DEFAULT_NAMESPACES",
            "DEFAULT_ENV"]
@@ -181,6 +183,20 @@ class Config:
     cwd: str = "/"
     resources: Optional[Resources] = None
     cgroup_parent: Optional[str] = None
+    # Isolation (see README "Security defaults"): safe unless asked otherwise.
+    capabilities: Optional[Capabilities] = Capabilities()   # None: keep every capability
+    no_new_privileges: bool = True
+    seccomp: object = "default"        # "default", None, or an OCI linux.seccomp dict
+    masked_paths: tuple = DEFAULT_MASKED_PATHS
+    readonly_paths: tuple = DEFAULT_READONLY_PATHS
+    devices: tuple = ()                # extra Device nodes (allowed in the device cgroup)
+    device_rules: Optional[tuple] = None   # None: runc's default policy + the devices above
+    rlimits: tuple = ()
+    oom_score_adj: Optional[int] = None
+    sysctl: dict = field(default_factory=dict)
+    umask: int = 0o022
+    uid_mappings: tuple = ()           # IdMap lines; need the "user" namespace
+    gid_mappings: tuple = ()
 
     def __post_init__(self):
         if self.rootfs is not None:
@@ -207,10 +223,7 @@ class Config:
                 _bad("namespaces", list(ns), f"a container needs its own {name} namespace")
         if (self.hostname or self.domainname) and "uts" not in self.namespaces:
             _bad("hostname", self.hostname, "setting a hostname needs the 'uts' namespace")
-        if isinstance(self.mounts, (str, bytes)) or not isinstance(self.mounts, (list, tuple)):
-            _bad("mounts", self.mounts, "expected a list of Mount")
-        mounts = tuple(m if isinstance(m, Mount) else _mount_from(m) for m in self.mounts)
-        object.__setattr__(self, "mounts", mounts)
+        object.__setattr__(self, "mounts", _tuple_of(Mount, self.mounts, "mounts"))
         if not isinstance(self.readonly_rootfs, bool):
             _bad("readonly_rootfs", self.readonly_rootfs, "expected True or False")
         object.__setattr__(self, "env", tuple(self.env) if isinstance(self.env, list) else self.env)
@@ -225,33 +238,77 @@ class Config:
             _check_path("cgroup_parent", self.cgroup_parent)
             if any(p in ("..", ".") for p in self.cgroup_parent.split("/")):
                 _bad("cgroup_parent", self.cgroup_parent, "must not contain '.' or '..' components")
+        self._check_security()
+
+    def _check_security(self):
+        caps = self.capabilities
+        if isinstance(caps, dict):
+            object.__setattr__(self, "capabilities", _build(Capabilities, caps, "capabilities"))
+        elif caps is not None and not isinstance(caps, Capabilities):
+            _bad("capabilities", caps, "expected a Capabilities or None")
+        if not isinstance(self.no_new_privileges, bool):
+            _bad("no_new_privileges", self.no_new_privileges, "expected True or False")
+        if self.seccomp not in ("default", None):
+            from .seccomp import validate_profile
+            object.__setattr__(self, "seccomp", validate_profile(self.seccomp))
+        for name in ("masked_paths", "readonly_paths"):
+            value = getattr(self, name)
+            _check_strings(name, value, "absolute paths")
+            object.__setattr__(self, name, tuple(value))
+            for i, path in enumerate(value):
+                _check_path(f"{name}[{i}]", path)
+        object.__setattr__(self, "devices", _tuple_of(Device, self.devices, "devices"))
+        if self.device_rules is not None:
+            from .devices import DeviceRule
+            object.__setattr__(self, "device_rules",
+                               _tuple_of(DeviceRule, self.device_rules, "device_rules"))
+        object.__setattr__(self, "rlimits", _tuple_of(Rlimit, self.rlimits, "rlimits"))
+        _check_int("oom_score_adj", self.oom_score_adj, -1000, 1000)
+        check_sysctl(self.sysctl, self.namespaces)
+        _check_int("umask", self.umask, 0, 0o777, allow_none=False)
+        for name in ("uid_mappings", "gid_mappings"):
+            maps = _tuple_of(IdMap, getattr(self, name), name)
+            object.__setattr__(self, name, maps)
+            if maps and "user" not in self.namespaces:
+                _bad(name, maps, "id mappings need the 'user' namespace")
+        if "user" in self.namespaces and not (self.uid_mappings and self.gid_mappings):
+            _bad("namespaces", "user", "a user namespace needs uid_mappings and gid_mappings")
 
     @property
     def image_is_host(self):
         return self.rootfs is None
 
     def to_dict(self):
-        d = asdict(self)
-        d["mounts"] = [asdict(m) for m in self.mounts]
-        d["resources"] = self.resources.to_dict() if self.resources else None
-        return d
+        """A JSON-able dict; from_dict(to_dict()) == self."""
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d):
+        if not isinstance(d, dict):
+            _bad("config", d, "expected a dict")
         d = dict(d)
-        d["mounts"] = tuple(_mount_from(m) for m in d.get("mounts", ()))
         if d.get("resources") is not None:
             d["resources"] = _build(Resources, d["resources"], "resources")
-        for k in ("namespaces", "env"):
-            if k in d and isinstance(d[k], list):
+        if isinstance(d.get("capabilities"), dict):
+            d["capabilities"] = {k: tuple(v) for k, v in d["capabilities"].items()}
+        for k in ("namespaces", "env", "masked_paths", "readonly_paths"):
+            if isinstance(d.get(k), list):
                 d[k] = tuple(d[k])
         return _build(cls, d, "config")
 
 
-def _mount_from(m):
-    if not isinstance(m, dict):
-        _bad("mounts", m, "expected a Mount")
-    return _build(Mount, m, "mounts")
+def _tuple_of(cls, items, where):
+    """items as a tuple of cls; dicts (from JSON) are built, anything else rejected."""
+    if isinstance(items, (str, bytes, dict)) or not isinstance(items, (list, tuple)):
+        _bad(where, items, f"expected a list of {cls.__name__}")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, dict):
+            item = _build(cls, item, f"{where}[{i}]")
+        elif not isinstance(item, cls):
+            _bad(f"{where}[{i}]", item, f"expected a {cls.__name__}")
+        out.append(item)
+    return tuple(out)
 
 
 def _build(cls, d, where):
@@ -277,6 +334,7 @@ class ProcessConfig:
     stdin: object = None
     stdout: object = None
     stderr: object = None
+    rlimits: tuple = ()          # on top of the Config's, by type
 
     def __post_init__(self):
         if isinstance(self.args, (str, bytes)) or not isinstance(self.args, (list, tuple)):
@@ -307,6 +365,7 @@ class ProcessConfig:
             _bad("additional_gids", len(self.additional_gids), "more than NGROUPS_MAX")
         for name in ("stdin", "stdout", "stderr"):
             _stdio_fd(name, getattr(self, name))
+        object.__setattr__(self, "rlimits", _tuple_of(Rlimit, self.rlimits, "rlimits"))
 
     def uid_gid(self):
         if self.user is None:

@@ -14,12 +14,14 @@ import os
 import select
 import signal
 import threading
+import warnings
 
 from . import _core, cgroups
 from .config import Config, ProcessConfig
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
                      ContainerPausedError, in_context)
 from .exits import WATCHER
+from .security import kernel_last_cap, sysctl_path
 from .state import (LOCK_FILE, STATE_FILE, RunState, process_start_time, read_state,
                     write_state)
 from .stats import ContainerStats, read_interfaces
@@ -57,7 +59,33 @@ def build_plan(config, state_dir):
         rootfs_source="/" if host else config.rootfs,
         rootfs_target=state_dir if host else config.rootfs,
         host_image=host, readonly_rootfs=host or config.readonly_rootfs,
-        hostname=config.hostname, domainname=config.domainname, mounts=mounts)
+        hostname=config.hostname, domainname=config.domainname, mounts=mounts,
+        devices=[(d.path, d.mode(), d.major, d.minor, d.uid, d.gid) for d in config.devices],
+        sysctl=[(sysctl_path(k), v) for k, v in sorted(config.sysctl.items())],
+        readonly_paths=config.readonly_paths, masked_paths=config.masked_paths)
+
+
+def build_security(config, process_rlimits=()):
+    """The per-process hardening in C form; the seccomp profile is compiled (and cached)
+    here, never on the start path."""
+    last_cap = kernel_last_cap()
+    caps = config.capabilities
+    if caps is not None and caps.unsupported(last_cap):
+        warnings.warn(f"capabilities {caps.unsupported(last_cap)} are unknown to this kernel "
+                      f"(last is {last_cap}); skipped", RuntimeWarning, stacklevel=3)
+    seccomp = None
+    if config.seccomp is not None:
+        from .seccomp import DEFAULT_PROFILE, compile_profile
+        seccomp = compile_profile(DEFAULT_PROFILE if config.seccomp == "default"
+                                  else config.seccomp)
+    rlimits = {r.type: r for r in config.rlimits}
+    rlimits.update((r.type, r) for r in process_rlimits)
+    return _core.SecurityPlan(
+        cap_masks=caps.masks(last_cap) if caps is not None else None, last_cap=last_cap,
+        no_new_privs=config.no_new_privileges, seccomp=seccomp,
+        rlimits=[r.c_form() for r in rlimits.values()],
+        rlimit_names=[f"rlimits {name}" for name in rlimits],
+        oom_score_adj=config.oom_score_adj, umask=config.umask)
 
 
 class Container:
@@ -67,6 +95,7 @@ class Container:
         self._nonce = record.nonce
         self._config = config
         self._plan = build_plan(config, state_dir)
+        self._security = build_security(config)
         self._ns_flags = _core.namespace_flags(config.namespaces)
         self._cgroups = cgroups.load_manager(record.cgroups)
         self._pidfds = {}                 # (pid, start time) -> pidfd of an init we looked at
@@ -154,7 +183,9 @@ class Container:
                                        operation="start")
         uid, gid = process.uid_gid()
         stdio = process.stdio_fds()
-        args = (list(process.args), list(process.env if process.env is not None
+        security = (build_security(self._config, process.rlimits) if process.rlimits
+                    else self._security)
+        args = (security, list(process.args), list(process.env if process.env is not None
                                          else self._config.env),
                 process.cwd or self._config.cwd, uid, gid, list(process.additional_gids), stdio)
         cgroup_fd, procs_fds = self._cgroups.placement()
