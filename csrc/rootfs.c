@@ -5,7 +5,9 @@
  * detaching the old root. From then on no host path is reachable, so every destination
  * (including a symlink such as /etc/evil -> /) resolves inside the container's root:
  * the class of CVE-2019-19921 cannot reach the host. Then /proc, /sys, /dev, the Config's
- * mounts. Every step reports its stage; mount steps report the mount's index. */
+ * mounts, devices, sysctls, read-only and masked paths. Every step reports its stage;
+ * indexed steps report which item failed. Descriptors left open on a failure are
+ * close-on-exec in a child about to _exit. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -127,15 +129,30 @@ static const char *const dev_links[][2] = {
     { "pts/ptmx", "/dev/ptmx" },
 };
 
-static int setup_dev(void)
+#define PC_NODES (sizeof(default_nodes) / sizeof(default_nodes[0]))
+
+/* node_trees: the host's nodes opened before pivot_root (a user namespace may not
+ * mknod), or NULL to create them. */
+static int setup_dev(const int *node_trees)
 {
     const unsigned long nse = MS_NOSUID | MS_NODEV | MS_NOEXEC;
     if (mount_fs("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") < 0)
         return -1;
-    for (size_t i = 0; i < sizeof(default_nodes) / sizeof(default_nodes[0]); i++)
-        if (mknod(default_nodes[i].path, S_IFCHR | 0666,
-                  makedev(default_nodes[i].major, default_nodes[i].minor)) < 0)
+    for (size_t i = 0; i < PC_NODES; i++) {
+        if (!node_trees) {
+            if (mknod(default_nodes[i].path, S_IFCHR | 0666,
+                      makedev(default_nodes[i].major, default_nodes[i].minor)) < 0)
+                return -1;
+            continue;
+        }
+        int fd = open(default_nodes[i].path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+        if (fd < 0)
             return -1;
+        close(fd);
+        if (pc_move_mount(node_trees[i], "", AT_FDCWD, default_nodes[i].path,
+                          PC_MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            return -1;
+    }
     if (mount_fs("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
                  "newinstance,ptmxmode=0666,mode=0620,gid=5") < 0)
         return -1;
@@ -238,6 +255,29 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
             return pc_fail(e, PC_STAGE_BIND_SOURCE, i);
     }
 
+    /* proc and sysfs are made now, while the host's are still visible: in a user
+     * namespace the kernel refuses them once no fully visible instance is left. */
+    const unsigned int nse = 0x2 | 0x4 | 0x8;   /* MOUNT_ATTR_NOSUID | NODEV | NOEXEC */
+    int proc = pc_fsmount("proc", nse);
+    if (proc < 0)
+        return pc_fail(e, PC_STAGE_MOUNT_PROC, -1);
+    int sys = pc_fsmount("sysfs", nse | PC_MOUNT_ATTR_RDONLY);
+    if (sys < 0 && c->bind_devices && errno == EPERM) {
+        /* No network namespace of the user namespace's own: the host's /sys, read-only. */
+        struct pc_mount_attr ro = { .attr_set = PC_MOUNT_ATTR_RDONLY };
+        sys = pc_open_tree(AT_FDCWD, "/sys", PC_OPEN_TREE_CLONE | PC_OPEN_TREE_CLOEXEC |
+                           PC_AT_RECURSIVE);
+        if (sys >= 0 && pc_mount_setattr(sys, "", AT_EMPTY_PATH | PC_AT_RECURSIVE, &ro) < 0)
+            sys = -1;
+    }
+    if (sys < 0)
+        return pc_fail(e, PC_STAGE_MOUNT_SYS, -1);
+    int node_trees[PC_NODES];
+    for (size_t i = 0; c->bind_devices && i < PC_NODES; i++)
+        if ((node_trees[i] = pc_open_tree(AT_FDCWD, default_nodes[i].path,
+                                          PC_OPEN_TREE_CLONE | PC_OPEN_TREE_CLOEXEC)) < 0)
+            return pc_fail(e, PC_STAGE_MOUNT_DEV, -1);
+
     if (mount(c->rootfs_source, c->rootfs_target, NULL, MS_BIND | MS_REC, NULL) < 0)
         return pc_fail(e, PC_STAGE_BIND_ROOTFS, -1);
     if (chdir(c->rootfs_target) < 0 || pc_pivot_root(".", ".") < 0 ||
@@ -253,11 +293,13 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
     }
 
     umask(0);   /* device nodes and mount points get exactly the modes asked for */
-    if (mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+    if (pc_mkdir_p("/proc", 0755) < 0 ||
+        pc_move_mount(proc, "", AT_FDCWD, "/proc", PC_MOVE_MOUNT_F_EMPTY_PATH) < 0)
         return pc_fail(e, PC_STAGE_MOUNT_PROC, -1);
-    if (mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) < 0)
+    if (pc_mkdir_p("/sys", 0755) < 0 ||
+        pc_move_mount(sys, "", AT_FDCWD, "/sys", PC_MOVE_MOUNT_F_EMPTY_PATH) < 0)
         return pc_fail(e, PC_STAGE_MOUNT_SYS, -1);
-    if (setup_dev() < 0)
+    if (setup_dev(c->bind_devices ? node_trees : NULL) < 0)
         return pc_fail(e, PC_STAGE_MOUNT_DEV, -1);
     if (c->host_image &&
         (mount_fs("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0 ||

@@ -53,6 +53,7 @@ static const char *const stage_names[PC_STAGE_COUNT] = {
     [PC_STAGE_HOSTNAME] = "hostname",
     [PC_STAGE_DOMAINNAME] = "domainname",
     [PC_STAGE_LOOPBACK] = "loopback",
+    [PC_STAGE_ID_MAPPINGS] = "id_mappings",
     [PC_STAGE_SETNS] = "setns",
     [PC_STAGE_CLONE] = "clone",
     [PC_STAGE_DEVICES] = "devices",
@@ -89,6 +90,8 @@ struct spawn_ctx {
     char *stack2;         /* the joined process's stack */
     int join_pidfd_out;   /* filled by the kernel in the helper's clone */
     pid_t join_pid_out;
+    int sync_r, sync_w;   /* user ns: the init waits on sync_r until its maps are written */
+    int done_r, done_w;   /* user ns: EOF on done_r once the init has exec'd or exited */
 };
 
 /* clone3 on our trampoline; glibc's clone() where clone3 or the trampoline is missing. */
@@ -292,6 +295,18 @@ static int init_main(void *arg)
     const struct pc_container *c = ctx->t->container;
     struct pc_child_error e = { 0, 0, -1 };
 
+    if (ctx->sync_r >= 0) {
+        /* A new user namespace: nothing may happen in it before its maps exist. */
+        char go;
+        if (read(ctx->sync_r, &go, 1) != 1)
+            return 127;   /* the helper failed and has reported why */
+        /* Become the namespace's root: our host ids are not mapped in it, and files we
+         * create (the mount points in /dev) need an owner that is. */
+        if (syscall(SYS_setresgid, 0, 0, 0) < 0)
+            return die(ctx, &e, PC_STAGE_SETGID);
+        if (syscall(SYS_setresuid, 0, 0, 0) < 0)
+            return die(ctx, &e, PC_STAGE_SETUID);
+    }
     if (ctx->legacy)
         reset_signal_handlers();
     if (join_cgroups(ctx, &e) < 0)
@@ -360,6 +375,88 @@ static int join_helper_main(void *arg)
     return 0;
 }
 
+static char *format_uint(char *end, unsigned long v)
+{
+    *--end = '\0';
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
+static int write_proc_file(pid_t pid, const char *name, const char *value)
+{
+    char num[24], path[64];
+    const char *p = format_uint(num + sizeof(num), (unsigned long)pid);
+    size_t plen = strlen(p), nlen = strlen(name);
+    memcpy(path, "/proc/", 6);
+    memcpy(path + 6, p, plen);
+    path[6 + plen] = '/';
+    memcpy(path + 7 + plen, name, nlen + 1);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t len = (ssize_t)strlen(value), n = write(fd, value, (size_t)len);
+    int saved = errno;
+    close(fd);
+    if (n != len) {
+        errno = n < 0 ? saved : EIO;
+        return -1;
+    }
+    return 0;
+}
+
+/* The user namespace helper: clone the init (the caller's child, CLONE_PARENT) into its
+ * new namespaces, write its id maps from outside (the init cannot map ids it does not
+ * have), let it go on, and stay until it has exec'd: the caller sleeps on us (CLONE_VFORK)
+ * and so wakes only when the init is running or has failed. */
+static int userns_helper_main(void *arg)
+{
+    struct spawn_ctx *ctx = arg;
+    const struct pc_target *t = ctx->t;
+    struct pc_child_error e = { 0, 0, -1 };
+
+    struct clone_args a;
+    memset(&a, 0, sizeof(a));
+    a.flags = CLONE_VM | CLONE_PARENT | CLONE_PIDFD |
+              (t->container->ns_flags & ~(uint64_t)CLONE_NEWCGROUP);
+    a.pidfd = (uint64_t)(uintptr_t)&ctx->join_pidfd_out;
+    a.stack = (uint64_t)(uintptr_t)ctx->stack2;
+    a.stack_size = PC_STACK_SIZE;
+    if (t->cgroup_fd >= 0 && !ctx->legacy) {
+        a.flags |= CLONE_INTO_CGROUP;
+        a.cgroup = (uint64_t)t->cgroup_fd;
+    }
+    long pid = clone_vm(&a, init_main, ctx);
+    if (pid < 0) {
+        errno = (int)-pid;
+        return die(ctx, &e, PC_STAGE_CLONE);
+    }
+    ctx->join_pid_out = (pid_t)pid;
+    close(ctx->done_w);   /* the init holds the only other write end */
+    ctx->done_w = -1;     /* shared memory: the caller must not close the number again */
+    /* From here the init runs beside us on the same memory: until it is released it only
+     * waits in read(), so our errno writes cannot race its own. */
+    int which = -1;
+    if (t->deny_setgroups && write_proc_file((pid_t)pid, "setgroups", "deny") < 0)
+        which = 2;
+    else if (write_proc_file((pid_t)pid, "uid_map", t->uid_map) < 0)
+        which = 0;
+    else if (write_proc_file((pid_t)pid, "gid_map", t->gid_map) < 0)
+        which = 1;
+    if (which >= 0) {
+        pc_fail(&e, PC_STAGE_ID_MAPPINGS, which);
+        return child_finish(ctx, &e);   /* the caller kills and reaps the init */
+    }
+    if (write(ctx->sync_w, "1", 1) != 1)
+        return die(ctx, &e, PC_STAGE_CLONE);
+    char buf;
+    while (read(ctx->done_r, &buf, 1) > 0)
+        ;
+    return 0;
+}
+
 static int reap(int pidfd, pid_t pid)
 {
     siginfo_t si;
@@ -371,39 +468,56 @@ static int reap(int pidfd, pid_t pid)
     return rc;
 }
 
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
 int pc_spawn(const struct pc_target *t, const struct pc_process *p,
              pid_t *pid_out, int *pidfd_out, struct pc_child_error *cerr)
 {
-    int errpipe[2], pidfd = -1, rc = 0;
+    int errpipe[2] = { -1, -1 }, pidfd = -1, rc = 0;
+    int joining = t->join_pidfd >= 0;
+    int userns = !joining && (t->container->ns_flags & CLONE_NEWUSER);
     pid_t pid = -1;
     sigset_t all, old;
+    struct spawn_ctx ctx = {
+        .t = t, .p = p, .join_pidfd_out = -1, .join_pid_out = -1,
+        .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1,
+    };
+    char *stacks = MAP_FAILED;
 
     memset(cerr, 0, sizeof(*cerr));
     cerr->index = -1;
     if (pipe2(errpipe, O_CLOEXEC) < 0)
         return -errno;
-    char *stacks = mmap(NULL, 2 * PC_STACK_SIZE, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-    if (stacks == MAP_FAILED) {
-        rc = -errno;
-        close(errpipe[0]);
-        close(errpipe[1]);
-        return rc;
+    ctx.errfd = errpipe[1];
+    if (userns) {
+        int fds[2];
+        if (pipe2(fds, O_CLOEXEC) < 0)
+            goto fail_errno;
+        ctx.sync_r = fds[0], ctx.sync_w = fds[1];
+        if (pipe2(fds, O_CLOEXEC) < 0)
+            goto fail_errno;
+        ctx.done_r = fds[0], ctx.done_w = fds[1];
     }
+    stacks = mmap(NULL, 2 * PC_STACK_SIZE, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (stacks == MAP_FAILED)
+        goto fail_errno;
+    ctx.stack2 = stacks + PC_STACK_SIZE;
 
-    struct spawn_ctx ctx = {
-        .t = t, .p = p, .errfd = errpipe[1], .stack2 = stacks + PC_STACK_SIZE,
-        .join_pidfd_out = -1, .join_pid_out = -1,
-    };
     struct clone_args a;
     memset(&a, 0, sizeof(a));
     a.stack = (uint64_t)(uintptr_t)stacks;
     a.stack_size = PC_STACK_SIZE;
     int (*fn)(void *);
-    int joining = t->join_pidfd >= 0;
-    if (joining) {
+    if (joining || userns) {
+        /* A helper in our namespaces clones the real process (see the file comment). */
         a.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_CLEAR_SIGHAND;
-        fn = join_helper_main;
+        fn = joining ? join_helper_main : userns_helper_main;
     } else {
         a.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND |
                   (t->container->ns_flags & ~(uint64_t)CLONE_NEWCGROUP);
@@ -421,13 +535,12 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
     pthread_sigmask(SIG_SETMASK, &all, &old);
     long ret = clone_vm(&a, fn, &ctx);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    close(errpipe[1]);
-
+    close_fd(&errpipe[1]);
     if (ret < 0) {
         rc = (int)ret;
         goto out;
     }
-    if (joining) {
+    if (joining || userns) {
         reap(-1, (pid_t)ret);          /* the helper has exited: CLONE_VFORK */
         pid = ctx.join_pid_out;
         pidfd = ctx.join_pidfd_out;
@@ -435,7 +548,7 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
         pid = (pid_t)ret;
     }
 
-    /* The child has exec'd or exited by now; its error, if any, is in the pipe. */
+    /* The process has exec'd or exited by now; its error, if any, is in the pipe. */
     ssize_t n;
     do {
         n = read(errpipe[0], cerr, sizeof(*cerr));
@@ -448,13 +561,11 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
         }
         rc = -cerr->err;
         if (pidfd >= 0) {
-            /* exec may not have happened at all (an error in the child before it): the
-             * process has exited, or is about to; reap so no zombie is left. */
+            /* It has exited, or (a helper's failure) waits for a go that never comes. */
             syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
             reap(pidfd, pid);
-            close(pidfd);
+            close_fd(&pidfd);
         }
-        pidfd = -1;
         goto out;
     }
     if (pidfd < 0) {   /* cannot happen: a successful clone gives a pidfd */
@@ -463,8 +574,18 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
     }
     *pid_out = pid;
     *pidfd_out = pidfd;
+    goto out;
+
+fail_errno:
+    rc = -errno;
 out:
-    close(errpipe[0]);
-    munmap(stacks, 2 * PC_STACK_SIZE);
+    close_fd(&errpipe[0]);
+    close_fd(&errpipe[1]);
+    close_fd(&ctx.sync_r);
+    close_fd(&ctx.sync_w);
+    close_fd(&ctx.done_r);
+    close_fd(&ctx.done_w);
+    if (stacks != MAP_FAILED)
+        munmap(stacks, 2 * PC_STACK_SIZE);
     return rc;
 }

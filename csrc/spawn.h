@@ -28,6 +28,7 @@ enum pc_stage {
     PC_STAGE_HOSTNAME,
     PC_STAGE_DOMAINNAME,
     PC_STAGE_LOOPBACK,
+    PC_STAGE_ID_MAPPINGS,  /* index 0: uid_map, 1: gid_map, 2: setgroups */
     PC_STAGE_SETNS,
     PC_STAGE_CLONE,        /* the joining helper's clone3 */
     PC_STAGE_DEVICES,      /* a Config device node; index = device */
@@ -107,6 +108,7 @@ struct pc_container {
     const char *rootfs_source;   /* bound onto rootfs_target, which becomes / */
     const char *rootfs_target;
     int host_image;              /* rootfs is the host's /: detach its /proc /sys /dev /tmp /run */
+    int bind_devices;            /* bind the host's device nodes instead of mknod (user ns) */
     int readonly_rootfs;
     const char *hostname;        /* NULL: leave */
     const char *domainname;
@@ -145,6 +147,11 @@ struct pc_target {
     int cgroup_fd;               /* v2 dir for CLONE_INTO_CGROUP, or -1 */
     const int *procs_fds;        /* v1 cgroup.procs files the child writes "0" to */
     int nprocs_fds;
+    /* A new user namespace (CLONE_NEWUSER in ns_flags): what the helper writes to the
+     * init's /proc/<pid>/uid_map and gid_map before letting it go on. */
+    const char *uid_map;
+    const char *gid_map;
+    int deny_setgroups;          /* write "deny" to setgroups first (needed unprivileged) */
 };
 
 /* Start `proc` in `target`. On success *pid (in the caller's pid namespace) and *pidfd

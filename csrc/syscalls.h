@@ -37,7 +37,16 @@
 #define P_PIDFD 3
 #endif
 
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#define SYS_fsconfig 431
+#define SYS_fsmount 432
+#endif
+
 #define PC_OPEN_TREE_CLONE 1
+#define PC_FSOPEN_CLOEXEC 1
+#define PC_FSCONFIG_CMD_CREATE 6
+#define PC_FSMOUNT_CLOEXEC 1
 #define PC_AT_RECURSIVE 0x8000
 #define PC_MOVE_MOUNT_F_EMPTY_PATH 0x4
 #define PC_MOUNT_ATTR_RDONLY 0x1
@@ -75,6 +84,21 @@ static inline int pc_mount_setattr(int dirfd, const char *path, unsigned int fla
                                    struct pc_mount_attr *attr)
 {
     return (int)syscall(SYS_mount_setattr, dirfd, path, flags, attr, sizeof(*attr));
+}
+
+/* A new filesystem instance as a detached mount: fsopen, create, fsmount. */
+static inline int pc_fsmount(const char *fstype, unsigned int attr)
+{
+    int fs = (int)syscall(SYS_fsopen, fstype, PC_FSOPEN_CLOEXEC);
+    if (fs < 0)
+        return -1;
+    int mnt = -1;
+    if (syscall(SYS_fsconfig, fs, PC_FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
+        mnt = (int)syscall(SYS_fsmount, fs, PC_FSMOUNT_CLOEXEC, attr);
+    int saved = errno;
+    close(fs);
+    errno = saved;
+    return mnt;
 }
 
 static inline int pc_close_range(unsigned int first, unsigned int last, unsigned int flags)

@@ -64,6 +64,7 @@ cdef extern from "spawn.h" nogil:
         const char *rootfs_source
         const char *rootfs_target
         int host_image
+        int bind_devices
         int readonly_rootfs
         const char *hostname
         const char *domainname
@@ -97,6 +98,9 @@ cdef extern from "spawn.h" nogil:
         int cgroup_fd
         const int *procs_fds
         int nprocs_fds
+        const char *uid_map
+        const char *gid_map
+        int deny_setgroups
 
     const char *pc_stage_name(int stage)
     int pc_spawn(const pc_target *target, const pc_process *proc, pid_t *pid, int *pidfd,

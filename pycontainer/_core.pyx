@@ -120,7 +120,7 @@ cdef class ContainerPlan:
 
     def __init__(self, *, namespaces, rootfs_source, rootfs_target, host_image, readonly_rootfs,
                  hostname, domainname, mounts, devices=(), sysctl=(), readonly_paths=(),
-                 masked_paths=()):
+                 masked_paths=(), bind_devices=False):
         """mounts: (source, destination, fstype or None for a bind, flags, propagation, data);
         devices: (path, mode, major, minor, uid, gid); sysctl: (/proc/sys path, value)."""
         self.c.ns_flags = namespace_flags(namespaces)
@@ -128,6 +128,7 @@ cdef class ContainerPlan:
         self.c.rootfs_target = _cstr(self._keep, rootfs_target)
         self.c.host_image = 1 if host_image else 0
         self.c.readonly_rootfs = 1 if readonly_rootfs else 0
+        self.c.bind_devices = 1 if bind_devices else 0
         self.c.hostname = _cstr(self._keep, hostname)
         self.c.domainname = _cstr(self._keep, domainname)
         self.c.nmounts = len(mounts)
@@ -178,9 +179,11 @@ cdef class ContainerPlan:
 
 
 def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, int uid, int gid, groups,
-          stdio, int cgroup_fd=-1, procs_fds=(), int join_pidfd=-1, uint64_t join_ns=0):
+          stdio, int cgroup_fd=-1, procs_fds=(), int join_pidfd=-1, uint64_t join_ns=0,
+          uid_map=None, gid_map=None, deny_setgroups=False):
     """Start a process: a new container's init (join_pidfd == -1) or one joining the
-    namespaces of the init behind join_pidfd. Returns (pid, pidfd) once it has exec'd."""
+    namespaces of the init behind join_pidfd. Returns (pid, pidfd) once it has exec'd.
+    uid_map/gid_map: the new user namespace's maps (when the plan has one)."""
     cdef list keep = []
     cdef pc_process proc
     cdef pc_target target
@@ -218,6 +221,9 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, int uid, i
         target.cgroup_fd = cgroup_fd
         target.procs_fds = cprocs
         target.nprocs_fds = nprocs
+        target.uid_map = _cstr(keep, uid_map)
+        target.gid_map = _cstr(keep, gid_map)
+        target.deny_setgroups = 1 if deny_setgroups else 0
         with nogil:
             rc = pc_spawn(&target, &proc, &pid, &pidfd, &cerr)
         if rc < 0:

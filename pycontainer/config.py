@@ -17,7 +17,7 @@ from .security import (DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, Capabilitie
 __all__ = ["Config", "ProcessConfig", "Mount", "Resources", "NAMESPACES", "DEFAULT_NAMESPACES",
            "DEFAULT_ENV"]
 
-NAMESPACES = ("mount", "pid", "uts", "ipc", "net", "cgroup")
+NAMESPACES = ("user", "mount", "pid", "uts", "ipc", "net", "cgroup")
 DEFAULT_NAMESPACES = ("mount", "pid", "uts", "ipc", "net")
 DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root")
 

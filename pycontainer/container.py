@@ -62,7 +62,22 @@ def build_plan(config, state_dir):
         hostname=config.hostname, domainname=config.domainname, mounts=mounts,
         devices=[(d.path, d.mode(), d.major, d.minor, d.uid, d.gid) for d in config.devices],
         sysctl=[(sysctl_path(k), v) for k, v in sorted(config.sysctl.items())],
-        readonly_paths=config.readonly_paths, masked_paths=config.masked_paths)
+        readonly_paths=config.readonly_paths, masked_paths=config.masked_paths,
+        bind_devices="user" in config.namespaces)
+
+
+def _id_map(mappings):
+    return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
+
+
+def device_policy(config):
+    """The device cgroup rules: the Config's, or runc's default (deny all but the default
+    nodes), plus an allow rule for every device node the Config adds."""
+    from .devices import DEFAULT_RULES, DeviceRule
+    rules = list(DEFAULT_RULES if config.device_rules is None else config.device_rules)
+    rules += [DeviceRule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm")
+              for d in config.devices]
+    return rules
 
 
 def build_security(config, process_rlimits=()):
@@ -97,6 +112,12 @@ class Container:
         self._plan = build_plan(config, state_dir)
         self._security = build_security(config)
         self._ns_flags = _core.namespace_flags(config.namespaces)
+        self._userns = {}
+        if "user" in config.namespaces:
+            self._userns = dict(uid_map=_id_map(config.uid_mappings),
+                                gid_map=_id_map(config.gid_mappings),
+                                # Unprivileged, gid_map may only be written after this.
+                                deny_setgroups=os.geteuid() != 0)
         self._cgroups = cgroups.load_manager(record.cgroups)
         self._pidfds = {}                 # (pid, start time) -> pidfd of an init we looked at
         self._pidfds_lock = threading.Lock()
@@ -197,7 +218,7 @@ class Container:
                                          join_ns=self._ns_flags)
                 return pid, WATCHER.watch(pidfd)
             pid, pidfd = _core.spawn(self._plan, *args, cgroup_fd=cgroup_fd,
-                                     procs_fds=procs_fds)
+                                     procs_fds=procs_fds, **self._userns)
         finally:
             for fd in (cgroup_fd, *procs_fds):
                 if fd >= 0:

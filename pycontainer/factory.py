@@ -12,7 +12,7 @@ import time
 
 from . import cgroups
 from .config import Config
-from .container import Container, lock_container
+from .container import Container, device_policy, lock_container
 from .errors import ConfigInvalidError, IdInUseError, in_context, system_error_from
 from .state import LOCK_FILE, StateRecord, check_id, read_state, write_state
 
@@ -53,7 +53,7 @@ class Factory:
             with lock_container(state_dir, container_id, "create"):
                 manager = cgroups.new_manager(
                     container_id, config.cgroup_parent, config.resources)
-                manager.create()
+                manager.create(device_rules=device_policy(config))
                 record = StateRecord(id=container_id, nonce=secrets.token_hex(8),
                                      created=time.time(), config=config.to_dict(),
                                      cgroups=manager.to_record())
