@@ -1,13 +1,16 @@
 /* rootfs.c: the container's mount namespace, built in the child before exec.
  *
- * Order: make / rprivate (nothing we do propagates to the host); open every bind
- * source on the host as a detached mount tree; bind the rootfs and pivot_root into it,
- * detaching the old root. From then on no host path is reachable, so every destination
- * (including a symlink such as /etc/evil -> /) resolves inside the container's root:
- * the class of CVE-2019-19921 cannot reach the host. Then /proc, /sys, /dev, the Config's
- * mounts, devices, sysctls, read-only and masked paths. Every step reports its stage;
- * indexed steps report which item failed. Descriptors left open on a failure are
- * close-on-exec in a child about to _exit. */
+ * Order: make / rprivate (nothing we do propagates to the host); make proc and sysfs
+ * while the host's are visible (a user namespace may not make them later); bind the
+ * rootfs onto itself; then every mount goes onto a destination resolved inside the
+ * rootfs with openat2(RESOLVE_IN_ROOT) and mounted through the /proc/self/fd link of
+ * what was resolved, so no symlink (/etc/evil -> /) or ".." and no race swapping a
+ * component can put a mount on the host (the CVE-2019-19921 / CVE-2021-30465 class).
+ * Host sources of bind mounts are still reachable at that point. Then pivot_root and
+ * detach the old root; /proc, /sys and /dev/pts... are placed inside the new root, where
+ * no host path exists any more; devices, sysctls, read-only and masked paths last.
+ * Every step reports its stage; indexed steps report which item failed. Descriptors
+ * left open on a failure are close-on-exec in a child about to _exit. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -21,9 +24,19 @@
 #include "child.h"
 #include "syscalls.h"
 
-#define PC_OPEN_TREE_CLOEXEC O_CLOEXEC
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#define PC_RESOLVE_NO_MAGICLINKS 0x02
+#define PC_RESOLVE_IN_ROOT 0x10
 
-/* mkdir -p; existing components are fine. Paths are inside the container's root. */
+struct pc_open_how {
+    uint64_t flags;
+    uint64_t mode;
+    uint64_t resolve;
+};
+
+/* mkdir -p; existing components are fine. Used after pivot_root only. */
 int pc_mkdir_p(const char *path, mode_t mode)
 {
     char buf[PATH_MAX];
@@ -47,33 +60,100 @@ int pc_mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-/* Make sure `path` exists as a directory, or as a file when the bind source is one. */
-static int make_mountpoint(const char *path, int is_dir)
+static int open_in_root_once(int rootfd, const char *path, uint64_t flags)
 {
-    struct stat st;
-    if (stat(path, &st) == 0)
-        return 0;
-    if (is_dir)
-        return pc_mkdir_p(path, 0755);
-    /* A file bind: make the parent directories, then an empty file. */
-    char parent[PATH_MAX];
+    struct pc_open_how how = {
+        .flags = flags | O_CLOEXEC,
+        .resolve = PC_RESOLVE_IN_ROOT | PC_RESOLVE_NO_MAGICLINKS,
+    };
+    return (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+}
+
+/* An O_PATH descriptor of `path` inside the tree at rootfd, resolved as if rootfd were
+ * "/". Missing components are made as directories; the last one, when !is_dir, as an
+ * empty file (the mount point of a file bind). */
+static int open_in_root(int rootfd, const char *path, int is_dir)
+{
+    int fd = open_in_root_once(rootfd, path, O_PATH);
+    if (fd >= 0 || errno != ENOENT)
+        return fd;
+    char buf[PATH_MAX];
     size_t len = strlen(path);
-    if (len >= sizeof(parent)) {
+    if (len >= sizeof(buf)) {
         errno = ENAMETOOLONG;
         return -1;
     }
-    memcpy(parent, path, len + 1);
-    char *slash = strrchr(parent, '/');
-    if (slash && slash != parent) {
-        *slash = '\0';
-        if (pc_mkdir_p(parent, 0755) < 0)
-            return -1;
+    memcpy(buf, path, len + 1);
+    char *end = buf + len;
+    for (char *p = buf + 1; p <= end; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        char *slash = strrchr(buf, '/');
+        int last = saved == '\0';
+        if (slash[1] != '\0') {
+            fd = open_in_root_once(rootfd, buf, O_PATH);
+            if (fd < 0 && errno == ENOENT) {
+                *slash = '\0';
+                int parent = open_in_root_once(rootfd, slash == buf ? "/" : buf,
+                                               O_PATH | O_DIRECTORY);
+                *slash = '/';
+                if (parent < 0)
+                    return -1;
+                int rc;
+                if (last && !is_dir) {
+                    rc = openat(parent, slash + 1, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+                    if (rc >= 0)
+                        close(rc);
+                } else {
+                    rc = mkdirat(parent, slash + 1, 0755);
+                }
+                int saved_errno = errno;
+                close(parent);
+                if (rc < 0 && saved_errno != EEXIST) {
+                    errno = saved_errno;
+                    return -1;
+                }
+            } else if (fd < 0) {
+                return -1;
+            } else {
+                close(fd);
+            }
+        }
+        *p = saved;
     }
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    return open_in_root_once(rootfd, path, O_PATH);
+}
+
+static char *format_fd_path(char buf[32], int fd)
+{
+    char digits[12];
+    char *d = digits + sizeof(digits);
+    *--d = '\0';
+    unsigned int v = (unsigned int)fd;
+    do {
+        *--d = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(buf, "/proc/self/fd/", 14);
+    memcpy(buf + 14, d, (size_t)(digits + sizeof(digits) - d));
+    return buf;
+}
+
+/* mount(2) onto `dest` resolved inside the root: through the fd's magic link. */
+static int mount_in_root(int rootfd, const char *source, const char *dest, int is_dir,
+                         const char *fstype, unsigned long flags, const char *data)
+{
+    int fd = open_in_root(rootfd, dest, is_dir);
     if (fd < 0)
         return -1;
+    char target[32];
+    int rc = mount(source, format_fd_path(target, fd), fstype, flags, data);
+    int saved = errno;
     close(fd);
-    return 0;
+    errno = saved;
+    return rc;
 }
 
 static unsigned long long mount_attr_bits(unsigned long flags)
@@ -89,24 +169,84 @@ static unsigned long long mount_attr_bits(unsigned long flags)
     return attr;
 }
 
-/* Attach a detached bind tree (opened before pivot_root) at its destination. */
-static int attach_bind(const struct pc_mount *m, int tree)
+/* A bind of a host path; then its flags (a bind ignores them) and propagation, on the
+ * new mount (resolved again: the first descriptor is of what lies beneath it). */
+static int bind_in_root(int rootfd, const struct pc_mount *m, int is_dir)
 {
-    struct stat st;
-    if (fstat(tree, &st) < 0)
-        return -1;
-    if (make_mountpoint(m->destination, S_ISDIR(st.st_mode)) < 0)
+    if (mount_in_root(rootfd, m->source, m->destination, is_dir, NULL,
+                      MS_BIND | (m->flags & MS_REC), NULL) < 0)
         return -1;
     struct pc_mount_attr attr = { .attr_set = mount_attr_bits(m->flags) };
+    if (!attr.attr_set && !m->propagation)
+        return 0;
     if (attr.attr_set & 0x70)
         attr.attr_clr = 0x70;   /* MOUNT_ATTR__ATIME: the atime mode is one field */
-    if (attr.attr_set && pc_mount_setattr(tree, "", AT_EMPTY_PATH |
-                                          ((m->flags & MS_REC) ? PC_AT_RECURSIVE : 0), &attr) < 0)
+    int fd = open_in_root_once(rootfd, m->destination, O_PATH);
+    if (fd < 0)
         return -1;
-    if (pc_move_mount(tree, "", AT_FDCWD, m->destination, PC_MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    char target[32];
+    int rc = 0;
+    if (attr.attr_set)
+        rc = pc_mount_setattr(fd, "", AT_EMPTY_PATH | ((m->flags & MS_REC) ? PC_AT_RECURSIVE : 0),
+                              &attr);
+    if (rc == 0 && m->propagation)
+        rc = mount(NULL, format_fd_path(target, fd), NULL, m->propagation, NULL);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+struct pc_node { const char *path; unsigned int major, minor; };
+
+static const struct pc_node default_nodes[] = {
+    { "/dev/null", 1, 3 }, { "/dev/zero", 1, 5 }, { "/dev/full", 1, 7 },
+    { "/dev/random", 1, 8 }, { "/dev/urandom", 1, 9 }, { "/dev/tty", 5, 0 },
+};
+#define PC_NODES (sizeof(default_nodes) / sizeof(default_nodes[0]))
+
+/* /dev: a tmpfs with the default nodes, made (root) or bound from the host (a user
+ * namespace may not mknod). Before pivot_root, inside the root. */
+static int make_dev(int rootfd, int bind)
+{
+    if (mount_in_root(rootfd, "tmpfs", "/dev", 1, "tmpfs", MS_NOSUID | MS_STRICTATIME,
+                      "mode=755,size=65536k") < 0)
         return -1;
+    int dev = open_in_root_once(rootfd, "/dev", O_DIRECTORY);
+    if (dev < 0)
+        return -1;
+    for (size_t i = 0; i < PC_NODES; i++) {
+        const char *name = default_nodes[i].path + 5;
+        int rc;
+        if (!bind) {
+            rc = mknodat(dev, name, S_IFCHR | 0666,
+                         makedev(default_nodes[i].major, default_nodes[i].minor));
+        } else {
+            rc = openat(dev, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+            if (rc >= 0) {
+                char target[32];
+                int node = rc;
+                rc = mount(default_nodes[i].path, format_fd_path(target, node), NULL,
+                           MS_BIND, NULL);
+                close(node);
+            }
+        }
+        if (rc < 0) {
+            int saved = errno;
+            close(dev);
+            errno = saved;
+            return -1;
+        }
+    }
+    close(dev);
     return 0;
 }
+
+static const char *const dev_links[][2] = {
+    { "/proc/self/fd", "/dev/fd" }, { "/proc/self/fd/0", "/dev/stdin" },
+    { "/proc/self/fd/1", "/dev/stdout" }, { "/proc/self/fd/2", "/dev/stderr" },
+    { "pts/ptmx", "/dev/ptmx" },
+};
 
 static int mount_fs(const char *source, const char *target, const char *fstype,
                     unsigned long flags, const char *data)
@@ -116,45 +256,14 @@ static int mount_fs(const char *source, const char *target, const char *fstype,
     return mount(source, target, fstype, flags, data);
 }
 
-struct pc_node { const char *path; unsigned int major, minor; };
-
-static const struct pc_node default_nodes[] = {
-    { "/dev/null", 1, 3 }, { "/dev/zero", 1, 5 }, { "/dev/full", 1, 7 },
-    { "/dev/random", 1, 8 }, { "/dev/urandom", 1, 9 }, { "/dev/tty", 5, 0 },
-};
-
-static const char *const dev_links[][2] = {
-    { "/proc/self/fd", "/dev/fd" }, { "/proc/self/fd/0", "/dev/stdin" },
-    { "/proc/self/fd/1", "/dev/stdout" }, { "/proc/self/fd/2", "/dev/stderr" },
-    { "pts/ptmx", "/dev/ptmx" },
-};
-
-#define PC_NODES (sizeof(default_nodes) / sizeof(default_nodes[0]))
-
-/* node_trees: the host's nodes opened before pivot_root (a user namespace may not
- * mknod), or NULL to create them. */
-static int setup_dev(const int *node_trees)
+/* The rest of /dev, after pivot_root. In a user namespace gid 5 (tty) may be unmapped,
+ * which devpts refuses. */
+static int finish_dev(int userns)
 {
     const unsigned long nse = MS_NOSUID | MS_NODEV | MS_NOEXEC;
-    if (mount_fs("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") < 0)
-        return -1;
-    for (size_t i = 0; i < PC_NODES; i++) {
-        if (!node_trees) {
-            if (mknod(default_nodes[i].path, S_IFCHR | 0666,
-                      makedev(default_nodes[i].major, default_nodes[i].minor)) < 0)
-                return -1;
-            continue;
-        }
-        int fd = open(default_nodes[i].path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
-        if (fd < 0)
-            return -1;
-        close(fd);
-        if (pc_move_mount(node_trees[i], "", AT_FDCWD, default_nodes[i].path,
-                          PC_MOVE_MOUNT_F_EMPTY_PATH) < 0)
-            return -1;
-    }
     if (mount_fs("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-                 "newinstance,ptmxmode=0666,mode=0620,gid=5") < 0)
+                 userns ? "newinstance,ptmxmode=0666,mode=0620"
+                        : "newinstance,ptmxmode=0666,mode=0620,gid=5") < 0)
         return -1;
     if (mount_fs("shm", "/dev/shm", "tmpfs", nse, "mode=1777,size=65536k") < 0)
         return -1;
@@ -166,16 +275,36 @@ static int setup_dev(const int *node_trees)
     return 0;
 }
 
-/* The host image is the host's / bound recursively; its own /proc /sys /dev /tmp /run
- * submounts are detached so nothing of the host's kernel views shows through. */
+/* The host image is the host's / bound recursively: its own kernel views are detached
+ * (where the kernel lets us: a user namespace may not unmount them, and gets fresh
+ * ones mounted over them instead). The tree is the host's own, so plain paths do. */
 static const char *const host_views[] = { "/proc", "/sys", "/dev", "/tmp", "/run" };
 
-static int detach_host_views(void)
+static int detach_host_views(const char *root)
 {
-    for (size_t i = 0; i < sizeof(host_views) / sizeof(host_views[0]); i++)
-        if (umount2(host_views[i], MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+    char path[PATH_MAX];
+    size_t rlen = strlen(root);
+    for (size_t i = 0; i < sizeof(host_views) / sizeof(host_views[0]); i++) {
+        size_t vlen = strlen(host_views[i]);
+        if (rlen + vlen >= sizeof(path)) {
+            errno = ENAMETOOLONG;
             return -1;
+        }
+        memcpy(path, root, rlen);
+        memcpy(path + rlen, host_views[i], vlen + 1);
+        if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT &&
+            errno != EPERM)
+            return -1;
+    }
     return 0;
+}
+
+/* Move a detached mount (proc, sysfs) to its place in the new root. */
+static int place(int tree, const char *dest)
+{
+    if (pc_mkdir_p(dest, 0755) < 0)
+        return -1;
+    return pc_move_mount(tree, "", AT_FDCWD, dest, PC_MOVE_MOUNT_F_EMPTY_PATH);
 }
 
 static int make_device(const struct pc_device *d)
@@ -238,86 +367,83 @@ static int mask_path(const char *path)
 
 int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
 {
-    int trees[c->nmounts > 0 ? c->nmounts : 1];
-
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         return pc_fail(e, PC_STAGE_MOUNT_PRIVATE, -1);
 
-    /* Host sources first: after pivot_root they are out of reach. */
-    for (int i = 0; i < c->nmounts; i++) {
-        const struct pc_mount *m = &c->mounts[i];
-        trees[i] = -1;
-        if (m->fstype)
-            continue;
-        trees[i] = pc_open_tree(AT_FDCWD, m->source, PC_OPEN_TREE_CLONE | PC_OPEN_TREE_CLOEXEC |
-                                ((m->flags & MS_REC) ? PC_AT_RECURSIVE : 0));
-        if (trees[i] < 0)
-            return pc_fail(e, PC_STAGE_BIND_SOURCE, i);
-    }
-
-    /* proc and sysfs are made now, while the host's are still visible: in a user
-     * namespace the kernel refuses them once no fully visible instance is left. */
+    /* proc and sysfs now, while the host's are visible: in a user namespace the kernel
+     * refuses them once no fully visible instance is left. */
     const unsigned int nse = 0x2 | 0x4 | 0x8;   /* MOUNT_ATTR_NOSUID | NODEV | NOEXEC */
     int proc = pc_fsmount("proc", nse);
     if (proc < 0)
         return pc_fail(e, PC_STAGE_MOUNT_PROC, -1);
     int sys = pc_fsmount("sysfs", nse | PC_MOUNT_ATTR_RDONLY);
-    if (sys < 0 && c->bind_devices && errno == EPERM) {
-        /* No network namespace of the user namespace's own: the host's /sys, read-only. */
-        struct pc_mount_attr ro = { .attr_set = PC_MOUNT_ATTR_RDONLY };
-        sys = pc_open_tree(AT_FDCWD, "/sys", PC_OPEN_TREE_CLONE | PC_OPEN_TREE_CLOEXEC |
-                           PC_AT_RECURSIVE);
-        if (sys >= 0 && pc_mount_setattr(sys, "", AT_EMPTY_PATH | PC_AT_RECURSIVE, &ro) < 0)
-            sys = -1;
-    }
-    if (sys < 0)
+    if (sys < 0 && !(c->bind_devices && errno == EPERM))
         return pc_fail(e, PC_STAGE_MOUNT_SYS, -1);
-    int node_trees[PC_NODES];
-    for (size_t i = 0; c->bind_devices && i < PC_NODES; i++)
-        if ((node_trees[i] = pc_open_tree(AT_FDCWD, default_nodes[i].path,
-                                          PC_OPEN_TREE_CLONE | PC_OPEN_TREE_CLOEXEC)) < 0)
-            return pc_fail(e, PC_STAGE_MOUNT_DEV, -1);
 
     if (mount(c->rootfs_source, c->rootfs_target, NULL, MS_BIND | MS_REC, NULL) < 0)
         return pc_fail(e, PC_STAGE_BIND_ROOTFS, -1);
-    if (chdir(c->rootfs_target) < 0 || pc_pivot_root(".", ".") < 0 ||
-        umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
-        return pc_fail(e, PC_STAGE_PIVOT_ROOT, -1);
-    if (c->host_image && detach_host_views() < 0)
-        return pc_fail(e, PC_STAGE_PIVOT_ROOT, -1);
-
+    int root = open(c->rootfs_target, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return pc_fail(e, PC_STAGE_BIND_ROOTFS, -1);
+    if (c->host_image && detach_host_views(c->rootfs_target) < 0)
+        return pc_fail(e, PC_STAGE_BIND_ROOTFS, -1);
     if (c->readonly_rootfs) {
         struct pc_mount_attr ro = { .attr_set = PC_MOUNT_ATTR_RDONLY };
-        if (pc_mount_setattr(AT_FDCWD, "/", PC_AT_RECURSIVE, &ro) < 0)
+        if (pc_mount_setattr(root, "", AT_EMPTY_PATH | PC_AT_RECURSIVE, &ro) < 0)
             return pc_fail(e, PC_STAGE_READONLY_ROOTFS, -1);
     }
 
     umask(0);   /* device nodes and mount points get exactly the modes asked for */
-    if (pc_mkdir_p("/proc", 0755) < 0 ||
-        pc_move_mount(proc, "", AT_FDCWD, "/proc", PC_MOVE_MOUNT_F_EMPTY_PATH) < 0)
-        return pc_fail(e, PC_STAGE_MOUNT_PROC, -1);
-    if (pc_mkdir_p("/sys", 0755) < 0 ||
-        pc_move_mount(sys, "", AT_FDCWD, "/sys", PC_MOVE_MOUNT_F_EMPTY_PATH) < 0)
-        return pc_fail(e, PC_STAGE_MOUNT_SYS, -1);
-    if (setup_dev(c->bind_devices ? node_trees : NULL) < 0)
+    if (sys < 0) {
+        /* A user namespace without a network namespace of its own may not mount sysfs:
+         * the host's, read-only, as runc does rootless. */
+        struct pc_mount_attr ro = { .attr_set = PC_MOUNT_ATTR_RDONLY };
+        if (mount_in_root(root, "/sys", "/sys", 1, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+            (sys = open_in_root_once(root, "/sys", O_PATH)) < 0 ||
+            pc_mount_setattr(sys, "", AT_EMPTY_PATH | PC_AT_RECURSIVE, &ro) < 0)
+            return pc_fail(e, PC_STAGE_MOUNT_SYS, -1);
+        close(sys);
+        sys = -1;
+    }
+    if (make_dev(root, c->bind_devices) < 0)
         return pc_fail(e, PC_STAGE_MOUNT_DEV, -1);
     if (c->host_image &&
-        (mount_fs("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0 ||
-         mount_fs("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755") < 0))
+        (mount_in_root(root, "tmpfs", "/tmp", 1, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0 ||
+         mount_in_root(root, "tmpfs", "/run", 1, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755") < 0))
         return pc_fail(e, PC_STAGE_MOUNT_TMP, -1);
-
     for (int i = 0; i < c->nmounts; i++) {
         const struct pc_mount *m = &c->mounts[i];
-        int rc = m->fstype ? mount_fs(m->source, m->destination, m->fstype, m->flags, m->data)
-                           : attach_bind(m, trees[i]);
-        if (rc < 0 || (m->propagation &&
-                       mount(NULL, m->destination, NULL, m->propagation, NULL) < 0))
+        struct stat st;
+        if (!m->fstype && stat(m->source, &st) < 0)
+            return pc_fail(e, PC_STAGE_BIND_SOURCE, i);
+        int rc = m->fstype ? mount_in_root(root, m->source, m->destination, 1, m->fstype,
+                                           m->flags, m->data)
+                           : bind_in_root(root, m, S_ISDIR(st.st_mode));
+        if (rc < 0)
             return pc_fail(e, PC_STAGE_MOUNT, i);
-        if (trees[i] >= 0) {
-            close(trees[i]);
-            trees[i] = -1;
+        if (m->fstype && m->propagation) {
+            int fd = open_in_root_once(root, m->destination, O_PATH);
+            char target[32];
+            if (fd < 0 || mount(NULL, format_fd_path(target, fd), NULL, m->propagation, NULL) < 0)
+                return pc_fail(e, PC_STAGE_MOUNT, i);
+            close(fd);
         }
     }
+    close(root);
+
+    if (chdir(c->rootfs_target) < 0 || pc_pivot_root(".", ".") < 0 ||
+        umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+        return pc_fail(e, PC_STAGE_PIVOT_ROOT, -1);
+    if (place(proc, "/proc") < 0)
+        return pc_fail(e, PC_STAGE_MOUNT_PROC, -1);
+    close(proc);
+    if (sys >= 0) {
+        if (place(sys, "/sys") < 0)
+            return pc_fail(e, PC_STAGE_MOUNT_SYS, -1);
+        close(sys);
+    }
+    if (finish_dev(c->bind_devices) < 0)
+        return pc_fail(e, PC_STAGE_MOUNT_DEV, -1);
     for (int i = 0; i < c->ndevices; i++)
         if (make_device(&c->devices[i]) < 0)
             return pc_fail(e, PC_STAGE_DEVICES, i);

@@ -16,7 +16,7 @@ enum pc_stage {
     PC_STAGE_CGROUP_NS,
     PC_STAGE_SIGNALS,
     PC_STAGE_MOUNT_PRIVATE,
-    PC_STAGE_BIND_SOURCE,  /* open_tree() of a bind mount's host source; index = mount */
+    PC_STAGE_BIND_SOURCE,  /* a bind mount's host source; index = mount */
     PC_STAGE_BIND_ROOTFS,
     PC_STAGE_PIVOT_ROOT,
     PC_STAGE_READONLY_ROOTFS,

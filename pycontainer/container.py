@@ -9,6 +9,7 @@ of the kernel. Mutations hold the container's flock; reads take no lock.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import select
@@ -19,13 +20,14 @@ import warnings
 from . import _core, cgroups
 from .config import Config, ProcessConfig
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
-                     ContainerPausedError, in_context)
+                     ContainerPausedError, ContainerSystemError, in_context)
 from .exits import WATCHER
 from .security import kernel_last_cap, sysctl_path
 from .state import (LOCK_FILE, STATE_FILE, RunState, process_start_time, read_state,
                     write_state)
 from .stats import ContainerStats, read_interfaces
 
+HOST_IMAGE_DIR = "rootfs"    # in the state directory: where the host image is bound
 _FREEZER_TO_STATE = {"THAWED": RunState.RUNNING, "FREEZING": RunState.PAUSING,
                      "FROZEN": RunState.PAUSED}
 
@@ -55,9 +57,9 @@ def build_plan(config, state_dir):
                        flags, propagation, data))
     return _core.ContainerPlan(
         namespaces=config.namespaces,
-        # The host image: / bound recursively onto the (empty) state directory.
+        # The host image: / bound recursively onto an empty directory of ours.
         rootfs_source="/" if host else config.rootfs,
-        rootfs_target=state_dir if host else config.rootfs,
+        rootfs_target=os.path.join(state_dir, HOST_IMAGE_DIR) if host else config.rootfs,
         host_image=host, readonly_rootfs=host or config.readonly_rootfs,
         hostname=config.hostname, domainname=config.domainname, mounts=mounts,
         devices=[(d.path, d.mode(), d.major, d.minor, d.uid, d.gid) for d in config.devices],
@@ -238,11 +240,31 @@ class Container:
 
     def processes(self):
         """Pids (in the caller's pid namespace) of every process in the container."""
-        self._record("processes")
+        record = self._record("processes")
         try:
+            if not self._cgroups.available:
+                return self._pid_namespace_members(record)
             return self._cgroups.pids()
         except Exception as exc:
             raise in_context(exc, self._id, "processes") from None
+
+    def _pid_namespace_members(self, record):
+        """Without cgroups: the processes in the init's pid namespace."""
+        if self._init_pidfd(record) is None:
+            return []
+        try:
+            ns = os.readlink(f"/proc/{record.init_pid}/ns/pid")
+        except OSError:
+            return []
+        members = []
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    if os.readlink(f"/proc/{name}/ns/pid") == ns:
+                        members.append(int(name))
+                except OSError:
+                    pass
+        return sorted(members)
 
     def stats(self):
         record = self._record("stats")
@@ -287,13 +309,17 @@ class Container:
         try:
             with lock_container(self._dir, self._id, "destroy"):
                 try:
-                    self._record("destroy")
+                    record = self._record("destroy")
                 except ContainerNotExistError:
                     return
+                if not self._cgroups.available:
+                    self._kill_init(record)
                 self._cgroups.destroy()
                 for name in (STATE_FILE, LOCK_FILE):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(self._dir, name))
+                with contextlib.suppress(FileNotFoundError):
+                    os.rmdir(os.path.join(self._dir, HOST_IMAGE_DIR))
                 os.rmdir(self._dir)
         except ContainerNotExistError:
             pass
@@ -301,6 +327,16 @@ class Container:
             raise in_context(exc, self._id, "destroy") from None
         finally:
             self._close_pidfds()
+
+    def _kill_init(self, record, timeout=10.0):
+        """Without cgroups: SIGKILL the init (the kernel then kills its pid namespace) and
+        wait until it has exited."""
+        fd = self._init_pidfd(record)
+        if fd is None:
+            return
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        if not select.select([fd], [], [], timeout)[0]:
+            raise ContainerSystemError(errno.ETIMEDOUT, f"init {record.init_pid} did not exit")
 
     def _close_pidfds(self):
         with self._pidfds_lock:

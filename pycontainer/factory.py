@@ -5,15 +5,18 @@ serialises mutations across threads and processes.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
 import time
+import warnings
 
 from . import cgroups
 from .config import Config
-from .container import Container, device_policy, lock_container
+from .container import HOST_IMAGE_DIR, Container, device_policy, lock_container
 from .errors import ConfigInvalidError, IdInUseError, in_context, system_error_from
+from .security import IdMap
 from .state import LOCK_FILE, StateRecord, check_id, read_state, write_state
 
 
@@ -22,6 +25,38 @@ def default_root():
         return "/run/pycontainer"
     runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
     return os.path.join(runtime, "pycontainer")
+
+
+def rootless_config(config, container_id):
+    """What an unprivileged caller can run: its own uid and gid mapped to root in a user
+    namespace (unless the Config brings mappings of its own), and no cgroup limits unless
+    cgroups are delegated to it."""
+    if "user" not in config.namespaces:
+        config = dataclasses.replace(
+            config, namespaces=("user",) + tuple(config.namespaces),
+            uid_mappings=(IdMap(0, os.geteuid(), 1),), gid_mappings=(IdMap(0, os.getegid(), 1),))
+    if config.resources is not None and not cgroups.delegated(container_id, config.cgroup_parent):
+        raise ConfigInvalidError("resources", config.resources,
+                                 f"no cgroups are delegated to uid {os.geteuid()}: "
+                                 "limits cannot be enforced", container_id=container_id,
+                                 operation="create")
+    return config
+
+
+def make_host_image_dir(state_dir, config):
+    """The empty directory the host image is bound onto, owned by the container's root
+    (it must be able to reach it inside a user namespace)."""
+    path = os.path.join(state_dir, HOST_IMAGE_DIR)
+    os.mkdir(path, 0o700)
+    if "user" in config.namespaces:
+        root_uid = next((m.host_id for m in config.uid_mappings if m.container_id == 0), None)
+        root_gid = next((m.host_id for m in config.gid_mappings if m.container_id == 0), None)
+        if root_uid is not None and os.geteuid() == 0:
+            os.chown(path, root_uid, root_gid if root_gid is not None else -1)
+            # ...and to pass through the directories on the way (nothing in them is
+            # readable by others: state files are 0600).
+            os.chmod(state_dir, 0o711)
+            os.chmod(os.path.dirname(state_dir), 0o711)
 
 
 class Factory:
@@ -37,6 +72,9 @@ class Factory:
         if not isinstance(config, Config):
             raise ConfigInvalidError("config", config, "expected a pycontainer.Config",
                                      container_id=container_id, operation="create")
+        rootless = os.geteuid() != 0
+        if rootless:
+            config = rootless_config(config, container_id)
         try:
             os.makedirs(self.root, mode=0o700, exist_ok=True)
             os.mkdir(state_dir, 0o700)
@@ -50,10 +88,19 @@ class Factory:
             lock_fd = os.open(os.path.join(state_dir, LOCK_FILE),
                               os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             os.close(lock_fd)
+            if config.rootfs is None:
+                make_host_image_dir(state_dir, config)
             with lock_container(state_dir, container_id, "create"):
-                manager = cgroups.new_manager(
-                    container_id, config.cgroup_parent, config.resources)
-                manager.create(device_rules=device_policy(config))
+                if rootless and not cgroups.delegated(container_id, config.cgroup_parent):
+                    manager = cgroups.NullManager(container_id)
+                    warnings.warn(f"container {container_id!r}: no cgroups are delegated to "
+                                  f"uid {os.geteuid()}; running without cgroups (no limits, "
+                                  "pause, or cgroup statistics)", RuntimeWarning, stacklevel=2)
+                else:
+                    manager = cgroups.new_manager(
+                        container_id, config.cgroup_parent, config.resources)
+                # An unprivileged user cannot restrict devices; the user namespace does.
+                manager.create(device_rules=None if rootless else device_policy(config))
                 record = StateRecord(id=container_id, nonce=secrets.token_hex(8),
                                      created=time.time(), config=config.to_dict(),
                                      cgroups=manager.to_record())

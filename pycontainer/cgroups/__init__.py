@@ -340,8 +340,70 @@ def new_manager(container_id, parent=None, resources=None):
                          default_parent=parent is None)
 
 
+def delegated(container_id, parent=None):
+    """Whether this (unprivileged) process may make the container's cgroups: it must be
+    able to write the directory they would go in, or the nearest one that exists."""
+    try:
+        manager = new_manager(container_id, parent)
+    except ContainerSystemError:
+        return False
+    for path in manager._dirs():
+        path = os.path.dirname(path)
+        while not os.path.isdir(path):
+            path = os.path.dirname(path)
+        if not os.access(path, os.W_OK):
+            return False
+    return True
+
+
+class NullManager:
+    """A container without cgroups (rootless, nothing delegated): no limits, no freezer,
+    no statistics; processes are found and killed through the init's pid namespace."""
+
+    available = False
+
+    def __init__(self, container_id):
+        self.container_id = container_id
+
+    def to_record(self):
+        return {"version": 1, "id": self.container_id, "none": True}
+
+    def create(self, device_rules=None):
+        pass
+
+    def placement(self):
+        return -1, []
+
+    def _unsupported(self, what):
+        return ContainerSystemError(errno.ENOTSUP, "the container has no cgroups "
+                                    "(none are delegated to this user)",
+                                    container_id=self.container_id, operation=what)
+
+    def freeze(self):
+        raise self._unsupported("pause")
+
+    thaw = freeze
+
+    def set_resources(self, resources):
+        raise self._unsupported("set resources")
+
+    def freezer_state(self):
+        return "THAWED"
+
+    def stats(self):
+        return CgroupStats(cpu_stats=CpuStats())
+
+    def oom_kill_count(self):
+        return 0
+
+    def destroy(self):
+        pass
+
+
 def load_manager(record):
     """The manager described by CgroupManager.to_record(). Touches no file."""
+    if isinstance(record, dict) and record.get("none"):
+        return NullManager(record.get("id"))
     try:
         if record.get("version") != 1:
             raise ValueError("unknown version")
@@ -359,6 +421,8 @@ def load_manager(record):
 class CgroupManager:
     """One container's cgroups: an optional v2 dir (`unified`) and v1 dirs by controller.
     Co-mounted v1 controllers (cpu,cpuacct) map to the same dir."""
+
+    available = True
 
     def __init__(self, container_id, name, unified, v1_dirs, resources=None,
                  default_parent=False):
