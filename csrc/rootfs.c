@@ -148,6 +148,15 @@ static int mount_in_root(int rootfd, const char *source, const char *dest, int i
     int fd = open_in_root(rootfd, dest, is_dir);
     if (fd < 0)
         return -1;
+    /* A destination that resolves to the root itself ("/", "/.", a symlink to "/") would
+     * hide the whole image, /dev and /proc included: refused, as runc does. */
+    struct stat st, root_st;
+    if (fstat(fd, &st) < 0 || fstat(rootfd, &root_st) < 0 ||
+        (st.st_dev == root_st.st_dev && st.st_ino == root_st.st_ino)) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
     char target[32];
     int rc = mount(source, format_fd_path(target, fd), fstype, flags, data);
     int saved = errno;

@@ -105,8 +105,8 @@ class Mount:
             _check_path("mounts.source", self.source)
         elif not isinstance(self.source, str) or "\0" in self.source:
             _bad("mounts.source", self.source, "expected a string")
-        object.__setattr__(self, "options", tuple(self.options))
         _check_strings("mounts.options", self.options, "mount options")
+        object.__setattr__(self, "options", tuple(self.options))
         for opt in self.options:
             if opt not in MOUNT_FLAGS and ("," in opt or not opt):
                 _bad("mounts.options", opt, "not a mount option")

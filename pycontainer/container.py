@@ -211,6 +211,10 @@ class Container:
         args = (security, list(process.args), list(process.env if process.env is not None
                                          else self._config.env),
                 process.cwd or self._config.cwd, uid, gid, list(process.additional_gids), stdio)
+        if state != RunState.RUNNING and self._cgroups.freezer_state() != "THAWED":
+            # The init died while the container was paused: a new one cloned into the
+            # frozen cgroup would never run (and we would wait for its exec forever).
+            self._cgroups.thaw()
         cgroup_fd, procs_fds = self._cgroups.placement()
         try:
             if state == RunState.RUNNING:

@@ -63,6 +63,10 @@ class ConfigInvalidError(ContainerError, ValueError):
         super().__init__(f"{field}={value!r}: {reason}",
                          container_id=container_id, operation=operation)
 
+    def __reduce__(self):
+        return (_rebuild_config_error,
+                (self.field, self.value, self.reason, self.container_id, self.operation))
+
 
 class ContainerSystemError(ContainerError, OSError):
     """A syscall failed. ``errno`` is the kernel's; ``stage`` names the step inside the
@@ -94,6 +98,11 @@ class ContainerSystemError(ContainerError, OSError):
 def _rebuild_system_error(err, what, stage, container_id, operation):
     return ContainerSystemError(err, what, stage=stage, container_id=container_id,
                                 operation=operation)
+
+
+def _rebuild_config_error(field, value, reason, container_id, operation):
+    return ConfigInvalidError(field, value, reason, container_id=container_id,
+                              operation=operation)
 
 
 def system_error_from(exc, what=None, *, container_id=None, operation=None):

@@ -6,6 +6,7 @@ serialises mutations across threads and processes.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import secrets
 import shutil
@@ -15,9 +16,14 @@ import warnings
 from . import cgroups
 from .config import Config
 from .container import HOST_IMAGE_DIR, Container, device_policy, lock_container
-from .errors import ConfigInvalidError, IdInUseError, in_context, system_error_from
+from .errors import (ConfigInvalidError, ContainerError, IdInUseError, in_context,
+                     system_error_from)
 from .security import IdMap
 from .state import LOCK_FILE, StateRecord, check_id, read_state, write_state
+
+
+_MAX_NAME = 255            # NAME_MAX
+_LONG_PREFIX = ".long-"
 
 
 def default_root():
@@ -27,7 +33,7 @@ def default_root():
     return os.path.join(runtime, "pycontainer")
 
 
-def rootless_config(config, container_id):
+def rootless_config(config, container_id, scope):
     """What an unprivileged caller can run: its own uid and gid mapped to root in a user
     namespace (unless the Config brings mappings of its own), and no cgroup limits unless
     cgroups are delegated to it."""
@@ -35,7 +41,8 @@ def rootless_config(config, container_id):
         config = dataclasses.replace(
             config, namespaces=("user",) + tuple(config.namespaces),
             uid_mappings=(IdMap(0, os.geteuid(), 1),), gid_mappings=(IdMap(0, os.getegid(), 1),))
-    if config.resources is not None and not cgroups.delegated(container_id, config.cgroup_parent):
+    if config.resources is not None and not cgroups.delegated(container_id, config.cgroup_parent,
+                                                              scope):
         raise ConfigInvalidError("resources", config.resources,
                                  f"no cgroups are delegated to uid {os.geteuid()}: "
                                  "limits cannot be enforced", container_id=container_id,
@@ -62,9 +69,18 @@ def make_host_image_dir(state_dir, config):
 class Factory:
     def __init__(self, root=None):
         self.root = os.path.abspath(root or default_root())
+        # Containers of the default root have cgroups named by id alone; another root's
+        # are prefixed with a tag of it, so equal ids in two roots do not collide.
+        self._cgroup_scope = None if self.root == default_root() else \
+            hashlib.sha256(self.root.encode()).hexdigest()[:8]
 
     def _dir(self, container_id):
-        return os.path.join(self.root, check_id(container_id))
+        """The state directory. An id longer than a file name may be is stored under a
+        hash of it; such names start with '.', which no id does."""
+        name = check_id(container_id)
+        if len(name) > _MAX_NAME:
+            name = _LONG_PREFIX + hashlib.sha256(name.encode()).hexdigest()
+        return os.path.join(self.root, name)
 
     def create(self, container_id, config):
         """Make the container's cgroups and state; no process runs until start()."""
@@ -74,7 +90,7 @@ class Factory:
                                      container_id=container_id, operation="create")
         rootless = os.geteuid() != 0
         if rootless:
-            config = rootless_config(config, container_id)
+            config = rootless_config(config, container_id, self._cgroup_scope)
         try:
             os.makedirs(self.root, mode=0o700, exist_ok=True)
             os.mkdir(state_dir, 0o700)
@@ -91,14 +107,15 @@ class Factory:
             if config.rootfs is None:
                 make_host_image_dir(state_dir, config)
             with lock_container(state_dir, container_id, "create"):
-                if rootless and not cgroups.delegated(container_id, config.cgroup_parent):
+                if rootless and not cgroups.delegated(container_id, config.cgroup_parent,
+                                                      self._cgroup_scope):
                     manager = cgroups.NullManager(container_id)
                     warnings.warn(f"container {container_id!r}: no cgroups are delegated to "
                                   f"uid {os.geteuid()}; running without cgroups (no limits, "
                                   "pause, or cgroup statistics)", RuntimeWarning, stacklevel=2)
                 else:
-                    manager = cgroups.new_manager(
-                        container_id, config.cgroup_parent, config.resources)
+                    manager = cgroups.new_manager(container_id, config.cgroup_parent,
+                                                  config.resources, self._cgroup_scope)
                 # An unprivileged user cannot restrict devices; the user namespace does.
                 manager.create(device_rules=None if rootless else device_policy(config))
                 record = StateRecord(id=container_id, nonce=secrets.token_hex(8),
@@ -128,5 +145,16 @@ class Factory:
             names = os.listdir(self.root)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if not n.startswith(".")
-                      and os.path.isdir(os.path.join(self.root, n)))
+        ids = []
+        for name in names:
+            path = os.path.join(self.root, name)
+            if not os.path.isdir(path):
+                continue
+            if not name.startswith("."):
+                ids.append(name)
+            elif name.startswith(_LONG_PREFIX):
+                try:
+                    ids.append(read_state(path, name).id)
+                except ContainerError:
+                    pass     # being created or destroyed: its id is not known yet
+        return sorted(ids)

@@ -91,11 +91,14 @@ def _new_fds(before):
 
 @pytest.fixture
 def leak_check():
-    """Fails the test if it leaves a container process, cgroup or descriptor behind."""
+    """Fails the test if it leaves a container process, cgroup or descriptor behind. Only
+    what appeared during the test counts: other work on the machine is not ours."""
     before_fds = _our_fds()
+    before_procs = set(_processes_in_our_cgroups())
+    before_cgs = set(_cgroup_leftovers())
     yield
-    procs = _settle(_processes_in_our_cgroups)
-    cgs = _settle(_cgroup_leftovers)
+    procs = _settle(lambda: sorted(set(_processes_in_our_cgroups()) - before_procs))
+    cgs = _settle(lambda: sorted(set(_cgroup_leftovers()) - before_cgs))
     new_fds = _settle(lambda: _new_fds(before_fds), 2.0)
     problems = []
     if procs:

@@ -317,13 +317,16 @@ def cgroup_name(container_id):
     return "pc-" + hashlib.sha256(container_id.encode()).hexdigest()[:40]
 
 
-def new_manager(container_id, parent=None, resources=None):
+def new_manager(container_id, parent=None, resources=None, scope=None):
     """The manager of a new container's cgroups. Touches no file: create() makes them.
 
     parent None: <own cgroup>/pycontainer/<name> in each hierarchy. Otherwise `parent` is
     a path from each hierarchy's root: "/a/b" -> <mountpoint>/a/b/<name>."""
     host = detect()
     name = cgroup_name(container_id)
+    if scope:
+        # Two state roots may hold the same id: the scope keeps their cgroups apart.
+        name = f"{scope}-{name}"
 
     def container_dir(h):
         base = f"{h.own}/{DEFAULT_PARENT}" if parent is None else parent
@@ -340,11 +343,11 @@ def new_manager(container_id, parent=None, resources=None):
                          default_parent=parent is None)
 
 
-def delegated(container_id, parent=None):
+def delegated(container_id, parent=None, scope=None):
     """Whether this (unprivileged) process may make the container's cgroups: it must be
     able to write the directory they would go in, or the nearest one that exists."""
     try:
-        manager = new_manager(container_id, parent)
+        manager = new_manager(container_id, parent, scope=scope)
     except ContainerSystemError:
         return False
     for path in manager._dirs():
