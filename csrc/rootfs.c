@@ -374,8 +374,24 @@ static int mask_path(const char *path)
     return mount("/dev/null", path, NULL, MS_BIND, NULL);
 }
 
+/* Where the host image is bound: a fresh tmpfs over /tmp, in our private mount
+ * namespace only. Any directory of ours would do for root, but the root of a user
+ * namespace may not be able to search the way to it (a 0700 state root); /tmp it can.
+ * The host's /tmp seen inside is then hidden by the image's own fresh /tmp. */
+#define PC_HOST_STAGING "/tmp"
+#define PC_HOST_TARGET "/tmp/root"
+
+static const char *stage_host_image(void)
+{
+    if (mount("tmpfs", PC_HOST_STAGING, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700") < 0 ||
+        mkdir(PC_HOST_TARGET, 0700) < 0)
+        return NULL;
+    return PC_HOST_TARGET;
+}
+
 int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
 {
+
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         return pc_fail(e, PC_STAGE_MOUNT_PRIVATE, -1);
 
@@ -389,12 +405,13 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
     if (sys < 0 && !(c->bind_devices && errno == EPERM))
         return pc_fail(e, PC_STAGE_MOUNT_SYS, -1);
 
-    if (mount(c->rootfs_source, c->rootfs_target, NULL, MS_BIND | MS_REC, NULL) < 0)
+    const char *target = c->host_image ? stage_host_image() : c->rootfs_target;
+    if (!target || mount(c->rootfs_source, target, NULL, MS_BIND | MS_REC, NULL) < 0)
         return pc_fail(e, PC_STAGE_BIND_ROOTFS, -1);
-    int root = open(c->rootfs_target, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int root = open(target, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root < 0)
         return pc_fail(e, PC_STAGE_BIND_ROOTFS, -1);
-    if (c->host_image && detach_host_views(c->rootfs_target) < 0)
+    if (c->host_image && detach_host_views(target) < 0)
         return pc_fail(e, PC_STAGE_BIND_ROOTFS, -1);
     if (c->readonly_rootfs) {
         struct pc_mount_attr ro = { .attr_set = PC_MOUNT_ATTR_RDONLY };
@@ -438,11 +455,10 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
             close(fd);
         }
     }
-    close(root);
-
-    if (chdir(c->rootfs_target) < 0 || pc_pivot_root(".", ".") < 0 ||
+    if (fchdir(root) < 0 || pc_pivot_root(".", ".") < 0 ||
         umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
         return pc_fail(e, PC_STAGE_PIVOT_ROOT, -1);
+    close(root);
     if (place(proc, "/proc") < 0)
         return pc_fail(e, PC_STAGE_MOUNT_PROC, -1);
     close(proc);

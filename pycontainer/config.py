@@ -279,8 +279,13 @@ class Config:
         return self.rootfs is None
 
     def to_dict(self):
-        """A JSON-able dict; from_dict(to_dict()) == self."""
-        return asdict(self)
+        """A JSON-able dict; from_dict(to_dict()) == self. Made once (the Config is frozen);
+        treat it as read-only."""
+        d = self.__dict__.get("_as_dict")
+        if d is None:
+            d = asdict(self)
+            object.__setattr__(self, "_as_dict", d)
+        return d
 
     @classmethod
     def from_dict(cls, d):

@@ -27,7 +27,6 @@ from .state import (LOCK_FILE, STATE_FILE, RunState, process_start_time, read_st
                     write_state)
 from .stats import ContainerStats, read_interfaces
 
-HOST_IMAGE_DIR = "rootfs"    # in the state directory: where the host image is bound
 _FREEZER_TO_STATE = {"THAWED": RunState.RUNNING, "FREEZING": RunState.PAUSING,
                      "FROZEN": RunState.PAUSED}
 
@@ -57,9 +56,9 @@ def build_plan(config, state_dir):
                        flags, propagation, data))
     return _core.ContainerPlan(
         namespaces=config.namespaces,
-        # The host image: / bound recursively onto an empty directory of ours.
+        # The host image: / bound recursively (where: csrc/rootfs.c, stage_host_image).
         rootfs_source="/" if host else config.rootfs,
-        rootfs_target=os.path.join(state_dir, HOST_IMAGE_DIR) if host else config.rootfs,
+        rootfs_target=None if host else config.rootfs,
         host_image=host, readonly_rootfs=host or config.readonly_rootfs,
         hostname=config.hostname, domainname=config.domainname, mounts=mounts,
         devices=[(d.path, d.mode(), d.major, d.minor, d.uid, d.gid) for d in config.devices],
@@ -322,8 +321,6 @@ class Container:
                 for name in (STATE_FILE, LOCK_FILE):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(self._dir, name))
-                with contextlib.suppress(FileNotFoundError):
-                    os.rmdir(os.path.join(self._dir, HOST_IMAGE_DIR))
                 os.rmdir(self._dir)
         except ContainerNotExistError:
             pass

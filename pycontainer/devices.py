@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 from .errors import ConfigInvalidError, ContainerSystemError
 
-__all__ = ["DeviceRule", "DEFAULT_RULES", "v1_writes", "bpf_program", "load_and_attach",
+__all__ = ["DeviceRule", "DEFAULT_RULES", "v1_writes", "bpf_program", "load", "attach",
+           "load_and_attach", "attach_cached",
            "detach", "effective_rules"]
 
 _MAX_U32 = (1 << 32) - 1
@@ -317,34 +318,61 @@ def _load(program, log_size=0):
     return fd, err, (log.value.decode(errors="replace").strip() if log else "")
 
 
-def load_and_attach(program, cgroup_dir_fd):
-    """Load ``program`` (bytes of ``bpf_program``) and attach it to the v2 cgroup open at
-    ``cgroup_dir_fd`` (BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI). Returns the program's fd; the
-    caller closes it (the attachment keeps the program alive until the cgroup goes or the
-    program is detached). Failures raise ContainerSystemError; a rejected program's message
+def load(program):
+    """Load ``program`` (bytes of ``bpf_program``) as a BPF_PROG_TYPE_CGROUP_DEVICE program;
+    returns its fd. Failures raise ContainerSystemError; a rejected program's message
     carries the verifier's log."""
     if not isinstance(program, (bytes, bytearray)) or not program or len(program) % 8:
         raise ConfigInvalidError("devices", program, "expected eBPF program bytes "
                                  "(a non-empty multiple of 8)")
-    fd, err, _ = _load(program)
+    for _ in range(5):
+        fd, err, _ = _load(program)
+        if fd >= 0 or err != _errno.EAGAIN:
+            break      # EAGAIN: a signal was pending during verification; libbpf retries too
     if fd < 0:
         if err in (_errno.EACCES, _errno.EINVAL):
             # Reload with a log to say why (libbpf does the same: logs cost time).
             fd2, err2, log = _load(program, _LOG_SIZE)
             if fd2 >= 0:                      # pragma: no cover - flaky verifier, loaded now
-                fd = fd2
-            else:
-                tail = log[-2000:] if log else "no verifier log"
-                raise ContainerSystemError(err, f"bpf(BPF_PROG_LOAD) [verifier: {tail}]")
-        else:
-            raise ContainerSystemError(err, "bpf(BPF_PROG_LOAD)")
-    attr = _ProgAttachAttr(target_fd=cgroup_dir_fd, attach_bpf_fd=fd,
+                return fd2
+            tail = log[-2000:] if log else "no verifier log"
+            raise ContainerSystemError(err, f"bpf(BPF_PROG_LOAD) [verifier: {tail}]")
+        raise ContainerSystemError(err, "bpf(BPF_PROG_LOAD)")
+    return fd
+
+
+def attach(prog_fd, cgroup_dir_fd):
+    """Attach a loaded program to the v2 cgroup open at ``cgroup_dir_fd``
+    (BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI); the attachment keeps it alive until the cgroup
+    goes or it is detached."""
+    attr = _ProgAttachAttr(target_fd=cgroup_dir_fd, attach_bpf_fd=prog_fd,
                            attach_type=BPF_CGROUP_DEVICE, attach_flags=BPF_F_ALLOW_MULTI)
     r, err = _syscall_bpf(BPF_PROG_ATTACH, attr)
     if r < 0:
-        os.close(fd)
         raise ContainerSystemError(err, "bpf(BPF_PROG_ATTACH)")
+
+
+def load_and_attach(program, cgroup_dir_fd):
+    """load() then attach(); returns the program's fd, which the caller closes."""
+    fd = load(program)
+    try:
+        attach(fd, cgroup_dir_fd)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
+
+
+_loaded = {}     # rules -> fd of their loaded program, for the life of the process
+
+
+def attach_cached(rules, cgroup_dir_fd):
+    """Attach the program of ``rules`` (a tuple), loading and verifying it only the first
+    time: one program serves every container with the same policy."""
+    fd = _loaded.get(rules)
+    if fd is None:
+        fd = _loaded[rules] = load(bpf_program(rules))
+    attach(fd, cgroup_dir_fd)
 
 
 def detach(prog_fd, cgroup_dir_fd):

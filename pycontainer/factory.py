@@ -15,7 +15,7 @@ import warnings
 
 from . import cgroups
 from .config import Config
-from .container import HOST_IMAGE_DIR, Container, device_policy, lock_container
+from .container import Container, device_policy, lock_container
 from .errors import (ConfigInvalidError, ContainerError, IdInUseError, in_context,
                      system_error_from)
 from .security import IdMap
@@ -48,22 +48,6 @@ def rootless_config(config, container_id, scope):
                                  "limits cannot be enforced", container_id=container_id,
                                  operation="create")
     return config
-
-
-def make_host_image_dir(state_dir, config):
-    """The empty directory the host image is bound onto, owned by the container's root
-    (it must be able to reach it inside a user namespace)."""
-    path = os.path.join(state_dir, HOST_IMAGE_DIR)
-    os.mkdir(path, 0o700)
-    if "user" in config.namespaces:
-        root_uid = next((m.host_id for m in config.uid_mappings if m.container_id == 0), None)
-        root_gid = next((m.host_id for m in config.gid_mappings if m.container_id == 0), None)
-        if root_uid is not None and os.geteuid() == 0:
-            os.chown(path, root_uid, root_gid if root_gid is not None else -1)
-            # ...and to pass through the directories on the way (nothing in them is
-            # readable by others: state files are 0600).
-            os.chmod(state_dir, 0o711)
-            os.chmod(os.path.dirname(state_dir), 0o711)
 
 
 class Factory:
@@ -104,8 +88,6 @@ class Factory:
             lock_fd = os.open(os.path.join(state_dir, LOCK_FILE),
                               os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             os.close(lock_fd)
-            if config.rootfs is None:
-                make_host_image_dir(state_dir, config)
             with lock_container(state_dir, container_id, "create"):
                 if rootless and not cgroups.delegated(container_id, config.cgroup_parent,
                                                       self._cgroup_scope):

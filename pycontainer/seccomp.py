@@ -241,11 +241,19 @@ def compile_profile(profile):
 
     Cached: the same profile (by canonical JSON) gives the same bytes object. Raises
     ConfigInvalidError for a bad profile or a rule libseccomp refuses."""
+    if profile is DEFAULT_PROFILE:
+        return _compile_default()
     try:
         key = json.dumps(profile, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError):
         key = json.dumps(validate_profile(profile), sort_keys=True)
     return _compile_json(key)
+
+
+@functools.lru_cache(maxsize=1)
+def _compile_default():
+    # Every default Config shares this: no canonical JSON of the profile per container.
+    return _compile_json(json.dumps(DEFAULT_PROFILE, sort_keys=True))
 
 
 @functools.lru_cache(maxsize=64)
@@ -323,7 +331,10 @@ def _compile(p, field="seccomp"):
 
 # The architectures a native binary's compat entry points use (Docker's archMap).
 _ARCH_MAP = {
-    "x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    # x32 left out: rarely built, off in most kernels, and each architecture adds a copy
+    # of every rule to the filter the kernel must JIT at each start. Its syscalls get
+    # the bad-architecture action (killed), which is the safe side.
+    "x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
     "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
     "s390x": ["SCMP_ARCH_S390X", "SCMP_ARCH_S390"],
     "ppc64le": ["SCMP_ARCH_PPC64LE"],

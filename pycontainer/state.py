@@ -11,7 +11,7 @@ import enum
 import json
 import os
 import re
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 from .errors import ContainerError, ContainerNotExistError, InvalidIdError
@@ -62,7 +62,9 @@ class StateRecord:
     extra: dict = field(default_factory=dict)
 
     def to_json(self):
-        return json.dumps(asdict(self), separators=(",", ":"))
+        # Not asdict(): it deep-copies the (already plain) config on every write.
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)},
+                          separators=(",", ":"))
 
 
 def write_state(state_dir, record):

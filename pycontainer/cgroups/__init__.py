@@ -512,8 +512,11 @@ class CgroupManager:
                 v2.enable_controllers(d)
         cpuset = self.v1.get("cpuset")
         if cpuset:
-            for d in ours(cpuset) + [cpuset]:
+            for d in ours(cpuset):
                 v1.fill_cpuset(d)
+            parent = os.path.dirname(cpuset)
+            if not (self.default_parent and v1.cpuset_inherited(parent)):
+                v1.fill_cpuset(cpuset)
 
     def set_resources(self, resources):
         """Change the limits of a live container (same writers as create)."""
@@ -547,12 +550,14 @@ class CgroupManager:
             for name, line in devices.v1_writes(rules):
                 write_text(os.path.join(self.v1["devices"], name), line)
         if self.unified:
+            # The program is loaded (and verified) once per process and only attached
+            # here, so having it on a hybrid host too costs one bpf() call.
             try:
                 fd = os.open(self.unified, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError as exc:
                 raise ContainerSystemError(exc.errno, f"open {self.unified}") from None
             try:
-                os.close(devices.load_and_attach(devices.bpf_program(rules), fd))
+                devices.attach_cached(tuple(rules), fd)
             finally:
                 os.close(fd)
 

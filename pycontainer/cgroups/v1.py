@@ -98,6 +98,21 @@ def fill_cpuset(d):
             write_text(os.path.join(d, name), value)
 
 
+_cloning = set()    # cpuset dirs of ours known to have cgroup.clone_children = 1
+
+
+def cpuset_inherited(parent):
+    """Whether a new child of `parent` (a cpuset dir of ours) got its cpus/mems from it at
+    mkdir. Turns cgroup.clone_children on for the next ones: fewer writes per container."""
+    if parent in _cloning:
+        return True
+    path = os.path.join(parent, "cgroup.clone_children")
+    if read_text(path).strip() != "1":
+        write_text(path, "1")
+    _cloning.add(parent)
+    return False
+
+
 # --- freezer and kill -----------------------------------------------------------------
 
 def freeze(d):

@@ -1,0 +1,891 @@
+"""Shared helpers of the benchmark harness (start_latency.py, scaling.py).
+
+- a busybox rootfs builder and an OCI bundle writer (runc/crun get the same image and
+  the same namespaces and mounts as a default pycontainer Config);
+- nearest-rank percentile statistics (the same rule as c_limit.c) and the reconstruction
+  of pseudo-samples from the quantiles c_limit prints per chunk;
+- interleaved rounds: every round runs each contender once (one chunk of samples), in a
+  shuffled order, so drift and neighbours' load hit every contender alike;
+- small C helpers compiled with gcc into the run's temp dir: c_limit (from c_limit.c),
+  `nsumount` (crun 1.8 on a hybrid cgroup host) and `exitwatch` (kernel exit times);
+- a cleanup stack that runs on success, on an exception and on Ctrl-C/SIGTERM;
+- cgroup paths of this process, and the plot.
+
+Nothing here needs pycontainer; the scenarios import it.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+RUN_TAG = f"pcbench-{os.getpid()}"          # prefix of every id and cgroup the harness makes
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def now_ns():
+    return time.perf_counter_ns()
+
+
+# --- cleanup ------------------------------------------------------------------------------
+
+class Cleanup:
+    """LIFO stack of cleanup callbacks. Each runs once, errors are reported and do not
+    stop the others. SIGTERM and SIGHUP become KeyboardInterrupt so `finally` blocks run."""
+
+    def __init__(self):
+        self._stack = []
+
+    def push(self, fn, *args, **kw):
+        entry = [fn, args, kw]
+        self._stack.append(entry)
+        return entry
+
+    def discard(self, entry):
+        with contextlib.suppress(ValueError):
+            self._stack.remove(entry)
+
+    def run(self):
+        # Ctrl-C during cleanup must not abort it: ignore SIGINT until done.
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            while self._stack:
+                fn, args, kw = self._stack.pop()
+                try:
+                    fn(*args, **kw)
+                except Exception as exc:        # keep cleaning
+                    log(f"cleanup: {getattr(fn, '__name__', fn)}: {exc!r}")
+        finally:
+            signal.signal(signal.SIGINT, old)
+
+    @staticmethod
+    def install_signal_handlers():
+        def to_interrupt(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+        for s in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, to_interrupt)
+        # Also when started with SIGINT ignored (a background job of a script).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+def percentile(sorted_values, p):
+    """Nearest rank, as c_limit.c computes it."""
+    n = len(sorted_values)
+    if n == 0:
+        return float("nan")
+    idx = int(p * n + 0.999999) - 1
+    return sorted_values[min(max(idx, 0), n - 1)]
+
+
+def summarize(samples):
+    s = sorted(samples)
+    if not s:
+        return {"n": 0}
+    return {"n": len(s), "median_us": percentile(s, 0.5), "p90_us": percentile(s, 0.9),
+            "p99_us": percentile(s, 0.99), "min_us": s[0], "max_us": s[-1],
+            "mean_us": sum(s) / len(s)}
+
+
+def pseudo_samples(summary):
+    """c_limit prints only min/median/p90/p99/max of a chunk. Rebuild `n` samples from the
+    piecewise-linear quantile function through those points, so chunks can be pooled
+    (and plotted) like real samples. Exact at the printed quantiles of a chunk;
+    an approximation between them."""
+    n = int(summary["n"])
+    pts = [(0.0, summary["min_us"]), (0.5, summary["median_us"]), (0.9, summary["p90_us"]),
+           (0.99, summary["p99_us"]), (1.0, summary["max_us"])]
+    out = []
+    for i in range(n):
+        p = (i + 0.5) / n
+        for (p0, v0), (p1, v1) in zip(pts, pts[1:]):
+            if p <= p1:
+                out.append(v0 + (v1 - v0) * ((p - p0) / (p1 - p0) if p1 > p0 else 0.0))
+                break
+    return out
+
+
+# --- interleaved rounds -------------------------------------------------------------------
+
+class Contender:
+    """A named thing to time. `chunk(k)` runs k samples and returns their latencies in µs
+    (c_limit: pseudo-samples, the raw JSON line goes to `raw`). `per_round` is k."""
+
+    def __init__(self, name, chunk, per_round, note=""):
+        self.name = name
+        self._chunk = chunk
+        self.per_round = per_round
+        self.note = note
+        self.samples = []
+        self.raw = []            # extra per-chunk data (c_limit JSON lines, phase splits)
+
+    def run_chunk(self, keep=True):
+        out = self._chunk(self.per_round)
+        if isinstance(out, tuple):           # (samples, raw extra)
+            out, extra = out
+            if keep and extra is not None:
+                self.raw.append(extra)
+        if keep:
+            self.samples.extend(out)
+        return out
+
+
+def interleave(contenders, rounds, seed=1, warmup=1, progress=None):
+    """Warm each contender up (samples dropped), then `rounds` rounds; each round runs
+    every contender's chunk once, in a fresh random order (seeded). Returns the orders."""
+    rng = random.Random(seed)
+    for c in contenders:
+        for _ in range(warmup):
+            c.run_chunk(keep=False)
+    orders = []
+    for r in range(rounds):
+        order = list(contenders)
+        rng.shuffle(order)
+        orders.append([c.name for c in order])
+        for c in order:
+            c.run_chunk()
+        if progress and (r + 1) % max(1, rounds // 5) == 0:
+            progress(r + 1, rounds)
+    return orders
+
+
+def table(title, contenders_or_rows, reference=None, unit="us"):
+    """Print median/p90/p99 and the ratio of each row's median (and p90) to the reference
+    row's. rows: [(name, summary, note)]."""
+    rows = []
+    for c in contenders_or_rows:
+        if isinstance(c, Contender):
+            rows.append((c.name, summarize(c.samples), c.note))
+        else:
+            rows.append(c)
+    ref = next((s for n, s, _ in rows if n == reference), None)
+    w = max([28] + [len(r[0]) + 2 for r in rows])
+    lines = [f"\n== {title} ==",
+             f"{'contender':<{w}}{'n':>6}{'median':>11}{'p90':>11}{'p99':>11}"
+             f"   ratio to {reference or '-'} (median / p90)"]
+    for name, s, note in rows:
+        if not s or s.get("n", 0) == 0:
+            lines.append(f"{name:<{w}}  skipped: {note}")
+            continue
+        ratio = ""
+        if ref and ref.get("n"):
+            ratio = f"{s['median_us'] / ref['median_us']:.2f}x / {s['p90_us'] / ref['p90_us']:.2f}x"
+        lines.append(f"{name:<{w}}{s['n']:>6}{s['median_us']:>11.1f}{s['p90_us']:>11.1f}"
+                     f"{s['p99_us']:>11.1f}   {ratio}")
+        if note:
+            lines.append(f"{'':<4}note: {note}")
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+# --- rootfs and OCI bundle ----------------------------------------------------------------
+
+def build_busybox_rootfs(path):
+    """A rootfs of Debian's static busybox: /bin/<applet> -> busybox (as the tests build)."""
+    if not os.path.exists(BUSYBOX):
+        raise SystemExit("busybox is not installed (apt-get install -y busybox-static)")
+    for d in ("bin", "proc", "sys", "dev", "tmp", "etc", "root", "run"):
+        os.makedirs(os.path.join(path, d), exist_ok=True)
+    shutil.copy2(BUSYBOX, os.path.join(path, "bin", "busybox"))
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            os.symlink("busybox", os.path.join(path, "bin", applet))
+    with open(os.path.join(path, "etc", "passwd"), "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\n")
+    with open(os.path.join(path, "etc", "group"), "w") as f:
+        f.write("root:x:0:\n")
+    return path
+
+
+# The mounts a default pycontainer Config gets (README "What a container gets"); runc's
+# `runc spec` also mounts /sys/fs/cgroup, which pycontainer does not.
+OCI_MOUNTS = [
+    {"destination": "/proc", "type": "proc", "source": "proc",
+     "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+     "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+     "options": ["nosuid", "noexec", "nodev", "ro"]},
+]
+_RUNC_SPEC_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+
+
+def pycontainer_security_defaults():
+    """The security part of a default pycontainer Config in OCI form, read from the
+    library itself so the bundle follows it: capabilities, masked and read-only paths,
+    the default seccomp profile, no_new_privileges, runc's default device policy.
+    (defaults, notes): what the library does not have falls back to `runc spec`'s."""
+    out, notes = {}, []
+    try:
+        from pycontainer import security as sec
+        caps = sec.Capabilities()
+        out["capabilities"] = {k: list(getattr(caps, k)) for k in
+                               ("bounding", "effective", "permitted", "inheritable", "ambient")}
+        out["maskedPaths"] = list(sec.DEFAULT_MASKED_PATHS)
+        out["readonlyPaths"] = list(sec.DEFAULT_READONLY_PATHS)
+    except (ImportError, AttributeError) as exc:
+        notes.append(f"pycontainer has no security defaults ({exc}): runc spec's capabilities, "
+                     "no masked paths")
+        out["capabilities"] = {k: list(_RUNC_SPEC_CAPS) for k in ("bounding", "effective", "permitted")}
+    try:
+        from pycontainer.seccomp import DEFAULT_PROFILE
+        out["seccomp"] = json.loads(json.dumps(DEFAULT_PROFILE))
+    except (ImportError, AttributeError):
+        notes.append("pycontainer has no default seccomp profile: none in the bundle either")
+    out["noNewPrivileges"] = True
+    return out, notes
+
+
+def write_oci_bundle(bundle, rootfs, args, cgroups_path, hostname="bench", security=None):
+    """config.json for runc/crun, equal to a default pycontainer Config: namespaces mount
+    pid uts ipc net, the mounts above, the rootfs writable, no terminal, no resource
+    limits, no rlimits, runc's default device policy, and `security` (see
+    pycontainer_security_defaults) for capabilities, masked/read-only paths, seccomp."""
+    os.makedirs(bundle, exist_ok=True)
+    security = security or {}
+    process = {
+        "terminal": False, "user": {"uid": 0, "gid": 0}, "args": list(args),
+        "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "HOME=/root"],
+        "cwd": "/",
+        "capabilities": security.get("capabilities") or
+        {k: list(_RUNC_SPEC_CAPS) for k in ("bounding", "effective", "permitted")},
+        "noNewPrivileges": security.get("noNewPrivileges", True),
+    }
+    linux = {
+        "cgroupsPath": cgroups_path,
+        "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+        "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+    }
+    for key in ("maskedPaths", "readonlyPaths", "seccomp"):
+        if key in security:
+            linux[key] = security[key]
+    cfg = {"ociVersion": "1.0.2", "process": process,
+           "root": {"path": os.path.abspath(rootfs), "readonly": False},
+           "hostname": hostname, "mounts": OCI_MOUNTS, "linux": linux}
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    return bundle
+
+
+# --- cgroups of this process --------------------------------------------------------------
+
+def _mounts():
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields, tail = left.split(), right.split()
+            if len(tail) >= 3 and tail[0] in ("cgroup", "cgroup2"):
+                out.append((fields[4], fields[3], tail[0], tail[2].split(",")))
+    return out
+
+
+def own_cgroups():
+    """[(mountpoint, own dir, controllers, own path)] of every mounted hierarchy this
+    process is in (named v1 hierarchies included: runc and crun join them too)."""
+    mounts = _mounts()
+    out = []
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            hid, ctls, path = line.rstrip("\n").split(":", 2)
+            ctls = [c for c in ctls.split(",") if c]
+            for mnt, root, fstype, opts in mounts:
+                if hid == "0" and not ctls and fstype == "cgroup2":
+                    pass
+                elif fstype == "cgroup" and ctls and set(ctls) <= set(opts):
+                    pass
+                else:
+                    continue
+                rel = path[len(root):] if root != "/" and path.startswith(root) else path
+                out.append((mnt, os.path.join(mnt, rel.lstrip("/")), ctls, path))
+                break
+    return out
+
+
+def unified_own_dir():
+    """Our own cgroup in the cgroup2 hierarchy (the only entry without controllers)."""
+    for mnt, own, ctls, _ in own_cgroups():
+        if not ctls:
+            return own
+    return None
+
+
+def hybrid_unified_mount():
+    """The cgroup2 mountpoint on a hybrid host (v1 controllers + cgroup2), else None."""
+    mounts = _mounts()
+    has_v1 = any(t == "cgroup" for _, _, t, _ in mounts)
+    for mnt, _, t, _ in mounts:
+        if t == "cgroup2" and has_v1:
+            return mnt
+    return None
+
+
+def memory_limit_bytes():
+    """The tightest memory limit of our own cgroup (v1 memory.limit_in_bytes or v2
+    memory.max, this cgroup and its ancestors), or None."""
+    best = None
+    for mnt, own, ctls, _ in own_cgroups():
+        if ctls and "memory" not in ctls:
+            continue
+        d = own
+        while d.startswith(mnt) and len(d) >= len(mnt):
+            for name in ("memory.limit_in_bytes", "memory.max"):
+                with contextlib.suppress(OSError, ValueError):
+                    with open(os.path.join(d, name)) as f:
+                        v = f.read().strip()
+                    if v != "max":
+                        v = int(v)
+                        if v < (1 << 62):
+                            best = v if best is None else min(best, v)
+            if d == mnt:
+                break
+            d = os.path.dirname(d)
+    return best
+
+
+class RuntimeCgroups:
+    """cgroupsPath for runc/crun below our own cgroup in every hierarchy.
+
+    Both runtimes take an absolute cgroupsPath from each hierarchy's root (crun 1.8 does
+    so for a relative one too), so the path must lie below our own cgroup in all of them:
+    the deepest own path works when every other own path is a prefix of it (here memory
+    is /process_api/<id>, the rest /). Directories the runtimes create on the way
+    (e.g. cpu/process_api/<id>/pycontainer) are removed again at the end when empty;
+    `pycontainer` dirs pycontainer itself uses are left alone."""
+
+    LIBRARY_V1 = {"blkio", "cpu", "cpuacct", "cpuset", "memory", "pids"}
+
+    def __init__(self):
+        self.hier = own_cgroups()
+        paths = sorted({p for _, _, _, p in self.hier}, key=len)
+        deepest = paths[-1] if paths else "/"
+        ok = all(deepest == p or deepest.startswith(p.rstrip("/") + "/") for p in paths)
+        self.base = (deepest.rstrip("/") + "/pycontainer") if ok else None
+        self.problem = None if ok else f"own cgroups {paths} have no common descendant"
+        # dirs on the way that do not exist yet, per hierarchy: ours to remove later
+        self.created_candidates = []
+        if self.base:
+            for mnt, own, ctls, ownpath in self.hier:
+                rel = self.base[len(ownpath.rstrip("/")):].strip("/").split("/")
+                d = own
+                for part in rel:
+                    d = os.path.join(d, part)
+                    if not os.path.exists(d):
+                        library = (part == "pycontainer" and os.path.dirname(d) == own
+                                   and (not ctls or set(ctls) & self.LIBRARY_V1))
+                        if not library:
+                            self.created_candidates.append(d)
+
+    def path(self, name):
+        return f"{self.base}/{name}"
+
+    def leaf_dirs(self, name):
+        out = []
+        for mnt, own, ctls, ownpath in self.hier:
+            rel = self.path(name)[len(ownpath.rstrip("/")):].lstrip("/")
+            out.append(os.path.join(own, rel))
+        return out
+
+    def remove_leaf(self, name):
+        for d in self.leaf_dirs(name):
+            rmdir_tree(d)
+
+    def remove_created(self):
+        for d in sorted(self.created_candidates, key=len, reverse=True):
+            with contextlib.suppress(FileNotFoundError):
+                try:
+                    os.rmdir(d)
+                except OSError as exc:
+                    if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+                        raise
+
+
+def rmdir_tree(path, tries=50):
+    """rmdir a cgroup dir and its sub-cgroups, deepest first (cgroup dirs hold only
+    control files, which rmdir ignores). Missing is fine."""
+    try:
+        subs = [e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return
+    for s in subs:
+        rmdir_tree(s, tries)
+    for i in range(tries):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or i == tries - 1:
+                raise
+            time.sleep(0.01)
+
+
+def pycontainer_cgroup_leftovers(tag=RUN_TAG):
+    """Cgroup dirs below any `pycontainer` dir whose name carries our tag (other people's
+    tests share the machine; theirs are not ours to report)."""
+    found = []
+    for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):
+        if "/pycontainer/" in dirpath + "/" and tag in dirpath:
+            found.append(dirpath)
+            dirnames[:] = []
+        if dirpath.count("/") > 12:
+            dirnames[:] = []
+    return found
+
+
+# --- C helpers ----------------------------------------------------------------------------
+
+NSUMOUNT_C = r"""
+/* nsumount MOUNTPOINT CMD ARGS...: run CMD in a private mount namespace in which
+ * MOUNTPOINT is unmounted. crun 1.8 refuses a hybrid cgroup host (v1 controllers plus a
+ * cgroup2 mount) unless it cannot see the cgroup2 mount. One exec more than crun alone. */
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <errno.h>
+#include <sys/mount.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+	if (argc < 3) { fprintf(stderr, "usage: nsumount MOUNTPOINT CMD...\n"); return 2; }
+	if (unshare(CLONE_NEWNS) < 0) { perror("nsumount: unshare"); return 125; }
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) { perror("nsumount: rprivate"); return 125; }
+	if (umount2(argv[1], MNT_DETACH) < 0) { perror("nsumount: umount"); return 125; }
+	execvp(argv[2], argv + 2);
+	fprintf(stderr, "nsumount: exec %s: %s\n", argv[2], strerror(errno));
+	return 127;
+}
+"""
+
+EXITWATCH_C = r"""
+/* exitwatch: read pids (one per line) from stdin until an empty line, pidfd_open them
+ * all, print "ready", then wait in epoll for every one to exit and print one JSON line:
+ * {"n":N,"times_ns":[CLOCK_MONOTONIC of each epoll wake-up ...],"counts":[exits seen at
+ * that wake-up ...],"rt":1 if it got SCHED_FIFO}. Event-driven: it sleeps until the kernel
+ * reports exits. */
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+static long long now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000LL + t.tv_nsec; }
+int main(void)
+{
+	static int fds[100000];
+	static long long times[100000];
+	static int counts[100000];
+	int n = 0, ep = epoll_create1(EPOLL_CLOEXEC);
+	char line[64];
+	if (ep < 0) { perror("epoll_create1"); return 1; }
+	while (fgets(line, sizeof line, stdin) && line[0] != '\n' && n < 100000) {
+		int pid = atoi(line);
+		int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (fd < 0) { fprintf(stderr, "exitwatch: pidfd_open %d: ", pid); perror(""); return 1; }
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) { perror("epoll_ctl"); return 1; }
+		fds[n++] = fd;
+	}
+	/* SCHED_FIFO: wake up at each exit even while 1000 exiting processes keep both CPUs
+	 * busy, so the timestamps are the exits', not the moment the scheduler got to us. */
+	struct sched_param sp = { .sched_priority = 1 };
+	int rt = sched_setscheduler(0, SCHED_FIFO, &sp) == 0;
+	printf("ready\n"); fflush(stdout);
+	int left = n, w = 0;
+	static struct epoll_event evs[4096];
+	while (left > 0) {
+		int r = epoll_wait(ep, evs, 4096, 60000);
+		if (r <= 0) { fprintf(stderr, "exitwatch: timeout, %d left\n", left); break; }
+		long long t = now();
+		for (int i = 0; i < r; i++) { epoll_ctl(ep, EPOLL_CTL_DEL, evs[i].data.fd, NULL); close(evs[i].data.fd); }
+		left -= r; times[w] = t; counts[w] = r; w++;
+	}
+	printf("{\"n\":%d,\"left\":%d,\"rt\":%d,\"times_ns\":[", n, left, rt);
+	for (int i = 0; i < w; i++) printf("%s%lld", i ? "," : "", times[i]);
+	printf("],\"counts\":[");
+	for (int i = 0; i < w; i++) printf("%s%d", i ? "," : "", counts[i]);
+	printf("]}\n");
+	return left ? 1 : 0;
+}
+"""
+
+
+def compile_c(src_text_or_path, out, extra=()):
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if not gcc:
+        raise FileNotFoundError("gcc not found (apt-get install -y gcc)")
+    if os.path.exists(src_text_or_path):
+        src = src_text_or_path
+    else:
+        src = out + ".c"
+        with open(src, "w") as f:
+            f.write(src_text_or_path)
+    subprocess.run([gcc, "-O2", "-Wall", "-o", out, src, *extra], check=True,
+                   capture_output=True, text=True)
+    return out
+
+
+class Tools:
+    """The run's temp dir with the busybox rootfs and the compiled helpers."""
+
+    def __init__(self, cleanup):
+        self.tmp = tempfile.mkdtemp(prefix=f"{RUN_TAG}-")
+        cleanup.push(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.rootfs = build_busybox_rootfs(os.path.join(self.tmp, "rootfs"))
+        self.notes = []
+        self.c_limit = self._build("c_limit", os.path.join(HERE, "c_limit.c"))
+        self.nsumount = self._build("nsumount", NSUMOUNT_C)
+        self.exitwatch = self._build("exitwatch", EXITWATCH_C)
+
+    def _build(self, name, src):
+        try:
+            return compile_c(src, os.path.join(self.tmp, name))
+        except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+            msg = getattr(exc, "stderr", "") or str(exc)
+            self.notes.append(f"{name}: not built: {msg.strip()[:200]}")
+            return None
+
+
+# --- runc / crun --------------------------------------------------------------------------
+
+class OciRuntime:
+    """runc or crun driven through its CLI, with the harness's bundles and ids.
+
+    crun 1.8 on a hybrid cgroup host runs through `nsumount` (a private mount namespace
+    with the cgroup2 mount unmounted), so every crun command pays one unshare(CLONE_NEWNS)
+    (a copy of the mount table) and one exec more; `wrapper_cost` measures that."""
+
+    def __init__(self, name, tools, cgroups, cleanup):
+        self.name = name
+        self.binary = shutil.which(name)
+        self.tools = tools
+        self.cgroups = cgroups
+        self.cleanup = cleanup
+        self.ids = []
+        self.skip = None
+        self.wrapped = None
+        self.security, self.security_notes = pycontainer_security_defaults()
+        self.prefix = [self.binary] if self.binary else []
+        if not self.binary:
+            self.skip = f"{name} is not installed (apt-get install -y {name})"
+        elif cgroups.base is None:
+            self.skip = f"no cgroupsPath below our own cgroups: {cgroups.problem}"
+        elif name == "crun":
+            mnt = hybrid_unified_mount()
+            if mnt:
+                if not tools.nsumount:
+                    self.skip = "crun needs the nsumount helper on a hybrid host (no gcc)"
+                else:
+                    self.prefix = [tools.nsumount, mnt, self.binary]
+                    self.wrapped = mnt
+
+    def new_id(self, kind):
+        cid = f"{RUN_TAG}-{self.name}-{kind}-{len(self.ids)}"
+        self.ids.append(cid)
+        return cid
+
+    def bundle(self, kind, args):
+        cid = self.new_id(kind)
+        b = write_oci_bundle(os.path.join(self.tools.tmp, "bundles", cid), self.tools.rootfs,
+                             args, self.cgroups.path(cid), hostname=kind,
+                             security=self.security)
+        return cid, b
+
+    def cmd(self, *args):
+        return [*self.prefix, *args]
+
+    def call(self, *args, check=True):
+        # stderr to a file, not a pipe: a detached container inherits it and would keep a
+        # pipe open forever.
+        with tempfile.TemporaryFile(dir=self.tools.tmp) as err:
+            r = subprocess.run(self.cmd(*args), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=err)
+            if check and r.returncode != 0:
+                err.seek(0)
+                raise RuntimeError(f"{' '.join(self.cmd(*args))}: exit {r.returncode}: "
+                                   f"{err.read().decode(errors='replace').strip()[:300]}")
+        return r.returncode
+
+    def delete(self, cid):
+        subprocess.run(self.cmd("delete", "-f", cid), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.cgroups.remove_leaf(cid)
+
+    def start_detached(self, kind, args):
+        cid, b = self.bundle(kind, args)
+        self.cleanup.push(self.delete, cid)
+        self.call("run", "-d", "-b", b, cid)
+        return cid
+
+    def state(self, cid):
+        r = subprocess.run(self.cmd("state", cid), capture_output=True, text=True)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def leftovers(self):
+        if not self.binary:
+            return []
+        r = subprocess.run(self.cmd("list", "-q"), capture_output=True, text=True)
+        return [x for x in r.stdout.split() if x.startswith(RUN_TAG)]
+
+
+# --- c_limit ------------------------------------------------------------------------------
+
+class CLimit:
+    """Runs `c_limit MODE ROOTFS k` as one chunk; pseudo-samples from its quantiles.
+    If we are interrupted it gets SIGTERM (it cleans up on that) and, should it have died
+    of SIGKILL, its climit-<pid> cgroups are removed here."""
+
+    def __init__(self, tools, cleanup):
+        self.tools = tools
+        self.cleanup = cleanup
+
+    def chunk(self, mode, k):
+        p = subprocess.Popen([self.tools.c_limit, mode, self.tools.rootfs, str(k)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        entry = self.cleanup.push(self._stop, p)
+        try:
+            out, err = p.communicate()
+        finally:
+            if p.poll() is None:
+                self._stop(p)
+            self.cleanup.discard(entry)
+        if p.returncode != 0:
+            self._remove_cgroups(p.pid)
+            raise RuntimeError(f"c_limit {mode}: exit {p.returncode}: {err.strip()[:300]}")
+        line = json.loads(out.strip().splitlines()[-1])
+        return pseudo_samples(line), line
+
+    def _stop(self, p):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self._remove_cgroups(p.pid)
+
+    @staticmethod
+    def _remove_cgroups(pid):
+        for _, own, _, _ in own_cgroups():
+            rmdir_tree(os.path.join(own, "pycontainer", f"climit-{pid}"))
+
+
+# --- misc ---------------------------------------------------------------------------------
+
+def proc_status(field, pid="self"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return line.split()[1]
+    return None
+
+
+def rss_bytes():
+    return int(proc_status("VmRSS")) * 1024
+
+
+def machine_context():
+    load = os.getloadavg()
+    others = 0
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                with contextlib.suppress(OSError):
+                    with open(f"/proc/{name}/cgroup") as f:
+                        t = f.read()
+                    if "/pycontainer/" in t and RUN_TAG not in t:
+                        others += 1
+    return {"loadavg": load, "cpus": os.cpu_count(), "kernel": os.uname().release,
+            "processes_in_other_pycontainer_cgroups": others, "time": time.time()}
+
+
+def write_json(path, data):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1, default=str)
+
+
+def verify_clean(settle=5.0):
+    """What the run left behind: our cgroups, runc/crun containers, state dir, processes.
+    Processes die and cgroups empty asynchronously: retried for up to `settle` seconds."""
+    deadline = time.monotonic() + settle
+    while True:
+        out = _leftovers()
+        if out["clean"] or time.monotonic() > deadline:
+            return out
+        time.sleep(0.1)
+
+
+def _leftovers():
+    out = {"cgroups": pycontainer_cgroup_leftovers()}
+    for rt in ("runc", "crun"):
+        if shutil.which(rt):
+            r = subprocess.run([rt, "list", "-q"], capture_output=True, text=True)
+            out[rt] = [x for x in r.stdout.split() if x.startswith(RUN_TAG)]
+    out["state_dir"] = os.path.exists(f"/run/{RUN_TAG}")
+    procs = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{name}/cgroup") as f:
+                    if RUN_TAG in f.read():
+                        with open(f"/proc/{name}/cmdline", "rb") as g:
+                            procs.append((int(name), g.read().replace(b"\0", b" ").decode()[:80]))
+    out["processes"] = procs
+    out["clean"] = not any([out["cgroups"], out.get("runc"), out.get("crun"), out["state_dir"],
+                            procs])
+    return out
+
+
+# --- the plot -----------------------------------------------------------------------------
+
+def plot(path, data):
+    """One PNG: a box plot per scenario (log scale, every contender), and the scaling
+    curves. matplotlib is optional."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "plot skipped: matplotlib is not installed (pip install matplotlib)"
+    scen = data.get("scenarios") or {}
+    scal = data.get("scaling") or {}
+    panels = [k for k in ("full", "join", "pause") if k in scen]
+    n_top = len(panels)
+    n_bottom = 3 if scal else 0
+    cols = max(n_top, n_bottom, 1)
+    rows = (1 if n_top else 0) + (1 if n_bottom else 0)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 5.6 * rows), squeeze=False)
+    titles = {"full": "1. full lifecycle (create+start+exit+destroy)",
+              "join": "2. join (start /bin/true into a running container)",
+              "pause": "3. pause + resume"}
+    r = 0
+    if n_top:
+        for i, key in enumerate(panels):
+            ax = axes[r][i]
+            cons = [(n, c) for n, c in scen[key]["contenders"].items() if c["samples_us"]]
+            cons.sort(key=lambda nc: nc[1]["summary"]["median_us"])
+            data_ms = [[v / 1000 for v in c["samples_us"]] for _, c in cons]
+            labels = [n.replace(" (", "\n(") for n, _ in cons]
+            colors = ["tab:red" if n == "pycontainer" else "lightcoral" if n.startswith("pycontainer") else
+                      ("tab:green" if n.startswith("c_limit") or n.startswith("bare") else "tab:gray")
+                      for n, _ in cons]
+            bp = ax.boxplot(data_ms, vert=False, whis=(1, 99), showfliers=True, patch_artist=True,
+                            flierprops={"markersize": 2, "alpha": 0.4})
+            for patch, col in zip(bp["boxes"], colors):
+                patch.set_facecolor(col)
+                patch.set_alpha(0.5)
+            ax.set_yticks(range(1, len(labels) + 1), labels, fontsize=8)
+            ax.set_xscale("log")
+            ax.set_xlabel("latency, ms (log)   box: p25-p75, whiskers p1-p99")
+            ax.set_title(titles[key], fontsize=10)
+            for j, (_, c) in enumerate(cons):
+                s = c["summary"]
+                ax.annotate(f"{s['median_us'] / 1000:.2f} ms", (s["median_us"] / 1000, j + 1),
+                            xytext=(0, 9), textcoords="offset points", ha="center", fontsize=7)
+            ax.grid(True, axis="x", which="both", alpha=0.3)
+        for i in range(n_top, cols):
+            axes[r][i].axis("off")
+        r += 1
+    if n_bottom:
+        # (a) heap
+        ax = axes[r][0]
+        lv = scal["heap"]["levels"]
+        xs = [x["heap_bytes"] / (1 << 30) for x in lv]
+        for key, label, col in (("lifecycle", "pycontainer lifecycle", "tab:red"),
+                                ("subprocess", "subprocess.run(/bin/true)", "tab:gray"),
+                                ("fork", "os.fork+exit+wait (reference)", "tab:blue")):
+            med = [x[key]["summary"]["median_us"] / 1000 for x in lv]
+            p90 = [x[key]["summary"]["p90_us"] / 1000 for x in lv]
+            ax.plot(xs, med, "o-", color=col, label=f"{label} median")
+            ax.plot(xs, p90, "x--", color=col, alpha=0.6, label=f"{label} p90")
+        ax.set_xlabel("live heap of the calling process, GiB")
+        ax.set_ylabel("ms")
+        ax.set_yscale("log")
+        ax.set_title("(a) start latency vs caller heap", fontsize=10)
+        ax.legend(fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
+        # (b) containers
+        ax = axes[r][1]
+        levels = scal["containers"]["levels"]
+        main = [x for x in levels if x["label"] != "0 (after)"]
+        after = [x for x in levels if x["label"] == "0 (after)"]
+        for key, col in (("join", "tab:red"), ("processes()", "tab:purple"), ("stats()", "tab:orange")):
+            xs = [x["others"] for x in main]
+            ax.plot(xs, [x[key]["summary"]["median_us"] for x in main], "o-", color=col,
+                    label=f"{key} median")
+            ax.plot(xs, [x[key]["summary"]["p90_us"] for x in main], "x--", color=col, alpha=0.6)
+            if after:
+                ax.plot([0], [after[0][key]["summary"]["median_us"]], "s", color=col, mfc="none",
+                        label=f"{key} at 0 again (drift check)")
+        mem = scal["containers"].get("memory", {})
+        ax.set_xlabel("other containers running")
+        ax.set_ylabel("us (log)   dashed: p90")
+        ax.set_yscale("log")
+        ax.set_title("(b) cost with other containers running\n(d) per idle container: RSS "
+                     f"{mem.get('rss_per_container_bytes', 0) / 1024:.1f} KiB, tracemalloc "
+                     f"{mem.get('tracemalloc_per_container_bytes', 0) / 1024:.1f} KiB, "
+                     f"{mem.get('fds_per_container', 0):.1f} fds", fontsize=10)
+        ax.legend(fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
+        # (c) exits
+        ax = axes[r][2]
+        for i, rep in enumerate(scal["exits"]["reps"]):
+            t, cum = [], 0
+            for tt, cnt in zip(rep["exit_times_ms"], rep["exit_counts"]):
+                cum += cnt
+                t.append((tt, cum))
+            ax.step([a for a, _ in t], [b for _, b in t], where="post", color="tab:blue",
+                    alpha=0.8, label="exited (kernel, pidfd)" if i == 0 else None)
+            ax.plot(rep["arrival_ms"], range(1, len(rep["arrival_ms"]) + 1), color="tab:red",
+                    alpha=0.8, label="status in its queue" if i == 0 else None)
+        rep0 = scal["exits"]["reps"][0]
+        ax.set_xlabel("ms since the pipe's write end was closed")
+        ax.set_ylabel("processes")
+        ax.set_title(f"(c) {rep0['n']} simultaneous exits: worst last-exit -> all delivered "
+                     f"{scal['exits']['worst_delivery_ms']:.1f} ms", fontsize=10)
+        ax.legend(fontsize=7)
+        ax.grid(True, alpha=0.3)
+        for i in range(3, cols):
+            axes[r][i].axis("off")
+    ctx = data.get("context_before", {})
+    fig.suptitle(f"pycontainer benchmarks ({'quick' if data.get('options', {}).get('quick') else 'full'} run; "
+                 f"{ctx.get('cpus')} CPUs, Linux {ctx.get('kernel')}, load avg before "
+                 f"{', '.join(f'{x:.2f}' for x in ctx.get('loadavg', []))})  red: pycontainer, "
+                 f"green: kernel-work limit", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return f"plot: {path}"

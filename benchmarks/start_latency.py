@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""Start latency of pycontainer against runc, crun, plain subprocess and the C limit.
+
+    python benchmarks/start_latency.py [--quick] [--runs N] [--json FILE] [--plot FILE.png]
+                                       [--scaling]
+
+Scenarios (every one in interleaved rounds: each round runs one chunk of every contender,
+in a shuffled order, so drift and a neighbour's load hit all of them alike):
+
+1. full lifecycle: Factory.create + start(/bin/true) + exit status from the queue +
+   destroy, default Config on a busybox rootfs; against `crun run`, `runc run` (an OCI
+   bundle with the same image, namespaces and mounts), subprocess.run(["/bin/true"]) and
+   `c_limit full` (the kernel work alone).
+2. join: start(/bin/true) into a running container + its exit status; against
+   `crun exec`, `runc exec`, `nsenter -a -t <init pid> /bin/true` and `c_limit join`.
+3. pause + resume: pause(), poll run_state() until PAUSED, resume(); against
+   `crun pause` + `crun resume`, `runc pause` + `runc resume`, and the bare cgroup2
+   writes (cgroup.freeze 1, read cgroup.events until "frozen 1", cgroup.freeze 0).
+
+--scaling also runs benchmarks/scaling.py's measurements. Needs root. Everything made is
+removed on success, on error and on Ctrl-C (see benchmarks/README.md).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import _common as C  # noqa: E402
+
+TARGETS = {             # from the issue
+    "full_vs_c_limit": 1.3,
+    "join_vs_c_limit": 1.3,
+    "pause_vs_bare": 3.0,
+    "heap_4g_vs_0": 1.2,
+    "join_500_vs_0": 1.5,
+    "exit_delivery_ms": 100.0,
+}
+
+
+def plan(args):
+    """(rounds, samples per round for in-process/fast contenders, for runc/crun)."""
+    if args.quick:
+        rounds, k, k_rt = 30, 5, 2
+    else:
+        rounds, k, k_rt = 200, 10, 4
+    if args.runs:
+        rounds = args.runs
+    return rounds, k, k_rt
+
+
+# --- the contenders -----------------------------------------------------------------------
+
+class PyLifecycle:
+    """create + start(/bin/true) + status + destroy, with a per-phase split."""
+
+    def __init__(self, pc, factory, config, tag="full"):
+        self.pc, self.factory = pc, factory
+        self.config = config                             # built once: a Config is reusable
+        self.proc = pc.ProcessConfig(args=["/bin/true"])
+        self.tag = tag
+        self.n = 0
+
+    def chunk(self, k):
+        out, phases = [], []
+        T = time.perf_counter_ns
+        for _ in range(k):
+            cid = f"{C.RUN_TAG}-{self.tag}-{self.n}"
+            self.n += 1
+            t0 = T()
+            c = self.factory.create(cid, self.config)
+            t1 = T()
+            try:
+                _, q = c.start(self.proc)
+                t2 = T()
+                status = q.get(timeout=30)
+                t3 = T()
+            finally:
+                c.destroy()
+            t4 = T()
+            if status != 0:
+                raise RuntimeError(f"pycontainer /bin/true exited {status}")
+            out.append((t4 - t0) / 1e3)
+            phases.append([(t1 - t0) / 1e3, (t2 - t1) / 1e3, (t3 - t2) / 1e3, (t4 - t3) / 1e3])
+        return out, phases
+
+
+BARE_NAME = "pycontainer (no seccomp/caps/masks)"
+BARE_NOTE = ("Config(seccomp=None, capabilities=None, no_new_privileges=False, masked_paths=(), "
+             "readonly_paths=()): about c_limit's work (the device policy stays)")
+
+
+def bare_config(pc, rootfs):
+    """A Config doing about what c_limit does: no seccomp filter, no capability drop, no
+    masked/read-only paths. (config, None) or (None, why not)."""
+    try:
+        return pc.Config(rootfs=rootfs, seccomp=None, capabilities=None, no_new_privileges=False,
+                         masked_paths=(), readonly_paths=()), None
+    except (TypeError, ValueError) as exc:
+        return None, f"this Config cannot turn the security features off: {exc}"
+
+
+def timed_cmd(cmd, expect=0):
+    """A chunk function running `cmd` k times, each timed around subprocess.run."""
+    def chunk(k):
+        out = []
+        for _ in range(k):
+            t0 = time.perf_counter_ns()
+            r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+            t1 = time.perf_counter_ns()
+            if r.returncode != expect:
+                raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: "
+                                   f"{r.stderr.decode(errors='replace').strip()[:300]}")
+            out.append((t1 - t0) / 1e3)
+        return out
+    return chunk
+
+
+def timed_cmds(cmds):
+    """Like timed_cmd, for a sequence of commands timed together (pause + resume)."""
+    def chunk(k):
+        out = []
+        for _ in range(k):
+            t0 = time.perf_counter_ns()
+            for cmd in cmds:
+                r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+                if r.returncode != 0:
+                    raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: "
+                                       f"{r.stderr.decode(errors='replace').strip()[:300]}")
+            out.append((time.perf_counter_ns() - t0) / 1e3)
+        return out
+    return chunk
+
+
+class BareFreezer:
+    """A cgroup2 dir of our own (below our cgroup, in the `pycontainer` parent) holding one
+    sleeping process; a cycle is the three bare writes/reads on pre-opened files."""
+
+    def __init__(self, cleanup):
+        own = C.unified_own_dir()
+        if own is None:
+            raise RuntimeError("no cgroup2 hierarchy")
+        self.dir = os.path.join(own, "pycontainer", f"{C.RUN_TAG}-freezer")
+        os.makedirs(os.path.dirname(self.dir), exist_ok=True)
+        os.mkdir(self.dir)
+        cleanup.push(C.rmdir_tree, self.dir)
+        self.proc = subprocess.Popen(["sleep", "100000"], stdin=subprocess.DEVNULL)
+        cleanup.push(self._stop)
+        with open(os.path.join(self.dir, "cgroup.procs"), "w") as f:
+            f.write(str(self.proc.pid))
+        self.freeze_fd = os.open(os.path.join(self.dir, "cgroup.freeze"), os.O_WRONLY | os.O_CLOEXEC)
+        self.events_fd = os.open(os.path.join(self.dir, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
+
+    def _stop(self):
+        for fd in (self.freeze_fd, self.events_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        with open(os.path.join(self.dir, "cgroup.freeze"), "w") as f:
+            f.write("0")
+        self.proc.kill()
+        self.proc.wait()
+
+    def chunk(self, k):
+        out = []
+        w, pread, ffd, efd = os.write, os.pread, self.freeze_fd, self.events_fd
+        for _ in range(k):
+            t0 = time.perf_counter_ns()
+            w(ffd, b"1")
+            while b"frozen 1" not in pread(efd, 256, 0):
+                pass
+            w(ffd, b"0")
+            out.append((time.perf_counter_ns() - t0) / 1e3)
+        return out
+
+
+def py_join_chunk(pc, c):
+    proc = pc.ProcessConfig(args=["/bin/true"])
+
+    def chunk(k):
+        out = []
+        for _ in range(k):
+            t0 = time.perf_counter_ns()
+            _, q = c.start(proc)
+            status = q.get(timeout=30)
+            out.append((time.perf_counter_ns() - t0) / 1e3)
+            if status != 0:
+                raise RuntimeError(f"joined /bin/true exited {status}")
+        return out
+    return chunk
+
+
+def py_pause_chunk(pc, c):
+    PAUSED = pc.RunState.PAUSED
+
+    def chunk(k):
+        out = []
+        for _ in range(k):
+            t0 = time.perf_counter_ns()
+            c.pause()
+            while c.run_state() is not PAUSED:
+                pass
+            c.resume()
+            out.append((time.perf_counter_ns() - t0) / 1e3)
+        return out
+    return chunk
+
+
+# --- the run ------------------------------------------------------------------------------
+
+def progress(name):
+    def p(done, total):
+        C.log(f"  {name}: round {done}/{total}")
+    return p
+
+
+def run_scenarios(args, ctx):
+    """The three scenarios. ctx: dict with pc, factory, tools, cleanup, results."""
+    pc, factory, tools, cleanup = ctx["pc"], ctx["factory"], ctx["tools"], ctx["cleanup"]
+    rounds, k, k_rt = plan(args)
+    cg = C.RuntimeCgroups()
+    cleanup.push(cg.remove_created)
+    runtimes = {n: C.OciRuntime(n, tools, cg, cleanup) for n in ("crun", "runc")}
+    climit = C.CLimit(tools, cleanup) if tools.c_limit else None
+    results, texts = {}, []
+
+    def crun_note(rt):
+        if rt.name == "crun" and rt.wrapped:
+            return (f"runs under nsumount (unshare(CLONE_NEWNS) + umount {rt.wrapped} + exec "
+                    f"crun): crun 1.8 refuses hybrid cgroups; see the nsumount row for that cost")
+        return ""
+
+    def skipped(name, why):
+        c = C.Contender(name, None, 0, note=why)
+        return c
+
+    # 1. full lifecycle
+    C.log(f"[1/3] full lifecycle: {rounds} rounds")
+    py = PyLifecycle(pc, factory, pc.Config(rootfs=tools.rootfs))
+    contenders = [C.Contender("pycontainer", py.chunk, k, note="default Config")]
+    extra_rows = []
+    bare_cfg, why = bare_config(pc, tools.rootfs)
+    if bare_cfg is not None:
+        contenders.append(C.Contender(BARE_NAME, PyLifecycle(pc, factory, bare_cfg, "bare").chunk,
+                                      k, note=BARE_NOTE))
+    else:
+        extra_rows.append(skipped(BARE_NAME, why))
+    for rt in runtimes.values():
+        if rt.skip:
+            extra_rows.append(skipped(f"{rt.name} run", rt.skip))
+            continue
+        cid, b = rt.bundle("run", ["/bin/true"])
+        cleanup.push(rt.delete, cid)
+        contenders.append(C.Contender(f"{rt.name} run", timed_cmd(rt.cmd("run", "-b", b, cid)),
+                                      k_rt, note=crun_note(rt)))
+    contenders.append(C.Contender("subprocess.run(/bin/true)", timed_cmd(["/bin/true"]), k))
+    if runtimes["crun"].wrapped:
+        contenders.append(C.Contender(
+            "nsumount /bin/true", timed_cmd([tools.nsumount, runtimes["crun"].wrapped, "/bin/true"]),
+            k, note="crun's wrapper alone: subtract its excess over subprocess.run from the crun rows"))
+    if climit:
+        contenders.append(C.Contender("c_limit full", lambda n: climit.chunk("full", n), k,
+                                      note="in-C loop; pooled from per-chunk quantiles"))
+    else:
+        extra_rows.append(skipped("c_limit full", "not built (gcc missing)"))
+    orders = C.interleave(contenders, rounds, seed=1, progress=progress("full"))
+    texts.append(C.table("1. full lifecycle: create + start(/bin/true) + exit status + destroy (us)",
+                         contenders + extra_rows, reference="pycontainer"))
+    phase_names = ["create", "start", "wait exit", "destroy"]
+    phases = [p for chunk in contenders[0].raw for p in chunk]
+    split = {n: C.summarize([p[i] for p in phases]) for i, n in enumerate(phase_names)}
+    line = "    pycontainer phases (median / p90 us): " + ", ".join(
+        f"{n} {s['median_us']:.0f} / {s['p90_us']:.0f}" for n, s in split.items())
+    print(line)
+    texts.append(line)
+    results["full"] = scenario_record(contenders + extra_rows, orders, {"pycontainer_phases": split})
+
+    # long-lived containers for 2 and 3
+    init = factory.create(f"{C.RUN_TAG}-longlived", pc.Config(rootfs=tools.rootfs))
+    cleanup.push(init.destroy)
+    init_pid, _ = init.start(pc.ProcessConfig(args=["/bin/sleep", "100000"]))
+    bare_init = None
+    if bare_cfg is not None:
+        bare_init = factory.create(f"{C.RUN_TAG}-longlived-bare", bare_cfg)
+        cleanup.push(bare_init.destroy)
+        bare_init.start(pc.ProcessConfig(args=["/bin/sleep", "100000"]))
+    rt_ids = {}
+    for rt in runtimes.values():
+        if not rt.skip:
+            rt_ids[rt.name] = rt.start_detached("sleep", ["/bin/sleep", "100000"])
+
+    # 2. join
+    C.log(f"[2/3] join: {rounds} rounds")
+    contenders = [C.Contender("pycontainer", py_join_chunk(pc, init), k, note="default Config")]
+    extra_rows = []
+    if bare_init is not None:
+        contenders.append(C.Contender(BARE_NAME, py_join_chunk(pc, bare_init), k, note=BARE_NOTE))
+    else:
+        extra_rows.append(skipped(BARE_NAME, why))
+    for rt in runtimes.values():
+        if rt.skip:
+            extra_rows.append(skipped(f"{rt.name} exec", rt.skip))
+            continue
+        contenders.append(C.Contender(f"{rt.name} exec",
+                                      timed_cmd(rt.cmd("exec", rt_ids[rt.name], "/bin/true")),
+                                      k_rt, note=crun_note(rt)))
+    contenders.append(C.Contender("nsenter -a", timed_cmd(
+        ["nsenter", "-a", "-t", str(init_pid), "/bin/true"]), k,
+        note="joins the namespaces only, not the cgroups"))
+    if climit:
+        contenders.append(C.Contender("c_limit join", lambda n: climit.chunk("join", n), k,
+                                      note="in-C loop; pooled from per-chunk quantiles"))
+    else:
+        extra_rows.append(skipped("c_limit join", "not built (gcc missing)"))
+    orders = C.interleave(contenders, rounds, seed=2, progress=progress("join"))
+    texts.append(C.table("2. join: start(/bin/true) into a running container + exit status (us)",
+                         contenders + extra_rows, reference="pycontainer"))
+    results["join"] = scenario_record(contenders + extra_rows, orders)
+
+    # 3. pause + resume
+    C.log(f"[3/3] pause + resume: {rounds} rounds")
+    contenders = [C.Contender("pycontainer", py_pause_chunk(pc, init), k,
+                              note="cgroup2 cgroup.freeze (hybrid host: pycontainer freezes on v2)")]
+    extra_rows = []
+    for rt in runtimes.values():
+        if rt.skip:
+            extra_rows.append(skipped(f"{rt.name} pause+resume", rt.skip))
+            continue
+        cid = rt_ids[rt.name]
+        contenders.append(C.Contender(f"{rt.name} pause+resume", timed_cmds(
+            [rt.cmd("pause", cid), rt.cmd("resume", cid)]), k_rt,
+            note="; ".join(x for x in ("v1 freezer" + (" (crun sees no cgroup2)" if rt.wrapped else ""),
+                                       crun_note(rt)) if x)))
+    try:
+        bare = BareFreezer(cleanup)
+        contenders.append(C.Contender("bare cgroup.freeze writes", bare.chunk, k,
+                                      note="write 1, pread cgroup.events until 'frozen 1', write 0"))
+    except (OSError, RuntimeError) as exc:
+        extra_rows.append(skipped("bare cgroup.freeze writes", str(exc)))
+    orders = C.interleave(contenders, rounds, seed=3, progress=progress("pause"))
+    texts.append(C.table("3. pause + resume: pause, until PAUSED, resume (us)",
+                         contenders + extra_rows, reference="pycontainer"))
+    results["pause"] = scenario_record(contenders + extra_rows, orders)
+    return results, texts
+
+
+def scenario_record(contenders, orders, extra=None):
+    rec = {"contenders": {}, "orders": orders}
+    for c in contenders:
+        rec["contenders"][c.name] = {"summary": C.summarize(c.samples), "note": c.note,
+                                     "samples_us": c.samples, "per_round": c.per_round,
+                                     "raw": c.raw}
+    rec.update(extra or {})
+    return rec
+
+
+def median_of(results, scenario, name):
+    try:
+        s = results[scenario]["contenders"][name]["summary"]
+        return s["median_us"] if s.get("n") else None
+    except KeyError:
+        return None
+
+
+def p90_of(results, scenario, name):
+    try:
+        s = results[scenario]["contenders"][name]["summary"]
+        return s["p90_us"] if s.get("n") else None
+    except KeyError:
+        return None
+
+
+def evaluate_targets(results, scaling):
+    """[(target, measured text, met or None)]"""
+    out = []
+
+    def ratio_row(label, scenario, num, den, limit):
+        a, b = median_of(results, scenario, num), median_of(results, scenario, den)
+        if a is None or b is None:
+            out.append((label, "not measured", None))
+            return
+        a9, b9 = p90_of(results, scenario, num), p90_of(results, scenario, den)
+        r = a / b
+        out.append((label, f"{r:.2f}x (median {a:.0f} vs {b:.0f} us; p90 ratio {a9 / b9:.2f}x)",
+                    r <= limit))
+
+    if results:
+        ratio_row("full lifecycle <= 1.3x c_limit full", "full", "pycontainer", "c_limit full",
+                  TARGETS["full_vs_c_limit"])
+        ratio_row("join <= 1.3x c_limit join", "join", "pycontainer", "c_limit join",
+                  TARGETS["join_vs_c_limit"])
+        ratio_row("pause+resume <= 3x bare freezer writes", "pause", "pycontainer",
+                  "bare cgroup.freeze writes", TARGETS["pause_vs_bare"])
+        for scen, what in (("full", "full lifecycle"), ("join", "join")):
+            a = median_of(results, scen, BARE_NAME)
+            b = median_of(results, scen, f"c_limit {scen}")
+            if a and b:
+                out.append((f"  (info) {what}, no seccomp/caps/masks, vs c_limit",
+                            f"{a / b:.2f}x (median {a:.0f} vs {b:.0f} us)", "info"))
+    if scaling:
+        out.extend(scaling.get("targets", []))
+    return out
+
+
+def print_targets(rows):
+    lines = ["\n== targets =="]
+    for label, measured, met in rows:
+        verdict = "n/a" if met is None else (met if isinstance(met, str) else
+                                             ("MET" if met else "NOT MET"))
+        lines.append(f"{label:<52} {verdict:<8} {measured}")
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds: under a minute")
+    ap.add_argument("--runs", type=int, help="rounds per scenario (default 100, --quick 10)")
+    ap.add_argument("--json", help="write every sample and summary here")
+    ap.add_argument("--plot", help="draw the distributions and scaling curves into this PNG")
+    ap.add_argument("--scaling", action="store_true", help="also run benchmarks/scaling.py")
+    ap.add_argument("--only-scaling", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit("needs root")
+    import pycontainer as pc
+    import scaling as S
+
+    cleanup = C.Cleanup()
+    C.Cleanup.install_signal_handlers()
+    t_start = time.monotonic()
+    data = {"options": vars(args), "context_before": C.machine_context(), "tag": C.RUN_TAG}
+    texts = []
+    try:
+        tools = C.Tools(cleanup)
+        for n in tools.notes:
+            C.log("note:", n)
+        root = f"/run/{C.RUN_TAG}"
+        factory = pc.Factory(root=root)
+        cleanup.push(destroy_all, factory)
+        ctx = {"pc": pc, "factory": factory, "tools": tools, "cleanup": cleanup}
+        results = {}
+        if not args.only_scaling:
+            results, t = run_scenarios(args, ctx)
+            texts += t
+        data["scenarios"] = results
+        scaling = None
+        if args.scaling or args.only_scaling:
+            scaling, t = S.run_scaling(args, ctx)
+            texts += t
+            data["scaling"] = scaling
+        rows = evaluate_targets(results, scaling)
+        texts.append(print_targets(rows))
+        data["targets"] = [{"target": a, "measured": b, "met": c} for a, b, c in rows]
+        data["notes"] = tools.notes + C.pycontainer_security_defaults()[1]
+    finally:
+        cleanup.run()
+        check = C.verify_clean()
+        data["cleanup_check"] = check
+        if not check["clean"] or sys.exc_info()[0] is not None:
+            print(f"cleanup check: {check}", flush=True)
+    data["context_after"] = C.machine_context()
+    data["elapsed_s"] = time.monotonic() - t_start
+    print(f"\nelapsed {data['elapsed_s']:.0f} s; load average before {data['context_before']['loadavg']}"
+          f", after {data['context_after']['loadavg']}; cleanup check: {check}")
+    if args.json:
+        C.write_json(args.json, data)
+        print(f"json: {args.json}")
+    if args.plot:
+        msg = C.plot(args.plot, data)
+        print(msg)
+    return 0
+
+
+def destroy_all(factory):
+    """Destroy every container of the run's factory root, then remove the root. A state dir
+    without state.json is what an interrupted create or destroy leaves (cgroups already
+    gone, only the lock file): it is removed too."""
+    import shutil
+    for cid in factory.list():
+        try:
+            factory.load(cid).destroy()
+        except Exception as exc:
+            d = os.path.join(factory.root, cid)
+            if not os.path.exists(os.path.join(d, "state.json")):
+                shutil.rmtree(d, ignore_errors=True)
+            else:
+                C.log(f"cleanup: destroy {cid}: {exc!r}")
+    try:
+        os.rmdir(factory.root)
+    except FileNotFoundError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
