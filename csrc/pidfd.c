@@ -1,7 +1,11 @@
 /* pidfd.c: the exit watcher's blocking call. One thread per Python process sits here with
- * no GIL; each readable pidfd is a child that has exited, reaped by pidfd, so a waitpid(-1)
- * elsewhere in the program cannot take a status meant for us (our children have
- * exit_signal 0: only __WALL waiters see them) and a reused pid is never confused. */
+ * no GIL; each readable pidfd is a child that has exited, reaped by pidfd, so a reused pid
+ * is never confused with it.
+ *
+ * Our children start with exit_signal 0, but execve makes it SIGCHLD again (observed on
+ * 6.18), so a waitpid(-1) elsewhere in the program can reap them first. The status is not
+ * lost then: since Linux 6.15 the pidfd keeps it (PIDFD_GET_INFO, PIDFD_INFO_EXIT) once
+ * the process has been reaped, by whoever reaped it. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -12,7 +16,55 @@
 #include "spawn.h"
 #include "syscalls.h"
 
+#include <sched.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+
 #define PC_REAP_BATCH 256
+
+/* struct pidfd_info as of Linux 6.15 (linux/pidfd.h; not in older headers). */
+struct pc_pidfd_info {
+    uint64_t mask;
+    uint64_t cgroupid;
+    uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+    int32_t exit_code;
+    uint32_t coredump_mask;
+    uint32_t spare;
+};
+#define PC_PIDFD_GET_INFO _IOWR(0xFF, 11, struct pc_pidfd_info)
+#define PC_PIDFD_INFO_EXIT (1ULL << 3)
+
+static int status_from_wait(int ws)
+{
+    if (WIFEXITED(ws))
+        return WEXITSTATUS(ws);
+    if (WIFSIGNALED(ws))
+        return -WTERMSIG(ws);
+    return PC_STATUS_UNKNOWN;
+}
+
+/* Someone else reaped it (ECHILD), or is reaping it right now: the pidfd has the status
+ * once release is complete, a matter of microseconds. */
+static int status_from_pidfd(int fd)
+{
+    for (int tries = 0; tries < 2000; tries++) {
+        struct pc_pidfd_info info;
+        memset(&info, 0, sizeof(info));
+        info.mask = PC_PIDFD_INFO_EXIT;
+        if (ioctl(fd, PC_PIDFD_GET_INFO, &info) == 0) {
+            if (info.mask & PC_PIDFD_INFO_EXIT)
+                return status_from_wait(info.exit_code);
+        } else if (errno != ESRCH) {
+            return PC_STATUS_UNKNOWN;          /* before 6.15: it is gone */
+        }
+        /* ESRCH, or no exit information yet: the other waiter is still releasing it. */
+        struct timespec pause = { 0, 50 * 1000 };
+        nanosleep(&pause, NULL);
+    }
+    return PC_STATUS_UNKNOWN;
+}
 
 static int exit_status(const siginfo_t *si)
 {
@@ -37,7 +89,7 @@ int pc_reap_ready(int epfd, int timeout_ms, int *fds, int *statuses, int max)
         if (waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | __WALL | WNOHANG) == 0 && si.si_pid)
             statuses[i] = exit_status(&si);
         else
-            statuses[i] = PC_STATUS_UNKNOWN;   /* reaped by someone else (ECHILD) */
+            statuses[i] = status_from_pidfd(fd);
         epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
     }
     return n;

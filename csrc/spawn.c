@@ -10,7 +10,8 @@
  *                        helper --clone3(CLONE_PARENT, CLONE_INTO_CGROUP, CLONE_PIDFD)--> process
  * CLONE_PARENT makes the joined process the caller's child, inside the container's pid
  * namespace; CLONE_FILES lets the kernel install its pidfd straight into the caller's
- * table. Both children have exit_signal 0: no SIGCHLD, and only waitid(__WALL) reaps them.
+ * table. Children start with exit_signal 0, but execve resets it to SIGCHLD (see pidfd.c
+ * for how statuses survive a waitpid(-1) elsewhere).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

@@ -164,8 +164,9 @@ int pc_spawn(const struct pc_target *target, const struct pc_process *proc,
 
 /* The exit watcher's one blocking call: wait up to timeout_ms for pidfds in epfd to become
  * readable, reap each with waitid(P_PIDFD, WEXITED|__WALL), remove it from epfd. Fills
- * fds[i] and statuses[i] (exit code, -signal, or PC_STATUS_UNKNOWN when the status was
- * taken by someone else). Returns the count or -errno. The fds stay open. */
+ * fds[i] and statuses[i] (exit code, -signal; when someone else reaped it, the status the
+ * pidfd kept, or PC_STATUS_UNKNOWN before Linux 6.15). Returns the count or -errno. The
+ * fds stay open. */
 #define PC_STATUS_UNKNOWN INT32_MIN
 int pc_reap_ready(int epfd, int timeout_ms, int *fds, int *statuses, int max);
 

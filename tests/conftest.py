@@ -23,6 +23,7 @@ def busybox_rootfs(tmp_path_factory):
     if not os.path.exists(BUSYBOX):
         pytest.fail("busybox-static is not installed (apt-get install -y busybox-static)")
     root = tmp_path_factory.mktemp("busybox-rootfs")
+    os.chmod(root, 0o755)     # pytest's temp dirs are 0700: other users in it need x
     for d in ("bin", "proc", "sys", "dev", "tmp", "etc", "root", "run", "data"):
         (root / d).mkdir()
     shutil.copy2(BUSYBOX, root / "bin" / "busybox")

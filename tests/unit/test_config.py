@@ -2,7 +2,6 @@
 
 No root needed: every check here happens before anything touches the kernel."""
 import json
-import os
 
 import pytest
 
