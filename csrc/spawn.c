@@ -19,7 +19,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <net/if.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -66,6 +68,7 @@ static const char *const stage_names[PC_STAGE_COUNT] = {
     [PC_STAGE_CAPS] = "capabilities",
     [PC_STAGE_NO_NEW_PRIVS] = "no_new_privileges",
     [PC_STAGE_SECCOMP] = "seccomp",
+    [PC_STAGE_PDEATHSIG] = "pdeathsig",
     [PC_STAGE_SETGROUPS] = "setgroups",
     [PC_STAGE_SETGID] = "setgid",
     [PC_STAGE_SETUID] = "setuid",
@@ -257,6 +260,17 @@ static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
         return pc_fail(e, PC_STAGE_SETUID, -1);
     if (pc_security_after_user(sec, e) < 0)
         return -1;
+    /* After the user switch, which clears it. If the caller died before this, the
+     * signal would never come: exit as it would have made us. (getppid() cannot tell
+     * inside a new pid namespace; the caller holds the error pipe's read end, and a
+     * pipe whose readers are gone polls POLLERR.) */
+    if (sec && sec->pdeathsig) {
+        if (prctl(PR_SET_PDEATHSIG, sec->pdeathsig, 0, 0, 0) < 0)
+            return pc_fail(e, PC_STAGE_PDEATHSIG, -1);
+        struct pollfd pfd = { .fd = ctx->errfd, .events = POLLOUT };
+        if (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR))
+            syscall(SYS_exit_group, 128 + sec->pdeathsig);
+    }
     if (chdir(p->cwd) < 0)
         return pc_fail(e, PC_STAGE_CWD, -1);
     if (setup_stdio(p) < 0)

@@ -40,6 +40,7 @@ enum pc_stage {
     PC_STAGE_CAPS,
     PC_STAGE_NO_NEW_PRIVS,
     PC_STAGE_SECCOMP,
+    PC_STAGE_PDEATHSIG,
     PC_STAGE_SETGROUPS,
     PC_STAGE_SETGID,
     PC_STAGE_SETUID,
@@ -100,6 +101,7 @@ struct pc_security {
     int set_oom_score_adj;
     int oom_score_adj;
     int umask;
+    int pdeathsig;               /* 0: none; else sent when the creating thread exits */
 };
 
 /* What a new container looks like: prepared once per Config, read-only afterwards. */

@@ -58,6 +58,7 @@ cdef extern from "spawn.h" nogil:
         int set_oom_score_adj
         int oom_score_adj
         int umask
+        int pdeathsig
 
     struct pc_container:
         uint64_t ns_flags

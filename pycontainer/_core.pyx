@@ -63,7 +63,7 @@ cdef class SecurityPlan:
         memset(&self.s, 0, sizeof(self.s))
 
     def __init__(self, *, cap_masks, last_cap, no_new_privs, seccomp, rlimits, rlimit_names,
-                 oom_score_adj, umask):
+                 oom_score_adj, umask, pdeathsig=0):
         """cap_masks: (bounding, effective, permitted, inheritable, ambient) or None to keep
         all; seccomp: BPF bytes or None; rlimits: [(resource, soft, hard)]."""
         if cap_masks is not None:
@@ -93,6 +93,7 @@ cdef class SecurityPlan:
             self.s.set_oom_score_adj = 1
             self.s.oom_score_adj = oom_score_adj
         self.s.umask = umask
+        self.s.pdeathsig = pdeathsig or 0
 
     def __dealloc__(self):
         free(self._rlimits)

@@ -197,6 +197,9 @@ class Config:
     umask: int = 0o022
     uid_mappings: tuple = ()           # IdMap lines; need the "user" namespace
     gid_mappings: tuple = ()
+    # A signal every process gets when the thread that started it exits (prctl
+    # PR_SET_PDEATHSIG): None lets containers outlive the program that made them.
+    pdeathsig: Optional[int] = None
 
     def __post_init__(self):
         if self.rootfs is not None:
@@ -266,6 +269,7 @@ class Config:
         _check_int("oom_score_adj", self.oom_score_adj, -1000, 1000)
         check_sysctl(self.sysctl, self.namespaces)
         _check_int("umask", self.umask, 0, 0o777, allow_none=False)
+        _check_int("pdeathsig", self.pdeathsig, 1, 64)
         for name in ("uid_mappings", "gid_mappings"):
             maps = _tuple_of(IdMap, getattr(self, name), name)
             object.__setattr__(self, name, maps)

@@ -101,7 +101,7 @@ def build_security(config, process_rlimits=()):
         no_new_privs=config.no_new_privileges, seccomp=seccomp,
         rlimits=[r.c_form() for r in rlimits.values()],
         rlimit_names=[f"rlimits {name}" for name in rlimits],
-        oom_score_adj=config.oom_score_adj, umask=config.umask)
+        oom_score_adj=config.oom_score_adj, umask=config.umask, pdeathsig=config.pdeathsig)
 
 
 class Container:

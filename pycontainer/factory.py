@@ -5,7 +5,9 @@ serialises mutations across threads and processes.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import os
 import secrets
@@ -16,7 +18,8 @@ import warnings
 from . import cgroups
 from .config import Config
 from .container import Container, device_policy, lock_container
-from .errors import (ConfigInvalidError, ContainerError, IdInUseError, in_context,
+from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
+                     IdInUseError, in_context,
                      system_error_from)
 from .security import IdMap
 from .state import LOCK_FILE, StateRecord, check_id, read_state, write_state
@@ -48,6 +51,30 @@ def rootless_config(config, container_id, scope):
                                  "limits cannot be enforced", container_id=container_id,
                                  operation="create")
     return config
+
+
+@contextlib.contextmanager
+def _maybe_locked(state_dir, container_id):
+    """The container's lock when it has one (a half-made state directory may not)."""
+    if os.path.exists(os.path.join(state_dir, LOCK_FILE)):
+        with lock_container(state_dir, container_id, "destroy"):
+            yield
+    else:
+        yield
+
+
+def _locked_by_someone(state_dir):
+    try:
+        fd = os.open(os.path.join(state_dir, LOCK_FILE), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 class Factory:
@@ -98,12 +125,14 @@ class Factory:
                 else:
                     manager = cgroups.new_manager(container_id, config.cgroup_parent,
                                                   config.resources, self._cgroup_scope)
-                # An unprivileged user cannot restrict devices; the user namespace does.
-                manager.create(device_rules=None if rootless else device_policy(config))
+                # The record first: if this process dies while making the cgroups, the
+                # container can still be loaded and destroyed by anyone.
                 record = StateRecord(id=container_id, nonce=secrets.token_hex(8),
                                      created=time.time(), config=config.to_dict(),
                                      cgroups=manager.to_record())
                 write_state(state_dir, record)
+                # An unprivileged user cannot restrict devices; the user namespace does.
+                manager.create(device_rules=None if rootless else device_policy(config))
         except BaseException as exc:
             # Nothing half-made stays: cgroups, then the state directory.
             if manager is not None:
@@ -120,6 +149,57 @@ class Factory:
         state_dir = self._dir(container_id)
         record = read_state(state_dir, container_id)
         return Container(state_dir, record, Config.from_dict(record.config))
+
+    def destroy(self, container_id):
+        """Remove the container with this id even when it cannot be loaded (its state is
+        truncated, from a newer version, or its creator died before writing it): kill what
+        runs in its cgroups, remove them and the state directory. Idempotent."""
+        state_dir = self._dir(container_id)
+        try:
+            self.load(container_id).destroy()
+            return
+        except ContainerNotExistError:
+            pass
+        except ContainerError:
+            pass                      # unreadable state: by hand below
+        if not os.path.isdir(state_dir):
+            return
+        try:
+            with _maybe_locked(state_dir, container_id):
+                try:
+                    record = read_state(state_dir, container_id)
+                    manager = cgroups.load_manager(record.cgroups)
+                except ContainerError:
+                    # No usable record: where create() would have put the cgroups (a
+                    # container made with Config.cgroup_parent cannot be found this way).
+                    manager = cgroups.new_manager(container_id, scope=self._cgroup_scope)
+                manager.destroy()
+                shutil.rmtree(state_dir)
+        except FileNotFoundError:
+            pass
+        except Exception as exc:
+            raise in_context(exc, container_id, "destroy") from None
+
+    def list_broken(self):
+        """{id: reason} for every state directory that cannot be loaded. A container whose
+        creator still holds its lock is being created, not broken, and is left out."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return {}
+        broken = {}
+        for name in names:
+            path = os.path.join(self.root, name)
+            if name.startswith(".") and not name.startswith(_LONG_PREFIX) or not os.path.isdir(path):
+                continue
+            try:
+                read_state(path, name)
+            except ContainerNotExistError:
+                if not _locked_by_someone(path):
+                    broken[name] = "no state.json: its creation was interrupted"
+            except ContainerError as exc:
+                broken[name] = exc.detail
+        return broken
 
     def list(self):
         """Ids of every container with a state directory, sorted."""
