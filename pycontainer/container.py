@@ -9,6 +9,7 @@ of the kernel. Mutations hold the container's flock; reads take no lock.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import os
@@ -278,6 +279,59 @@ class Container:
             return ContainerStats(cgroup_stats=self._cgroups.stats(), interfaces=interfaces)
         except Exception as exc:
             raise in_context(exc, self._id, "stats") from None
+
+    def signal(self, sig, pid=None, all=False):
+        """Send `sig` to the init (default), to `pid` (a pid in the caller's namespace that
+        must belong to this container), or to every process of the container (all=True).
+        Sent through pidfds, so a pid that exits and is reused meanwhile is never hit."""
+        record = self._record("signal")
+        try:
+            if all:
+                targets = self.processes()
+            elif pid is not None:
+                if pid not in self.processes():
+                    raise ContainerSystemError(errno.ESRCH, f"pid {pid} is not in the container")
+                targets = [pid]
+            else:
+                fd = self._init_pidfd(record)
+                if fd is None:
+                    raise ContainerNotRunningError("the container has no running init")
+                signal.pidfd_send_signal(fd, sig)
+                return
+            for target in targets:
+                try:
+                    fd = os.pidfd_open(target)
+                except ProcessLookupError:
+                    continue                  # exited meanwhile
+                try:
+                    # Opened after the membership check: make sure it is still the same one.
+                    if target in self.processes():
+                        signal.pidfd_send_signal(fd, sig)
+                except ProcessLookupError:
+                    pass
+                finally:
+                    os.close(fd)
+        except Exception as exc:
+            raise in_context(exc, self._id, "signal") from None
+
+    def set_resources(self, resources):
+        """Change the cgroup limits of the container, running or not (libcontainer's Set).
+        The stored config follows. Invalid values are refused before anything is written."""
+        from .config import Resources
+        if not isinstance(resources, Resources):
+            raise ConfigInvalidError("resources", resources, "expected a pycontainer.Resources",
+                                     container_id=self._id, operation="set_resources")
+        try:
+            with lock_container(self._dir, self._id, "set_resources"):
+                record = self._record("set_resources")
+                self._cgroups.set_resources(resources)
+                config = dataclasses.replace(self._config, resources=resources)
+                record.config = config.to_dict()
+                record.cgroups = self._cgroups.to_record()
+                write_state(self._dir, record)
+                self._config = config
+        except Exception as exc:
+            raise in_context(exc, self._id, "set_resources") from None
 
     def pause(self):
         """Ask the kernel to freeze every process and return: run_state() says PAUSING
