@@ -19,6 +19,7 @@ static inline int pc_fail(struct pc_child_error *e, int stage, int index)
 
 int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e);
 int pc_mkdir_p(const char *path, mode_t mode);
+int pc_write_file(const char *path, const char *value);
 
 int pc_security_before_user(const struct pc_security *s, struct pc_child_error *e);
 int pc_security_early_seccomp(const struct pc_security *s, struct pc_child_error *e);

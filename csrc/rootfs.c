@@ -338,7 +338,8 @@ static int make_device(const struct pc_device *d)
     return chown(d->path, d->uid, d->gid);
 }
 
-static int write_sysctl(const char *path, const char *value)
+/* The whole of `value` in one write(2), as /proc and cgroup files want it. */
+int pc_write_file(const char *path, const char *value)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
@@ -474,7 +475,7 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
             return pc_fail(e, PC_STAGE_DEVICES, i);
     /* sysctls go through /proc/sys, so before it turns read-only. */
     for (int i = 0; i < c->nsysctl; i++)
-        if (write_sysctl(c->sysctl_paths[i], c->sysctl_values[i]) < 0)
+        if (pc_write_file(c->sysctl_paths[i], c->sysctl_values[i]) < 0)
             return pc_fail(e, PC_STAGE_SYSCTL, i);
     for (int i = 0; i < c->nreadonly; i++)
         if (readonly_path(c->readonly_paths[i]) < 0)

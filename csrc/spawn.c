@@ -356,6 +356,31 @@ static int joined_main(void *arg)
     return child_finish(ctx, &e);
 }
 
+/* From a helper: clone the real process as the caller's child (CLONE_PARENT), on the
+ * second stack, into the container's cgroup; its pid and pidfd land in ctx (the pidfd in
+ * the caller's table: helpers share it, CLONE_FILES). -1 with errno on failure. */
+static int clone_for_caller(struct spawn_ctx *ctx, uint64_t flags, int (*fn)(void *))
+{
+    const struct pc_target *t = ctx->t;
+    struct clone_args a;
+    memset(&a, 0, sizeof(a));
+    a.flags = CLONE_VM | CLONE_PARENT | CLONE_PIDFD | flags;
+    a.pidfd = (uint64_t)(uintptr_t)&ctx->join_pidfd_out;
+    a.stack = (uint64_t)(uintptr_t)ctx->stack2;
+    a.stack_size = PC_STACK_SIZE;
+    if (t->cgroup_fd >= 0 && !ctx->legacy) {
+        a.flags |= CLONE_INTO_CGROUP;
+        a.cgroup = (uint64_t)t->cgroup_fd;
+    }
+    long pid = clone_vm(&a, fn, ctx);
+    if (pid < 0) {
+        errno = (int)-pid;
+        return -1;
+    }
+    ctx->join_pid_out = (pid_t)pid;
+    return 0;
+}
+
 /* The helper: enter the init's namespaces (setns of a pid namespace only applies to
  * children), then clone the joined process as the caller's child. It exits when that
  * process has exec'd or failed (CLONE_VFORK). The cgroup namespace is entered by the
@@ -373,22 +398,8 @@ static int join_helper_main(void *arg)
     if (ns && setns(t->join_pidfd, (int)ns) < 0)
         return die(ctx, &e, PC_STAGE_SETNS);
 
-    struct clone_args a;
-    memset(&a, 0, sizeof(a));
-    a.flags = CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD;
-    a.pidfd = (uint64_t)(uintptr_t)&ctx->join_pidfd_out;
-    a.stack = (uint64_t)(uintptr_t)ctx->stack2;
-    a.stack_size = PC_STACK_SIZE;
-    if (t->cgroup_fd >= 0 && !ctx->legacy) {
-        a.flags |= CLONE_INTO_CGROUP;
-        a.cgroup = (uint64_t)t->cgroup_fd;
-    }
-    long pid = clone_vm(&a, joined_main, ctx);
-    if (pid < 0) {
-        errno = (int)-pid;
+    if (clone_for_caller(ctx, CLONE_VFORK, joined_main) < 0)
         return die(ctx, &e, PC_STAGE_CLONE);
-    }
-    ctx->join_pid_out = (pid_t)pid;
     return 0;
 }
 
@@ -411,17 +422,7 @@ static int write_proc_file(pid_t pid, const char *name, const char *value)
     memcpy(path + 6, p, plen);
     path[6 + plen] = '/';
     memcpy(path + 7 + plen, name, nlen + 1);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t len = (ssize_t)strlen(value), n = write(fd, value, (size_t)len);
-    int saved = errno;
-    close(fd);
-    if (n != len) {
-        errno = n < 0 ? saved : EIO;
-        return -1;
-    }
-    return 0;
+    return pc_write_file(path, value);
 }
 
 /* The user namespace helper: clone the init (the caller's child, CLONE_PARENT) into its
@@ -434,23 +435,10 @@ static int userns_helper_main(void *arg)
     const struct pc_target *t = ctx->t;
     struct pc_child_error e = { 0, 0, -1 };
 
-    struct clone_args a;
-    memset(&a, 0, sizeof(a));
-    a.flags = CLONE_VM | CLONE_PARENT | CLONE_PIDFD |
-              (t->container->ns_flags & ~(uint64_t)CLONE_NEWCGROUP);
-    a.pidfd = (uint64_t)(uintptr_t)&ctx->join_pidfd_out;
-    a.stack = (uint64_t)(uintptr_t)ctx->stack2;
-    a.stack_size = PC_STACK_SIZE;
-    if (t->cgroup_fd >= 0 && !ctx->legacy) {
-        a.flags |= CLONE_INTO_CGROUP;
-        a.cgroup = (uint64_t)t->cgroup_fd;
-    }
-    long pid = clone_vm(&a, init_main, ctx);
-    if (pid < 0) {
-        errno = (int)-pid;
+    if (clone_for_caller(ctx, t->container->ns_flags & ~(uint64_t)CLONE_NEWCGROUP,
+                         init_main) < 0)
         return die(ctx, &e, PC_STAGE_CLONE);
-    }
-    ctx->join_pid_out = (pid_t)pid;
+    pid_t pid = ctx->join_pid_out;
     close(ctx->done_w);   /* the init holds the only other write end */
     ctx->done_w = -1;     /* shared memory: the caller must not close the number again */
     /* From here the init runs beside us on the same memory: until it is released it only

@@ -19,7 +19,7 @@ import threading
 import warnings
 
 from . import _core, cgroups
-from .config import Config, ProcessConfig
+from .config import ProcessConfig
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
                      ContainerPausedError, ContainerSystemError, in_context)
 from .exits import WATCHER

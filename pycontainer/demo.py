@@ -1,6 +1,5 @@
 """`python -m pycontainer.demo`: one container on the built-in image (the host's root,
 read-only), printing who it is. Needs root."""
-import os
 import sys
 import uuid
 

@@ -1,0 +1,66 @@
+"""Helpers the integration tests share: run a program in a container and read its
+output without hanging."""
+import os
+import selectors
+import time
+
+import pycontainer as pc
+
+
+def read_pipes(fds, timeout=10):
+    """Read every fd until EOF; returns their data (str). Closes them."""
+    sel = selectors.DefaultSelector()
+    out = {fd: bytearray() for fd in fds}
+    for fd in fds:
+        sel.register(fd, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    try:
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            assert left > 0, "a container process kept its output open (hang guard)"
+            for key, _ in sel.select(left):
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    out[key.fd] += chunk
+                else:
+                    sel.unregister(key.fd)
+    finally:
+        sel.close()
+        for fd in fds:
+            os.close(fd)
+    return [out[fd].decode() for fd in fds]
+
+
+def run(c, args, **kw):
+    """Start `args` in container c with stdout and stderr on pipes; wait for it.
+    Returns (status, stdout, stderr, pid)."""
+    r_out, w_out = os.pipe()
+    r_err, w_err = os.pipe()
+    try:
+        pid, exits = c.start(pc.ProcessConfig(args=args, stdout=w_out, stderr=w_err, **kw))
+    except BaseException:
+        os.close(r_out)
+        os.close(r_err)
+        raise
+    finally:
+        os.close(w_out)
+        os.close(w_err)
+    out, err = read_pipes([r_out, r_err])
+    return exits.get(timeout=10), out, err, pid
+
+
+def sh(c, script, **kw):
+    """(status, stdout, stderr) of `/bin/sh -c script` in c."""
+    status, out, err, _ = run(c, ["/bin/sh", "-c", script], **kw)
+    return status, out, err
+
+
+def sh_ok(c, script, **kw):
+    status, out, err = sh(c, script, **kw)
+    assert status == 0, (script, status, out, err)
+    return out
+
+
+def start_bg(c, args, **kw):
+    """Start a long-running process with /dev/null stdio; (pid, exits)."""
+    return c.start(pc.ProcessConfig(args=args, **kw))
