@@ -34,7 +34,8 @@ cdef inline const char *_cstr(list keep, object s) except? NULL:
     """A char* valid while `keep` lives; NULL for None."""
     if s is None:
         return NULL
-    b = s.encode() if isinstance(s, str) else bytes(s)
+    # As os.fsencode: undecodable bytes that came in as surrogates go out as they were.
+    b = s.encode("utf-8", "surrogateescape") if isinstance(s, str) else bytes(s)
     keep.append(b)
     return PyBytes_AS_STRING(b)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, fields, asdict
+from dataclasses import MISSING, dataclass, field, fields, asdict
 from typing import Optional
 
 from .errors import ConfigInvalidError
@@ -64,7 +64,7 @@ def _check_path(name, value, absolute=True):
         _bad(name, value, "contains a NUL byte")
     if absolute and not value.startswith("/"):
         _bad(name, value, "must be an absolute path")
-    if len(value.encode()) >= 4096:
+    if len(value.encode("utf-8", "surrogateescape")) >= 4096:
         _bad(name, value, "longer than PATH_MAX")
 
 
@@ -325,6 +325,10 @@ def _build(cls, d, where):
     for k in d:
         if k not in names:
             _bad(f"{where}.{k}", d[k], "unknown field")
+    missing = [f.name for f in fields(cls) if f.name not in d and f.init
+               and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        _bad(f"{where}.{missing[0]}", None, "required field missing")
     return cls(**d)
 
 

@@ -14,6 +14,7 @@ import errno
 import fcntl
 import os
 import select
+import shutil
 import signal
 import threading
 import warnings
@@ -23,6 +24,7 @@ from .config import ProcessConfig
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
                      ContainerPausedError, ContainerSystemError, in_context)
 from .exits import WATCHER
+from . import seccomp as _seccomp   # noqa: F401  loads libseccomp now, while descriptors are free
 from .security import kernel_last_cap, sysctl_path
 from .state import (LOCK_FILE, STATE_FILE, RunState, process_start_time, read_state,
                     write_state)
@@ -45,6 +47,33 @@ def lock_container(state_dir, container_id, operation):
         yield
     finally:
         os.close(fd)
+
+
+def remove_state_dir(state_dir):
+    """Remove a state directory and whatever a killed writer left in it (temp files),
+    without opening a directory when the known names suffice: this runs on error paths,
+    where descriptors may be what ran out."""
+    for name in (STATE_FILE, LOCK_FILE):
+        _remove(os.path.join(state_dir, name))
+    try:
+        os.rmdir(state_dir)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.errno != errno.ENOTEMPTY:
+            raise
+        for name in os.listdir(state_dir):          # .state.json.<pid>.tmp of a killed writer
+            _remove(os.path.join(state_dir, name))
+        os.rmdir(state_dir)
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:                       # a state.json someone made a directory
+        shutil.rmtree(path)
 
 
 def build_plan(config, state_dir):
@@ -93,8 +122,11 @@ def build_security(config, process_rlimits=()):
     seccomp = None
     if config.seccomp is not None:
         from .seccomp import DEFAULT_PROFILE, compile_profile
-        seccomp = compile_profile(DEFAULT_PROFILE if config.seccomp == "default"
-                                  else config.seccomp)
+        try:
+            seccomp = compile_profile(DEFAULT_PROFILE if config.seccomp == "default"
+                                      else config.seccomp)
+        except RuntimeError as exc:     # pyseccomp could not load libseccomp (EMFILE...)
+            raise ContainerSystemError(errno.ELIBACC, f"libseccomp: {exc}") from None
     rlimits = {r.type: r for r in config.rlimits}
     rlimits.update((r.type, r) for r in process_rlimits)
     return _core.SecurityPlan(
@@ -103,6 +135,13 @@ def build_security(config, process_rlimits=()):
         rlimits=[r.c_form() for r in rlimits.values()],
         rlimit_names=[f"rlimits {name}" for name in rlimits],
         oom_score_adj=config.oom_score_adj, umask=config.umask, pdeathsig=config.pdeathsig)
+
+
+def _pidns(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
 
 
 class Container:
@@ -162,7 +201,11 @@ class Container:
                 except ProcessLookupError:
                     return None
                 # Checked after opening: the pidfd now pins whichever process has the pid.
-                if process_start_time(record.init_pid) != record.init_start_time:
+                # Start times are in clock ticks: a pid reused within one tick needs the
+                # pid namespace to tell it apart.
+                if process_start_time(record.init_pid) != record.init_start_time or \
+                        record.extra.get("init_pidns", _pidns(record.init_pid)) != \
+                        _pidns(record.init_pid):
                     os.close(fd)
                     return None
                 self._pidfds[key] = fd
@@ -215,6 +258,8 @@ class Container:
             # The init died while the container was paused: a new one cloned into the
             # frozen cgroup would never run (and we would wait for its exec forever).
             self._cgroups.thaw()
+        if state == RunState.RUNNING and self._cgroups.pids_full():
+            raise ContainerSystemError(errno.EAGAIN, "the pids limit is reached")
         cgroup_fd, procs_fds = self._cgroups.placement()
         try:
             if state == RunState.RUNNING:
@@ -229,10 +274,12 @@ class Container:
             for fd in (cgroup_fd, *procs_fds):
                 if fd >= 0:
                     os.close(fd)
+        # Before the watcher may reap it (and /proc/<pid> goes): who exactly it is.
+        record.init_pid = pid
+        record.init_start_time = process_start_time(pid)
+        record.extra["init_pidns"] = _pidns(pid)
         exits = WATCHER.watch(pidfd)
         try:
-            record.init_pid = pid
-            record.init_start_time = process_start_time(pid)
             write_state(self._dir, record)
         except BaseException:
             # Unrecorded, the init would be unreachable: take it down again.
@@ -372,10 +419,7 @@ class Container:
                 if not self._cgroups.available:
                     self._kill_init(record)
                 self._cgroups.destroy()
-                for name in (STATE_FILE, LOCK_FILE):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(os.path.join(self._dir, name))
-                os.rmdir(self._dir)
+                remove_state_dir(self._dir)
         except ContainerNotExistError:
             pass
         except Exception as exc:

@@ -11,18 +11,18 @@ import fcntl
 import hashlib
 import os
 import secrets
-import shutil
 import time
 import warnings
 
 from . import cgroups
 from .config import Config
-from .container import Container, device_policy, lock_container
+from .container import Container, device_policy, lock_container, remove_state_dir
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      IdInUseError, in_context,
                      system_error_from)
 from .security import IdMap
-from .state import LOCK_FILE, StateRecord, check_id, read_state, write_state
+from .state import (LOCK_FILE, STATE_FILE, StateInvalidError, StateRecord, check_id,
+                    read_state, write_state)
 
 
 _MAX_NAME = 255            # NAME_MAX
@@ -133,6 +133,7 @@ class Factory:
                 write_state(state_dir, record)
                 # An unprivileged user cannot restrict devices; the user namespace does.
                 manager.create(device_rules=None if rootless else device_policy(config))
+                return Container(state_dir, record, config)
         except BaseException as exc:
             # Nothing half-made stays: cgroups, then the state directory.
             if manager is not None:
@@ -140,15 +141,19 @@ class Factory:
                     manager.destroy()
                 except Exception:
                     pass
-            shutil.rmtree(state_dir, ignore_errors=True)
+            remove_state_dir(state_dir)
             raise in_context(exc, container_id, "create") from None
-        return Container(state_dir, record, config)
 
     def load(self, container_id):
         """The container with this id, as any process sees it."""
         state_dir = self._dir(container_id)
         record = read_state(state_dir, container_id)
-        return Container(state_dir, record, Config.from_dict(record.config))
+        try:
+            return Container(state_dir, record, Config.from_dict(record.config))
+        except ContainerError as exc:
+            # A config or cgroup record this version cannot take: the state is at fault.
+            raise StateInvalidError(f"{os.path.join(state_dir, STATE_FILE)}: {exc.detail}",
+                                    container_id=container_id, operation="load") from None
 
     def destroy(self, container_id):
         """Remove the container with this id even when it cannot be loaded (its state is
@@ -174,7 +179,7 @@ class Factory:
                     # container made with Config.cgroup_parent cannot be found this way).
                     manager = cgroups.new_manager(container_id, scope=self._cgroup_scope)
                 manager.destroy()
-                shutil.rmtree(state_dir)
+                remove_state_dir(state_dir)
         except FileNotFoundError:
             pass
         except Exception as exc:
@@ -193,7 +198,10 @@ class Factory:
             if name.startswith(".") and not name.startswith(_LONG_PREFIX) or not os.path.isdir(path):
                 continue
             try:
-                read_state(path, name)
+                if name.startswith(_LONG_PREFIX):
+                    read_state(path, name)
+                else:
+                    self.load(name)
             except ContainerNotExistError:
                 if not _locked_by_someone(path):
                     broken[name] = "no state.json: its creation was interrupted"

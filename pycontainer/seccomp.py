@@ -31,6 +31,14 @@ import re
 
 from .errors import ConfigInvalidError
 
+# Loaded with the package: finding libseccomp runs ldconfig and dlopen, which need
+# descriptors that may have run out by the time a Config is compiled.
+try:
+    import pyseccomp as _scmp
+    _SCMP_MISSING = None
+except (ImportError, RuntimeError) as _exc:   # pragma: no cover - depends on the host
+    _scmp, _SCMP_MISSING = None, _exc
+
 __all__ = ["DEFAULT_PROFILE", "validate_profile", "compile_profile", "filter_flags",
            "ACTIONS", "OPERATORS", "ARCHITECTURES", "FLAGS"]
 
@@ -269,11 +277,10 @@ def _action_value(action, ret):
 
 
 def _compile(p, field="seccomp"):
-    try:
-        import pyseccomp as scmp
-    except ImportError as exc:   # pragma: no cover - depends on the host
+    scmp = _scmp
+    if scmp is None:             # pragma: no cover - depends on the host
         raise ConfigInvalidError(field, "seccomp", f"needs the pyseccomp package and libseccomp "
-                                 f"({exc})") from None
+                                 f"({_SCMP_MISSING})")
     default = _action_value(p["defaultAction"], p["defaultErrnoRet"])
     try:
         flt = scmp.SyscallFilter(default)

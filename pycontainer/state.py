@@ -92,10 +92,16 @@ def read_state(state_dir, container_id):
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ContainerNotExistError("no such container", container_id=container_id) from None
+    except OSError as exc:
+        raise StateInvalidError(f"{path}: {os.strerror(exc.errno)}", container_id=container_id,
+                                operation="read state") from None
     try:
         chunks = []
         while chunk := os.read(fd, 1 << 16):
             chunks.append(chunk)
+    except OSError as exc:        # EISDIR ...
+        raise StateInvalidError(f"{path}: {os.strerror(exc.errno)}", container_id=container_id,
+                                operation="read state") from None
     finally:
         os.close(fd)
     try:
@@ -103,13 +109,42 @@ def read_state(state_dir, container_id):
         if not isinstance(raw, dict):
             raise ValueError("not a JSON object")
         version = raw.get("version")
-        if not isinstance(version, int) or version > STATE_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version > STATE_VERSION:
             raise ValueError(f"state version {version!r} is newer than this pycontainer's "
                              f"({STATE_VERSION})")
-        return StateRecord(**raw)
+        record = StateRecord(**raw)
+        _check_record(record, container_id)
+        return record
     except (ValueError, TypeError) as exc:
         raise StateInvalidError(f"{path}: {exc}", container_id=container_id,
                                 operation="read state") from None
+
+
+def _is_int(v, lo, hi):
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _check_record(r, container_id):
+    """Every field of the right type and range: a record that passes cannot make a later
+    operation fail with anything but a ContainerError."""
+    if r.id != container_id and container_id is not None and not container_id.startswith("."):
+        raise ValueError(f"id {r.id!r} is not the container's ({container_id!r})")
+    if not isinstance(r.id, str) or not _ID.fullmatch(r.id) or r.id.startswith("."):
+        raise ValueError(f"bad id {r.id!r}")
+    if not isinstance(r.nonce, str) or not r.nonce:
+        raise ValueError(f"bad nonce {r.nonce!r}")
+    if not isinstance(r.created, (int, float)) or isinstance(r.created, bool):
+        raise ValueError(f"bad created {r.created!r}")
+    for name in ("config", "cgroups", "extra"):
+        if not isinstance(getattr(r, name), dict):
+            raise ValueError(f"{name} is not an object")
+    if r.init_pid is not None and not _is_int(r.init_pid, 1, (1 << 22)):
+        raise ValueError(f"bad init_pid {r.init_pid!r}")
+    if r.init_start_time is not None and not _is_int(r.init_start_time, 0, (1 << 63) - 1):
+        raise ValueError(f"bad init_start_time {r.init_start_time!r}")
+    ns = r.extra.get("init_pidns")
+    if ns is not None and not isinstance(ns, str):
+        raise ValueError(f"bad extra.init_pidns {ns!r}")
 
 
 def process_start_time(pid):

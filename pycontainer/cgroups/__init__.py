@@ -399,6 +399,9 @@ class NullManager:
     def oom_kill_count(self):
         return 0
 
+    def pids_full(self):
+        return False
+
     def destroy(self):
         pass
 
@@ -580,6 +583,17 @@ class CgroupManager:
                                        container_id=self.container_id,
                                        operation="cgroup placement") from None
         return v2_fd, fds
+
+    def pids_full(self):
+        """Whether a v1 pids limit is reached. A process joins v1 cgroups by writing to
+        cgroup.procs, which the pids controller never refuses (only forks are counted
+        against pids.max); with v2, CLONE_INTO_CGROUP is a fork in the cgroup and fails
+        by itself (EAGAIN)."""
+        if "pids" not in self.v1 or self.resources is None or self.resources.pids_limit in (None, -1):
+            return False
+        d = self.v1["pids"]
+        limit = parse_int(read_text(os.path.join(d, "pids.max")))
+        return parse_int(read_text(os.path.join(d, "pids.current"))) >= limit
 
     def pids(self):
         """Sorted pids of the container's cgroup and any cgroups below it."""
