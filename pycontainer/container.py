@@ -24,7 +24,8 @@ from .config import ProcessConfig
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
                      ContainerPausedError, ContainerSystemError, in_context)
 from .exits import WATCHER
-from . import seccomp as _seccomp   # noqa: F401  loads libseccomp now, while descriptors are free
+# At import: finding libseccomp needs descriptors, which may have run out at create.
+from .seccomp import DEFAULT_PROFILE, compile_profile
 from .security import kernel_last_cap, sysctl_path
 from .state import (LOCK_FILE, STATE_FILE, RunState, process_start_time, read_state,
                     write_state)
@@ -121,7 +122,6 @@ def build_security(config, process_rlimits=()):
                       f"(last is {last_cap}); skipped", RuntimeWarning, stacklevel=3)
     seccomp = None
     if config.seccomp is not None:
-        from .seccomp import DEFAULT_PROFILE, compile_profile
         try:
             seccomp = compile_profile(DEFAULT_PROFILE if config.seccomp == "default"
                                       else config.seccomp)
@@ -322,7 +322,12 @@ class Container:
         try:
             interfaces = []
             if "net" in self._config.namespaces and self._init_pidfd(record) is not None:
-                interfaces = read_interfaces(record.init_pid)
+                try:
+                    interfaces = read_interfaces(record.init_pid)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOENT, errno.ESRCH):
+                        raise
+                    # The init exited since we looked: its network namespace went with it.
             return ContainerStats(cgroup_stats=self._cgroups.stats(), interfaces=interfaces)
         except Exception as exc:
             raise in_context(exc, self._id, "stats") from None
