@@ -180,7 +180,7 @@ cdef class ContainerPlan:
             free(<void *><Py_ssize_t>addr)
 
 
-def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, int uid, int gid, groups,
+def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned int uid, unsigned int gid, groups,
           stdio, int cgroup_fd=-1, procs_fds=(), int join_pidfd=-1, uint64_t join_ns=0,
           uid_map=None, gid_map=None, deny_setgroups=False):
     """Start a process: a new container's init (join_pidfd == -1) or one joining the
