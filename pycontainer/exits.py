@@ -29,7 +29,9 @@ class ExitWatcher:
         with self._lock:
             if self._epoll is None:
                 self._epoll = select.epoll()
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
+                # (Re)started: a watcher that died of an unexpected error (reported by
+                # threading's excepthook) must not leave later exits undelivered.
                 self._thread = threading.Thread(target=self._run, args=(self._epoll,),
                                                 name="pycontainer-exits", daemon=True)
                 self._thread.start()
