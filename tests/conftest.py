@@ -3,9 +3,10 @@ any test leaving a process, cgroup, state directory or descriptor behind."""
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
+
+from helpers import settle  # tests/helpers.py
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
@@ -75,16 +76,6 @@ def _our_fds():
     return fds
 
 
-def _settle(check, timeout=5.0):
-    """Processes die and cgroups empty asynchronously; give the kernel a moment."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
-
-
 def _new_fds(before):
     # Descriptors kept for the life of the process by design are not leaks: the exit
     # watcher's epoll set, and each device-policy eBPF program (loaded once, attached to
@@ -103,9 +94,9 @@ def leak_check():
     before_procs = set(_processes_in_our_cgroups())
     before_cgs = set(_cgroup_leftovers())
     yield
-    procs = _settle(lambda: sorted(set(_processes_in_our_cgroups()) - before_procs))
-    cgs = _settle(lambda: sorted(set(_cgroup_leftovers()) - before_cgs))
-    new_fds = _settle(lambda: _new_fds(before_fds), 2.0)
+    procs = settle(lambda: sorted(set(_processes_in_our_cgroups()) - before_procs))
+    cgs = settle(lambda: sorted(set(_cgroup_leftovers()) - before_cgs))
+    new_fds = settle(lambda: _new_fds(before_fds), 2.0)
     problems = []
     if procs:
         problems.append(f"processes in pycontainer cgroups: {procs}")

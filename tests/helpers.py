@@ -64,3 +64,14 @@ def sh_ok(c, script, **kw):
 def start_bg(c, args, **kw):
     """Start a long-running process with /dev/null stdio; (pid, exits)."""
     return c.start(pc.ProcessConfig(args=args, **kw))
+
+
+def settle(check, timeout=5.0):
+    """check() until it returns something falsy or the time is up; its last value.
+    (Processes die and cgroups empty asynchronously: give the kernel a moment.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)

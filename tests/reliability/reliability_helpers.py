@@ -41,14 +41,7 @@ def wait_for(predicate, timeout=5.0, what="condition", interval=0.005):
         time.sleep(interval)
 
 
-def settle(check, timeout=5.0):
-    """check() until it returns something falsy or the time is up; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.01)
+from helpers import settle  # noqa: E402,F401  (tests/helpers.py; re-exported)
 
 
 # --- what is left behind ------------------------------------------------------------------
