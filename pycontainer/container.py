@@ -180,12 +180,36 @@ class Container:
         try:
             record = read_state(self._dir, self._id)
         except ContainerNotExistError:
+            self._close_pidfds()        # destroyed by another handle: its init is gone
             raise ContainerNotExistError("no such container", container_id=self._id,
                                          operation=operation) from None
         if record.nonce != self._nonce:
+            self._close_pidfds()
             raise ContainerNotExistError("destroyed (a new container has its id)",
                                          container_id=self._id, operation=operation)
         return record
+
+    def _checked_read(self, value, operation):
+        """`value`, read from the cgroups without the lock, unless a destroy removed them
+        meanwhile: then the read saw empty or missing files, not the container."""
+        if self._cgroups.removed():
+            raise ContainerSystemError(errno.ENOENT, "the cgroups were removed during the read")
+        return value
+
+    def _read_failed(self, exc, operation):
+        """The error a lock-free read should raise. A read racing destroy finds cgroup files
+        gone (ENOENT) or their cgroup already removed (ENODEV). Waiting for the lock lets
+        such a destroy finish; then it is ContainerNotExistError, as if destroy came first."""
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.ENODEV):
+            try:
+                with lock_container(self._dir, self._id, operation):
+                    self._record(operation)
+            except ContainerNotExistError as gone:
+                self._close_pidfds()
+                return gone
+            except OSError:
+                pass
+        return in_context(exc, self._id, operation)
 
     def _init_pidfd(self, record):
         """A pidfd of the live init, or None when there is none (never started, exited,
@@ -295,9 +319,9 @@ class Container:
         try:
             if not self._cgroups.available:
                 return self._pid_namespace_members(record)
-            return self._cgroups.pids()
+            return self._checked_read(self._cgroups.pids(), "processes")
         except Exception as exc:
-            raise in_context(exc, self._id, "processes") from None
+            raise self._read_failed(exc, "processes") from None
 
     def _pid_namespace_members(self, record):
         """Without cgroups: the processes in the init's pid namespace."""
@@ -328,9 +352,10 @@ class Container:
                     if exc.errno not in (errno.ENOENT, errno.ESRCH):
                         raise
                     # The init exited since we looked: its network namespace went with it.
-            return ContainerStats(cgroup_stats=self._cgroups.stats(), interfaces=interfaces)
+            cgroup_stats = self._checked_read(self._cgroups.stats(), "stats")
+            return ContainerStats(cgroup_stats=cgroup_stats, interfaces=interfaces)
         except Exception as exc:
-            raise in_context(exc, self._id, "stats") from None
+            raise self._read_failed(exc, "stats") from None
 
     def signal(self, sig, pid=None, all=False):
         """Send `sig` to the init (default), to `pid` (a pid in the caller's namespace that

@@ -402,6 +402,9 @@ class NullManager:
     def pids_full(self):
         return False
 
+    def removed(self):
+        return False
+
     def destroy(self):
         pass
 
@@ -466,6 +469,11 @@ class CgroupManager:
         if self.unified:
             return self.unified
         return self.v1.get("freezer") or self._dirs()[0]
+
+    def removed(self):
+        """Whether destroy has begun removing the dirs. It removes them in _dirs() order,
+        so while the first is there, every read made before this call saw all of them."""
+        return not os.path.isdir(self._dirs()[0])
 
     def _err(self, exc, operation):
         return system_error_from(exc, container_id=self.container_id, operation=operation)

@@ -202,3 +202,25 @@ def test_one_containers_lock_never_blocks_another(factory, busybox_rootfs):
     a.destroy()
     print("\nB while A was locked: " + ", ".join(f"{k} {v * 1000:.1f} ms"
                                                  for k, v in timings.items()))
+
+
+@pytest.mark.parametrize("operation", ["stats", "processes"])
+def test_read_racing_destroy_says_not_exist(factory, busybox_rootfs, operation):
+    """The window the hammer found by chance, made certain: another handle destroys the
+    container after this read looked up its state and before it read the cgroup files,
+    which are then gone (ENOENT) or belong to a removed cgroup (ENODEV)."""
+    c = factory.create("raced", pc.Config(rootfs=busybox_rootfs))
+    _, exits = c.start(pc.ProcessConfig(args=["sleep", "1000"]))
+    manager = c._cgroups
+    real = getattr(manager, operation if operation == "stats" else "pids")
+
+    def destroy_then_read():
+        factory.load("raced").destroy()
+        return real()
+
+    setattr(manager, operation if operation == "stats" else "pids", destroy_then_read)
+    with pytest.raises(pc.ContainerNotExistError) as info:
+        getattr(c, operation)()
+    assert "'raced'" in str(info.value) and operation in str(info.value)
+    assert exits.get(timeout=10) == -signal.SIGKILL
+    check_nothing_left(factory)

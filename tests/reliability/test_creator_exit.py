@@ -79,6 +79,7 @@ def test_containers_outlive_their_creator_unless_pdeathsig(factory, busybox_root
         die.destroy()
         assert other.list() == []
         assert not settle(lambda: cgroup_dirs([f"{scope}-"]))
+        assert not settle(lambda: set(pids["keep"] + pids["die"]) - set(reaper.reaped))
     # Every orphan the creator left was reaped here (by pid).
     assert set(pids["keep"]) | set(pids["die"]) <= set(reaper.reaped), reaper.reaped
     assert all(os.WIFSIGNALED(reaper.reaped[p]) and os.WTERMSIG(reaper.reaped[p]) == 9
@@ -106,3 +107,5 @@ def test_pdeathsig_container_of_a_killed_creator(factory, busybox_rootfs):
         for cid in ("keep", "die"):
             other.load(cid).destroy()
         assert other.list() == []
+        # Killed inits are zombies re-parented to us until the reaper thread's next round.
+        assert not settle(lambda: set(pids["keep"] + pids["die"]) - set(reaper.reaped))
