@@ -119,14 +119,16 @@ static void report(struct spawn_ctx *ctx, struct pc_child_error *e)
     } while (n < 0 && errno == EINTR);
 }
 
-/* Without CLONE_CLEAR_SIGHAND: the caller's handlers are Python's, in shared memory. */
-static int reset_signal_handlers(void)
+/* Every disposition to SIG_DFL. Early, in a child cloned without CLONE_CLEAR_SIGHAND
+ * (the caller's handlers are Python's, in shared memory); and before exec, for the
+ * ignored ones, which CLONE_CLEAR_SIGHAND and exec both keep. Only the zeroed handler
+ * field is read, so glibc's struct layout serves for the kernel's. */
+static void reset_signal_handlers(void)
 {
     struct sigaction dfl = { .sa_handler = SIG_DFL };
     for (int sig = 1; sig < _NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
             syscall(SYS_rt_sigaction, sig, &dfl, NULL, _NSIG / 8);
-    return 0;
 }
 
 static int join_cgroups(struct spawn_ctx *ctx, struct pc_child_error *e)
@@ -278,13 +280,13 @@ static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
     if (cloexec_all_fds() < 0)
         return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
     umask(022);
-    /* Python ignores SIGPIPE and SIGXFSZ; an ignored disposition survives exec. */
-    struct sigaction dfl = { .sa_handler = SIG_DFL };
+    /* An ignored disposition survives exec: Python ignores SIGPIPE and SIGXFSZ, and any
+     * thread of the caller may be ignoring more (system() ignores SIGINT and SIGQUIT
+     * while it waits). Every signal starts at its default, as POSIX_SPAWN_SETSIGDEF. */
     sigset_t none;
     sigemptyset(&none);
-    if (syscall(SYS_rt_sigaction, SIGPIPE, &dfl, NULL, _NSIG / 8) < 0 ||
-        syscall(SYS_rt_sigaction, SIGXFSZ, &dfl, NULL, _NSIG / 8) < 0 ||
-        syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8) < 0)
+    reset_signal_handlers();
+    if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8) < 0)
         return pc_fail(e, PC_STAGE_SIGNALS, -1);
     if (pc_security_final(sec, e) < 0)
         return -1;

@@ -418,6 +418,23 @@ def test_clean_signal_state_and_umask(running):
     assert sh_ok(c, "umask") == "0022\n"
 
 
+def test_signals_the_caller_ignores_are_not_inherited(factory, busybox_rootfs):
+    """A caller thread ignoring SIGINT and SIGQUIT (as system() does while it waits) gives
+    neither to a container's init nor to a joined process."""
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
+    c = factory.create("ign", pc.Config(rootfs=busybox_rootfs))
+    try:
+        init_pid, _ = start_bg(c, ["sleep", "100"])
+        with open(f"/proc/{init_pid}/status") as f:
+            assert "SigIgn:\t0000000000000000\n" in f.read()
+        status, out, _, _ = run(c, ["grep", "SigIgn", "/proc/self/status"])
+        assert (status, out) == (0, "SigIgn:\t0000000000000000\n")
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        c.destroy()
+
+
 # --- namespaces -------------------------------------------------------------------------
 
 def test_hostname_and_domainname(factory, busybox_rootfs):
