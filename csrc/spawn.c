@@ -96,6 +96,8 @@ struct spawn_ctx {
     pid_t join_pid_out;
     int sync_r, sync_w;   /* user ns: the init waits on sync_r until its maps are written */
     int done_r, done_w;   /* user ns: EOF on done_r once the init has exec'd or exited */
+    int staged;           /* the init is a fork that waits at t->exec_fifo_fd */
+    int stdio_ready;      /* staged: stdio is in place already */
 };
 
 /* clone3 on our trampoline; glibc's clone() where clone3 or the trampoline is missing. */
@@ -210,14 +212,38 @@ static const char *env_path(char *const *envp)
     return PC_DEFAULT_PATH;
 }
 
-/* execvpe without its malloc and without the caller's environ: PATH comes from envp. */
-static void exec_search(char *const *argv, char *const *envp)
+static char *format_uint(char *end, unsigned long v)
+{
+    *--end = '\0';
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
+/* One candidate of exec_search: execve it, or with probe only check that it could be. */
+static int try_exec(const char *path, char *const *argv, char *const *envp, int probe)
+{
+    if (!probe)
+        return execve(path, argv, envp);
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return -1;
+    if (!S_ISREG(st.st_mode) || access(path, X_OK) < 0) {
+        errno = EACCES;
+        return -1;
+    }
+    return 0;
+}
+
+/* execvpe without its malloc and without the caller's environ: PATH comes from envp.
+ * With probe, returns 0 once a candidate would do (staging checks before it waits). */
+static int exec_search(char *const *argv, char *const *envp, int probe)
 {
     const char *file = argv[0];
-    if (strchr(file, '/')) {
-        execve(file, argv, envp);
-        return;
-    }
+    if (strchr(file, '/'))
+        return try_exec(file, argv, envp, probe);
     char buf[PATH_MAX];
     size_t flen = strlen(file);
     int seen_eacces = 0, last = ENOENT;
@@ -230,11 +256,12 @@ static void exec_search(char *const *argv, char *const *envp)
             memcpy(buf, dir, dlen);
             buf[dlen] = '/';
             memcpy(buf + dlen + 1, file, flen + 1);
-            execve(buf, argv, envp);
+            if (try_exec(buf, argv, envp, probe) == 0)
+                return 0;
             if (errno == EACCES)
                 seen_eacces = 1;
             else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP && errno != ENAMETOOLONG)
-                return;   /* the file exists but cannot be run: report that, as execvp does */
+                return -1;   /* the file exists but cannot be run: report that, as execvp does */
             last = errno;
         }
         if (*end == '\0')
@@ -242,6 +269,7 @@ static void exec_search(char *const *argv, char *const *envp)
         dir = end + 1;
     }
     errno = seen_eacces ? EACCES : last;
+    return -1;
 }
 
 /* The common tail: credentials, cwd, stdio, descriptors, signals, exec. */
@@ -275,7 +303,7 @@ static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
     }
     if (chdir(p->cwd) < 0)
         return pc_fail(e, PC_STAGE_CWD, -1);
-    if (setup_stdio(p) < 0)
+    if (!ctx->stdio_ready && setup_stdio(p) < 0)
         return pc_fail(e, PC_STAGE_STDIO, -1);
     if (cloexec_all_fds() < 0)
         return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
@@ -290,8 +318,53 @@ static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
         return pc_fail(e, PC_STAGE_SIGNALS, -1);
     if (pc_security_final(sec, e) < 0)
         return -1;
-    exec_search(p->argv, p->envp);
+    exec_search(p->argv, p->envp, 0);
     return pc_fail(e, PC_STAGE_EXEC, -1);
+}
+
+static int close_fds_except(int keep)
+{
+    if (pc_close_range(3, (unsigned)keep - 1, 0) < 0 && keep > 3)
+        return -1;
+    return pc_close_range((unsigned)keep + 1, ~0U, 0);
+}
+
+/* A staged init, set up, waits here for the go (runc's exec.fifo). Failures it can see
+ * before it waits (argv[0] missing, stdio) still reach the caller; then it reports ready,
+ * keeps nothing of the caller's but its stdio (it is a fork: it has a copy of every
+ * descriptor), takes default signal handling (so a signal ends it as it would the
+ * program), and blocks until the fifo has a reader. */
+static int stage_wait(struct spawn_ctx *ctx, struct pc_child_error *e)
+{
+    const struct pc_process *p = ctx->p;
+    int fifo = ctx->t->exec_fifo_fd;
+    if (exec_search(p->argv, p->envp, 1) < 0)
+        return pc_fail(e, PC_STAGE_EXEC, -1);
+    if (setup_stdio(p) < 0)
+        return pc_fail(e, PC_STAGE_STDIO, -1);
+    ctx->stdio_ready = 1;
+    struct pc_child_error ready = { PC_STAGE_NONE, 0, -1 };
+    report(ctx, &ready);
+    if (close_fds_except(fifo) < 0)
+        return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
+    ctx->errfd = ctx->done_w = ctx->sync_r = -1;   /* closed: nobody listens any more */
+    sigset_t none;
+    sigemptyset(&none);
+    reset_signal_handlers();
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8);
+
+    char path[40] = "/proc/self/fd/", num[16];
+    const char *n = format_uint(num + sizeof(num), (unsigned long)fifo);
+    memcpy(path + 14, n, strlen(n) + 1);
+    int w;
+    do {
+        w = open(path, O_WRONLY | O_CLOEXEC);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0 || write(w, "0", 1) != 1)
+        return pc_fail(e, PC_STAGE_EXEC, -1);
+    close(w);
+    close(fifo);
+    return 0;
 }
 
 static int child_finish(struct spawn_ctx *ctx, struct pc_child_error *e)
@@ -341,6 +414,8 @@ static int init_main(void *arg)
         return die(ctx, &e, PC_STAGE_DOMAINNAME);
     if ((c->ns_flags & CLONE_NEWNET) && bring_up_loopback() < 0)
         return die(ctx, &e, PC_STAGE_LOOPBACK);
+    if (ctx->staged && stage_wait(ctx, &e) < 0)
+        return child_finish(ctx, &e);
     exec_process(ctx, &e);
     return child_finish(ctx, &e);
 }
@@ -366,7 +441,7 @@ static int clone_for_caller(struct spawn_ctx *ctx, uint64_t flags, int (*fn)(voi
     const struct pc_target *t = ctx->t;
     struct clone_args a;
     memset(&a, 0, sizeof(a));
-    a.flags = CLONE_VM | CLONE_PARENT | CLONE_PIDFD | flags;
+    a.flags = CLONE_PARENT | CLONE_PIDFD | flags;
     a.pidfd = (uint64_t)(uintptr_t)&ctx->join_pidfd_out;
     a.stack = (uint64_t)(uintptr_t)ctx->stack2;
     a.stack_size = PC_STACK_SIZE;
@@ -400,19 +475,9 @@ static int join_helper_main(void *arg)
     if (ns && setns(t->join_pidfd, (int)ns) < 0)
         return die(ctx, &e, PC_STAGE_SETNS);
 
-    if (clone_for_caller(ctx, CLONE_VFORK, joined_main) < 0)
+    if (clone_for_caller(ctx, CLONE_VM | CLONE_VFORK, joined_main) < 0)
         return die(ctx, &e, PC_STAGE_CLONE);
     return 0;
-}
-
-static char *format_uint(char *end, unsigned long v)
-{
-    *--end = '\0';
-    do {
-        *--end = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return end;
 }
 
 static int write_proc_file(pid_t pid, const char *name, const char *value)
@@ -437,14 +502,15 @@ static int userns_helper_main(void *arg)
     const struct pc_target *t = ctx->t;
     struct pc_child_error e = { 0, 0, -1 };
 
-    if (clone_for_caller(ctx, t->container->ns_flags & ~(uint64_t)CLONE_NEWCGROUP,
+    uint64_t vm = ctx->staged ? 0 : CLONE_VM;   /* a staged init outlives the caller's call */
+    if (clone_for_caller(ctx, vm | (t->container->ns_flags & ~(uint64_t)CLONE_NEWCGROUP),
                          init_main) < 0)
         return die(ctx, &e, PC_STAGE_CLONE);
     pid_t pid = ctx->join_pid_out;
     close(ctx->done_w);   /* the init holds the only other write end */
     ctx->done_w = -1;     /* shared memory: the caller must not close the number again */
-    /* From here the init runs beside us on the same memory: until it is released it only
-     * waits in read(), so our errno writes cannot race its own. */
+    /* From here the init runs beside us on the same memory (unless staged): until it is
+     * released it only waits in read(), so our errno writes cannot race its own. */
     int which = -1;
     if (t->deny_setgroups && write_proc_file((pid_t)pid, "setgroups", "deny") < 0)
         which = 2;
@@ -493,6 +559,7 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
     struct spawn_ctx ctx = {
         .t = t, .p = p, .join_pidfd_out = -1, .join_pid_out = -1,
         .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1,
+        .staged = !joining && t->exec_fifo_fd >= 0,
     };
     char *stacks = MAP_FAILED;
 
@@ -526,7 +593,8 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
         a.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_CLEAR_SIGHAND;
         fn = joining ? join_helper_main : userns_helper_main;
     } else {
-        a.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND |
+        /* Staged, the init is a fork: it must outlive this call (and our stacks). */
+        a.flags = (ctx.staged ? 0 : CLONE_VM | CLONE_VFORK) | CLONE_PIDFD | CLONE_CLEAR_SIGHAND |
                   (t->container->ns_flags & ~(uint64_t)CLONE_NEWCGROUP);
         a.pidfd = (uint64_t)(uintptr_t)&pidfd;
         if (t->cgroup_fd >= 0) {
@@ -555,12 +623,17 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
         pid = (pid_t)ret;
     }
 
-    /* The process has exec'd or exited by now; its error, if any, is in the pipe. */
+    /* The process has exec'd or exited by now; its error, if any, is in the pipe. A staged
+     * init reports ready there (err 0) instead: EOF means it died first. */
     ssize_t n;
     do {
         n = read(errpipe[0], cerr, sizeof(*cerr));
     } while (n < 0 && errno == EINTR);
-    if (n != 0) {
+    if (ctx.staged && n == 0) {
+        n = -1;
+        errno = EPROTO;
+    }
+    if (n != 0 && !(ctx.staged && n == (ssize_t)sizeof(*cerr) && cerr->err == 0)) {
         if (n != (ssize_t)sizeof(*cerr)) {
             cerr->stage = PC_STAGE_NONE;
             cerr->err = n < 0 ? errno : EPROTO;

@@ -149,6 +149,11 @@ struct pc_target {
     int cgroup_fd;               /* v2 dir for CLONE_INTO_CGROUP, or -1 */
     const int *procs_fds;        /* v1 cgroup.procs files the child writes "0" to */
     int nprocs_fds;
+    /* >= 0 (a new container only): stage the init. It is a fork, not a CLONE_VM child,
+     * so it can outlive this call; it sets up everything, checks that argv[0] can be
+     * found, reports ready and then blocks opening this fifo (an O_PATH descriptor) for
+     * writing; exec follows once someone opens the fifo for reading and reads a byte. */
+    int exec_fifo_fd;
     /* A new user namespace (CLONE_NEWUSER in ns_flags): what the helper writes to the
      * init's /proc/<pid>/uid_map and gid_map before letting it go on. */
     const char *uid_map;
@@ -158,7 +163,7 @@ struct pc_target {
 
 /* Start `proc` in `target`. On success *pid (in the caller's pid namespace) and *pidfd
  * (close-on-exec, the caller's child: reap with waitid(P_PIDFD, __WALL)) are set and the
- * program has been exec'd. A failure inside the child fills *cerr and returns -cerr->err;
+ * program has been exec'd (staged: waits at the fifo, see exec_fifo_fd). A failure inside the child fills *cerr and returns -cerr->err;
  * a failure in the caller returns -errno with cerr->stage == PC_STAGE_NONE. No child is
  * left behind on failure. Blocks (no GIL needed) until exec or failure. */
 int pc_spawn(const struct pc_target *target, const struct pc_process *proc,

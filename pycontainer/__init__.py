@@ -2,8 +2,8 @@
 from .config import Config, Mount, ProcessConfig, Resources
 from .container import Container
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
-                     ContainerNotRunningError, ContainerPausedError, ContainerSystemError,
-                     IdInUseError, InvalidIdError)
+                     ContainerNotRunningError, ContainerNotStoppedError, ContainerPausedError,
+                     ContainerSystemError, IdInUseError, InvalidIdError)
 from .factory import Factory
 from .state import RunState, StateInvalidError
 from .stats import ContainerStats
@@ -11,7 +11,7 @@ from .stats import ContainerStats
 __all__ = [
     "Config", "Mount", "ProcessConfig", "Resources", "Container", "Factory", "RunState",
     "ContainerStats", "ContainerError", "ConfigInvalidError", "ContainerNotExistError",
-    "ContainerNotRunningError", "ContainerPausedError", "ContainerSystemError", "IdInUseError",
+    "ContainerNotRunningError", "ContainerNotStoppedError", "ContainerPausedError", "ContainerSystemError", "IdInUseError",
     "InvalidIdError", "StateInvalidError",
 ]
 __version__ = "0.1.0"

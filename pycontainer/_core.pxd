@@ -99,6 +99,7 @@ cdef extern from "spawn.h" nogil:
         int cgroup_fd
         const int *procs_fds
         int nprocs_fds
+        int exec_fifo_fd
         const char *uid_map
         const char *gid_map
         int deny_setgroups

@@ -182,10 +182,12 @@ cdef class ContainerPlan:
 
 def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned int uid, unsigned int gid, groups,
           stdio, int cgroup_fd=-1, procs_fds=(), int join_pidfd=-1, uint64_t join_ns=0,
-          uid_map=None, gid_map=None, deny_setgroups=False):
+          uid_map=None, gid_map=None, deny_setgroups=False, int exec_fifo_fd=-1):
     """Start a process: a new container's init (join_pidfd == -1) or one joining the
     namespaces of the init behind join_pidfd. Returns (pid, pidfd) once it has exec'd.
-    uid_map/gid_map: the new user namespace's maps (when the plan has one)."""
+    uid_map/gid_map: the new user namespace's maps (when the plan has one).
+    exec_fifo_fd (an O_PATH fd of a fifo): stage the init instead; it returns once the
+    init is set up, which then waits until the fifo is opened for reading and read."""
     cdef list keep = []
     cdef pc_process proc
     cdef pc_target target
@@ -223,6 +225,7 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned i
         target.cgroup_fd = cgroup_fd
         target.procs_fds = cprocs
         target.nprocs_fds = nprocs
+        target.exec_fifo_fd = exec_fifo_fd
         target.uid_map = _cstr(keep, uid_map)
         target.gid_map = _cstr(keep, gid_map)
         target.deny_setgroups = 1 if deny_setgroups else 0

@@ -17,18 +17,20 @@ import select
 import shutil
 import signal
 import threading
+import time
 import warnings
 
 from . import _core, cgroups
 from .config import ProcessConfig
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
-                     ContainerPausedError, ContainerSystemError, in_context)
+                     ContainerNotStoppedError, ContainerPausedError, ContainerSystemError,
+                     in_context)
 from .exits import WATCHER
 # At import: finding libseccomp needs descriptors, which may have run out at create.
 from .seccomp import DEFAULT_PROFILE, compile_profile
 from .security import kernel_last_cap, sysctl_path
-from .state import (LOCK_FILE, STATE_FILE, RunState, process_start_time, read_state,
-                    write_state)
+from .state import (EXEC_FIFO, LOCK_FILE, STATE_FILE, RunState, process_start_time,
+                    read_state, write_state)
 from .stats import ContainerStats, read_interfaces
 
 _FREEZER_TO_STATE = {"THAWED": RunState.RUNNING, "FREEZING": RunState.PAUSING,
@@ -54,7 +56,7 @@ def remove_state_dir(state_dir):
     """Remove a state directory and whatever a killed writer left in it (temp files),
     without opening a directory when the known names suffice: this runs on error paths,
     where descriptors may be what ran out."""
-    for name in (STATE_FILE, LOCK_FILE):
+    for name in (STATE_FILE, EXEC_FIFO, LOCK_FILE):
         _remove(os.path.join(state_dir, name))
     try:
         os.rmdir(state_dir)
@@ -100,6 +102,14 @@ def build_plan(config, state_dir):
 
 def _id_map(mappings):
     return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
+
+
+def _host_id(mappings, container_id):
+    """The host id that `container_id` maps to (-1: unmapped, which chown leaves alone)."""
+    for m in mappings:
+        if m.container_id <= container_id < m.container_id + m.size:
+            return m.host_id + container_id - m.container_id
+    return -1
 
 
 def device_policy(config):
@@ -243,6 +253,8 @@ class Container:
             return RunState.CREATED
         if self._init_pidfd(record) is None:
             return RunState.STOPPED
+        if record.extra.get("staged"):
+            return RunState.CREATED         # set up, waiting for exec()
         return _FREEZER_TO_STATE[self._cgroups.freezer_state()]
 
     def run_state(self):
@@ -256,21 +268,78 @@ class Container:
         else one that joins the init's namespaces and cgroup. Returns (pid, exits): pid in
         the caller's pid namespace, exits a queue.Queue that yields the exit code, or
         -signum when a signal killed the process."""
+        return self._start(process, "start")
+
+    def stage(self, process):
+        """Set up the container's init and leave it blocked just before exec (runc's
+        `create`): run_state() is CREATED with its pid, and exec() lets it run. Failures
+        it can see before waiting (a missing program, a mount, a capability) raise here.
+        Returns (pid, exits) as start() does. The staged init is a fork of the caller, not
+        a CLONE_VM child, so it may outlive the calling process."""
+        return self._start(process, "stage")
+
+    def _start(self, process, operation):
         if not isinstance(process, ProcessConfig):
             raise ConfigInvalidError("process", process, "expected a pycontainer.ProcessConfig",
-                                     container_id=self._id, operation="start")
+                                     container_id=self._id, operation=operation)
         try:
-            with lock_container(self._dir, self._id, "start"):
-                return self._start_locked(process)
+            with lock_container(self._dir, self._id, operation):
+                return self._start_locked(process, staged=operation == "stage")
         except Exception as exc:
-            raise in_context(exc, self._id, "start") from None
+            raise in_context(exc, self._id, operation) from None
 
-    def _start_locked(self, process):
+    def exec(self):
+        """Let the staged init run (runc's `start`): it opens the exec fifo, we read its
+        byte, and it execs. run_state() is RUNNING from here."""
+        try:
+            with lock_container(self._dir, self._id, "exec"):
+                record = self._record("exec")
+                state = self._state(record)
+                if not record.extra.get("staged") or state != RunState.CREATED:
+                    if state == RunState.STOPPED:
+                        raise ContainerNotRunningError("the container has stopped")
+                    if state == RunState.CREATED:
+                        raise ContainerNotRunningError("no init is staged: stage() one first")
+                    raise ContainerNotStoppedError(f"the container is {state} already")
+                self._release(self._init_pidfd(record))
+                os.unlink(os.path.join(self._dir, EXEC_FIFO))
+                del record.extra["staged"]
+                write_state(self._dir, record)
+        except Exception as exc:
+            raise in_context(exc, self._id, "exec") from None
+
+    def _release(self, init_pidfd, timeout=10.0):
+        """Open the exec fifo for reading (which completes the init's open for writing)
+        and read its byte; fail if the init dies instead."""
+        fd = os.open(os.path.join(self._dir, EXEC_FIFO), os.O_RDONLY | os.O_NONBLOCK |
+                     os.O_CLOEXEC)
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            poller.register(init_pidfd, select.POLLIN)
+            deadline = time.monotonic() + timeout
+            while True:
+                for ready, _ in poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+                    if ready == fd and os.read(fd, 1):
+                        return
+                    if ready == init_pidfd:
+                        raise ContainerNotRunningError("the staged init exited before exec")
+                if time.monotonic() >= deadline:
+                    raise ContainerSystemError(errno.ETIMEDOUT, "the staged init did not "
+                                               f"open {EXEC_FIFO} within {timeout} s")
+        finally:
+            os.close(fd)
+
+    def _start_locked(self, process, staged=False):
         record = self._record("start")
         state = self._state(record)
         if state in (RunState.PAUSED, RunState.PAUSING):
             raise ContainerPausedError(f"the container is {state}", container_id=self._id,
                                        operation="start")
+        if record.extra.get("staged") and state == RunState.CREATED:
+            raise ContainerNotRunningError("its init is staged: exec() it first")
+        if staged and state == RunState.RUNNING:
+            raise ContainerNotStoppedError("an init runs already")
         uid, gid = process.uid_gid()
         stdio = process.stdio_fds()
         security = (build_security(self._config, process.rlimits) if process.rlimits
@@ -292,8 +361,18 @@ class Container:
                                          procs_fds=procs_fds, join_pidfd=init_fd,
                                          join_ns=self._ns_flags)
                 return pid, WATCHER.watch(pidfd)
-            pid, pidfd = _core.spawn(self._plan, *args, cgroup_fd=cgroup_fd,
-                                     procs_fds=procs_fds, **self._userns)
+            fifo_fd = self._make_exec_fifo() if staged else -1
+            try:
+                pid, pidfd = _core.spawn(self._plan, *args, cgroup_fd=cgroup_fd,
+                                         procs_fds=procs_fds, exec_fifo_fd=fifo_fd,
+                                         **self._userns)
+            except BaseException:
+                if staged:
+                    _remove(os.path.join(self._dir, EXEC_FIFO))
+                raise
+            finally:
+                if fifo_fd >= 0:
+                    os.close(fifo_fd)
         finally:
             for fd in (cgroup_fd, *procs_fds):
                 if fd >= 0:
@@ -302,6 +381,10 @@ class Container:
         record.init_pid = pid
         record.init_start_time = process_start_time(pid)
         record.extra["init_pidns"] = _pidns(pid)
+        if staged:
+            record.extra["staged"] = True
+        else:
+            record.extra.pop("staged", None)
         exits = WATCHER.watch(pidfd)
         try:
             write_state(self._dir, record)
@@ -310,6 +393,23 @@ class Container:
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             raise
         return pid, exits
+
+    def _make_exec_fifo(self):
+        """A fresh fifo in the state dir and an O_PATH descriptor of it for the init, which
+        reopens it through /proc/self/fd after pivot_root: no path of the host is needed in
+        the container, and the 0700 state dir is not traversed. Owned by whoever the
+        container's root is on the host (a user namespace maps it), who must open it."""
+        path = os.path.join(self._dir, EXEC_FIFO)
+        _remove(path)
+        os.mkfifo(path, 0o600)
+        try:
+            if self._config.uid_mappings:
+                os.chown(path, _host_id(self._config.uid_mappings, 0),
+                         _host_id(self._config.gid_mappings, 0))
+            return os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except BaseException:
+            _remove(path)
+            raise
 
     # -- the rest of the interface ---------------------------------------------------
 

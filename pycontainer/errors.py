@@ -51,6 +51,13 @@ class ContainerNotRunningError(ContainerError):
     code = "ContainerNotRunning"
 
 
+class ContainerNotStoppedError(ContainerError):
+    """The operation needs no live init (staging an init while one runs, releasing an
+    init that already runs)."""
+
+    code = "ContainerNotStopped"
+
+
 class ConfigInvalidError(ContainerError, ValueError):
     """A Config or ProcessConfig field has a bad value; ``field`` and ``value`` say which."""
 

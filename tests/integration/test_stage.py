@@ -1,0 +1,157 @@
+"""Staging the init (runc's create/start split): Container.stage() sets everything up and
+leaves the init blocked before exec on the exec fifo; Container.exec() lets it run, from
+this process or any other. Real containers on the busybox rootfs."""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import pycontainer as pc
+from pycontainer.config import IdMap
+from helpers import read_pipes, settle
+
+ECHO = ["/bin/sh", "-c", "echo ran as $$ $(id -u)"]
+
+
+def staged(factory, rootfs, cid="staged", args=ECHO, **config):
+    c = factory.create(cid, pc.Config(rootfs=rootfs, **config))
+    r, w = os.pipe()
+    try:
+        pid, exits = c.stage(pc.ProcessConfig(args=args, stdout=w, stderr=w))
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+    return c, pid, exits, r
+
+
+def fds_of(pid):
+    return sorted(int(n) for n in os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_stage_then_exec(factory, busybox_rootfs):
+    c, pid, exits, r = staged(factory, busybox_rootfs)
+    try:
+        assert c.run_state() == pc.RunState.CREATED
+        assert c.processes() == [pid]
+        assert os.path.exists(os.path.join(factory.root, "staged", "exec.fifo"))
+        # Set up but not run: it is still our fork, not sh, and has printed nothing.
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            assert b"/bin/sh" not in f.read()
+        # It keeps its stdio and the fifo, none of the caller's descriptors.
+        assert len(fds_of(pid)) == 4 and fds_of(pid)[:3] == [0, 1, 2]
+        assert exits.empty()
+        c.exec()
+        assert read_pipes([r])[0] == "ran as 1 0\n"
+        assert exits.get(timeout=10) == 0
+        assert c.run_state() == pc.RunState.STOPPED
+        assert not os.path.exists(os.path.join(factory.root, "staged", "exec.fifo"))
+    finally:
+        c.destroy()
+
+
+def test_exec_from_another_process(factory, busybox_rootfs):
+    c, pid, exits, r = staged(factory, busybox_rootfs, args=["sleep", "100"])
+    try:
+        code = ("import sys, pycontainer as pc; c = pc.Factory(sys.argv[1]).load('staged');"
+                "c.exec(); print(c.run_state())")
+        out = subprocess.run([sys.executable, "-c", code, factory.root], capture_output=True,
+                             text=True, timeout=60, cwd=os.path.dirname(pc.__path__[0]))
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == "running\n"
+        assert c.run_state() == pc.RunState.RUNNING
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            assert f.read() == b"sleep\x00100\x00"
+    finally:
+        os.close(r)
+        c.destroy()
+    assert exits.get(timeout=10) == -signal.SIGKILL
+
+
+def test_staging_failure_raises_and_leaves_nothing(factory, busybox_rootfs):
+    c = factory.create("nope", pc.Config(rootfs=busybox_rootfs))
+    with pytest.raises(pc.ContainerSystemError) as info:
+        c.stage(pc.ProcessConfig(args=["/bin/nope"]))
+    e = info.value
+    assert (e.stage, e.errno) == ("exec", 2)
+    assert str(e) == ("container 'nope': stage: exec: /bin/nope: No such file or directory "
+                      "(ENOENT)")
+    assert c.run_state() == pc.RunState.CREATED and c.processes() == []
+    assert sorted(os.listdir(os.path.join(factory.root, "nope"))) == ["lock", "state.json"]
+    # A directory is found but is not a program: EACCES, as execve would say.
+    with pytest.raises(pc.ContainerSystemError) as info:
+        c.stage(pc.ProcessConfig(args=["/tmp"]))
+    assert (info.value.stage, info.value.errno) == ("exec", 13)
+    c.destroy()
+
+
+def test_wrong_states(factory, busybox_rootfs):
+    c, pid, exits, r = staged(factory, busybox_rootfs, args=["sleep", "100"])
+    os.close(r)
+    try:
+        with pytest.raises(pc.ContainerNotRunningError, match="staged: exec"):
+            c.start(pc.ProcessConfig(args=["true"]))
+        with pytest.raises(pc.ContainerNotRunningError):
+            c.pause()
+        c.exec()
+        with pytest.raises(pc.ContainerNotStoppedError, match="'staged': exec: .*running"):
+            c.exec()
+        with pytest.raises(pc.ContainerNotStoppedError, match="stage: an init runs"):
+            c.stage(pc.ProcessConfig(args=["true"]))
+    finally:
+        c.destroy()
+    assert exits.get(timeout=10) == -signal.SIGKILL
+    fresh = factory.create("fresh", pc.Config(rootfs=busybox_rootfs))
+    with pytest.raises(pc.ContainerNotRunningError, match="no init is staged"):
+        fresh.exec()
+    fresh.destroy()
+    with pytest.raises(pc.ContainerNotExistError):
+        fresh.exec()
+
+
+def test_staged_init_killed_before_exec(factory, busybox_rootfs):
+    c, pid, exits, r = staged(factory, busybox_rootfs)
+    try:
+        c.signal(signal.SIGKILL)
+        assert exits.get(timeout=10) == -signal.SIGKILL
+        assert c.run_state() == pc.RunState.STOPPED
+        with pytest.raises(pc.ContainerNotRunningError, match="has stopped"):
+            c.exec()
+        assert read_pipes([r])[0] == ""
+        # A stopped container starts afresh.
+        rr, w = os.pipe()
+        _, exits2 = c.start(pc.ProcessConfig(args=ECHO, stdout=w))
+        os.close(w)
+        assert read_pipes([rr])[0] == "ran as 1 0\n" and exits2.get(timeout=10) == 0
+    finally:
+        c.destroy()
+
+
+def test_destroy_a_staged_container(factory, busybox_rootfs):
+    c, pid, exits, r = staged(factory, busybox_rootfs)
+    os.close(r)
+    c.destroy()
+    assert exits.get(timeout=10) == -signal.SIGKILL
+    assert not os.path.exists(os.path.join(factory.root, "staged"))
+    assert not settle(lambda: os.path.exists(f"/proc/{pid}"))
+
+
+def test_stage_in_a_user_namespace(factory, busybox_rootfs):
+    """The fifo is owned by the container's root on the host, who opens it. (The host
+    image: the busybox rootfs lies in a 0700 directory of pytest's.)"""
+    c, pid, exits, r = staged(factory, None,
+                              namespaces=pc.Config().namespaces + ("user",),
+                              uid_mappings=[IdMap(0, 100000, 65536)],
+                              gid_mappings=[IdMap(0, 100000, 65536)])
+    try:
+        assert c.run_state() == pc.RunState.CREATED
+        st = os.stat(os.path.join(factory.root, "staged", "exec.fifo"))
+        assert (st.st_uid, st.st_gid) == (100000, 100000)
+        c.exec()
+        assert read_pipes([r])[0] == "ran as 1 0\n"
+        assert exits.get(timeout=10) == 0
+    finally:
+        c.destroy()
