@@ -76,6 +76,7 @@ static const char *const stage_names[PC_STAGE_COUNT] = {
     [PC_STAGE_STDIO] = "stdio",
     [PC_STAGE_CLOSE_FDS] = "close_fds",
     [PC_STAGE_EXEC] = "exec",
+    [PC_STAGE_TERMINAL] = "terminal",
 };
 
 const char *pc_stage_name(int stage)
@@ -167,13 +168,66 @@ static int bring_up_loopback(void)
     return rc;
 }
 
+/* Send one descriptor over a unix socket. */
+static int send_fd(int sock, int fd)
+{
+    char byte = 0;
+    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    memset(&u, 0, sizeof(u));
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+                          .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    ssize_t n;
+    do {
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n == 1 ? 0 : -1;
+}
+
+/* A pty of the devpts we are in (the container's, after pivot_root or setns), as runc
+ * makes it: the master goes to the caller over the console socket; the peer becomes our
+ * controlling terminal in a new session, owned by the process's user. TIOCGPTPEER opens
+ * the peer without a path that could be swapped. Returns the peer, or -1. */
+static int open_terminal(const struct pc_process *p)
+{
+    int unlock = 0, master, peer = -1;
+    master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0)
+        return -1;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0 ||
+        (peer = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0 ||
+        fchown(peer, p->uid, (gid_t)-1) < 0 ||
+        send_fd(p->console_fd, master) < 0 ||
+        setsid() < 0 || ioctl(peer, TIOCSCTTY, 0) < 0) {
+        int saved = errno;
+        close(master);
+        if (peer >= 0)
+            close(peer);
+        errno = saved;
+        return -1;
+    }
+    close(master);
+    return peer;
+}
+
 /* stdio: dup every source above 2 first, so that sources which are themselves 0..2
- * are not clobbered, then dup2 into place (dup2 clears close-on-exec). */
+ * are not clobbered, then dup2 into place (dup2 clears close-on-exec). With a terminal,
+ * its peer is all three. */
 static int setup_stdio(const struct pc_process *p)
 {
-    int tmp[3], null_fd = -1;
+    int tmp[3], null_fd = -1, tty = -1;
+    if (p->console_fd >= 0 && (tty = open_terminal(p)) < 0)
+        return -2;
     for (int i = 0; i < 3; i++) {
-        int src = p->stdio[i];
+        int src = tty >= 0 ? tty : p->stdio[i];
         if (src < 0) {
             if (null_fd < 0 && (null_fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
                 return -1;
@@ -303,8 +357,9 @@ static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
     }
     if (chdir(p->cwd) < 0)
         return pc_fail(e, PC_STAGE_CWD, -1);
-    if (!ctx->stdio_ready && setup_stdio(p) < 0)
-        return pc_fail(e, PC_STAGE_STDIO, -1);
+    int rc = ctx->stdio_ready ? 0 : setup_stdio(p);
+    if (rc < 0)
+        return pc_fail(e, rc == -2 ? PC_STAGE_TERMINAL : PC_STAGE_STDIO, -1);
     if (cloexec_all_fds() < 0)
         return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
     umask(022);
@@ -340,8 +395,9 @@ static int stage_wait(struct spawn_ctx *ctx, struct pc_child_error *e)
     int fifo = ctx->t->exec_fifo_fd;
     if (exec_search(p->argv, p->envp, 1) < 0)
         return pc_fail(e, PC_STAGE_EXEC, -1);
-    if (setup_stdio(p) < 0)
-        return pc_fail(e, PC_STAGE_STDIO, -1);
+    int rc = setup_stdio(p);
+    if (rc < 0)
+        return pc_fail(e, rc == -2 ? PC_STAGE_TERMINAL : PC_STAGE_STDIO, -1);
     ctx->stdio_ready = 1;
     struct pc_child_error ready = { PC_STAGE_NONE, 0, -1 };
     report(ctx, &ready);

@@ -48,6 +48,7 @@ enum pc_stage {
     PC_STAGE_STDIO,
     PC_STAGE_CLOSE_FDS,
     PC_STAGE_EXEC,
+    PC_STAGE_TERMINAL,     /* the pty: open, unlock, send the master, make it the ctty */
     PC_STAGE_COUNT
 };
 
@@ -137,6 +138,9 @@ struct pc_process {
     const gid_t *groups;
     int ngroups;
     int stdio[3];                /* -1: /dev/null inside the container */
+    /* >= 0: a unix socket. The process gets a new pty of the container's devpts as its
+     * controlling terminal and stdio, and sends the master over it (SCM_RIGHTS). */
+    int console_fd;
     const struct pc_security *security;   /* NULL: none (a privileged process) */
 };
 

@@ -1,6 +1,6 @@
 """pycontainer: a Linux container runtime for Python programs."""
 from .config import Config, Mount, ProcessConfig, Resources
-from .container import Container
+from .container import Container, StartedProcess
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      ContainerNotRunningError, ContainerNotStoppedError, ContainerPausedError,
                      ContainerSystemError, IdInUseError, InvalidIdError)
@@ -9,7 +9,7 @@ from .state import RunState, StateInvalidError
 from .stats import ContainerStats
 
 __all__ = [
-    "Config", "Mount", "ProcessConfig", "Resources", "Container", "Factory", "RunState",
+    "Config", "Mount", "ProcessConfig", "Resources", "Container", "StartedProcess", "Factory", "RunState",
     "ContainerStats", "ContainerError", "ConfigInvalidError", "ContainerNotExistError",
     "ContainerNotRunningError", "ContainerNotStoppedError", "ContainerPausedError", "ContainerSystemError", "IdInUseError",
     "InvalidIdError", "StateInvalidError",

@@ -90,6 +90,7 @@ cdef extern from "spawn.h" nogil:
         const gid_t *groups
         int ngroups
         int stdio[3]
+        int console_fd
         const pc_security *security
 
     struct pc_target:

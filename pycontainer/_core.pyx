@@ -4,6 +4,7 @@
 Converts Python objects to the C structs of spawn.h once (ContainerPlan, at create) or per
 process (argv, env), releases the GIL around every blocking call, and turns C failures into
 ContainerSystemError in one place (_raise_spawn_error)."""
+cimport cython
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from cpython.bytes cimport PyBytes_AS_STRING
@@ -106,6 +107,10 @@ cdef const char **_cstr_list(list keep, list arrays, object items) except NULL:
     return <const char **>arr
 
 
+# Cython's tp_clear would set _arrays to None when the plan is garbage in a reference
+# cycle (an exception's traceback holding the Container), before __dealloc__ frees the
+# arrays it lists. Its attributes hold only bytes and ints: it cannot be in a cycle itself.
+@cython.no_gc_clear
 cdef class ContainerPlan:
     """A Config in the C form the child reads: built once, immutable, shared by every start."""
 
@@ -182,12 +187,15 @@ cdef class ContainerPlan:
 
 def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned int uid, unsigned int gid, groups,
           stdio, int cgroup_fd=-1, procs_fds=(), int join_pidfd=-1, uint64_t join_ns=0,
-          uid_map=None, gid_map=None, deny_setgroups=False, int exec_fifo_fd=-1):
+          uid_map=None, gid_map=None, deny_setgroups=False, int exec_fifo_fd=-1,
+          int console_fd=-1):
     """Start a process: a new container's init (join_pidfd == -1) or one joining the
     namespaces of the init behind join_pidfd. Returns (pid, pidfd) once it has exec'd.
     uid_map/gid_map: the new user namespace's maps (when the plan has one).
     exec_fifo_fd (an O_PATH fd of a fifo): stage the init instead; it returns once the
-    init is set up, which then waits until the fifo is opened for reading and read."""
+    init is set up, which then waits until the fifo is opened for reading and read.
+    console_fd (a unix socket): the process gets a pty as its terminal and sends the
+    master over it."""
     cdef list keep = []
     cdef pc_process proc
     cdef pc_target target
@@ -218,6 +226,7 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned i
         proc.ngroups = ngroups
         for i in range(3):
             proc.stdio[i] = stdio[i]
+        proc.console_fd = console_fd
         proc.security = &security.s if security is not None else NULL
         target.container = &plan.c
         target.join_pidfd = join_pidfd

@@ -348,6 +348,9 @@ class ProcessConfig:
     stdout: object = None
     stderr: object = None
     rlimits: tuple = ()          # on top of the Config's, by type
+    # A new pty of the container's /dev/pts as controlling terminal and stdio; start()
+    # hands its master to the caller (StartedProcess.console).
+    terminal: bool = False
 
     def __post_init__(self):
         if isinstance(self.args, (str, bytes)) or not isinstance(self.args, (list, tuple)):
@@ -379,6 +382,12 @@ class ProcessConfig:
         for name in ("stdin", "stdout", "stderr"):
             _stdio_fd(name, getattr(self, name))
         object.__setattr__(self, "rlimits", _tuple_of(Rlimit, self.rlimits, "rlimits"))
+        if not isinstance(self.terminal, bool):
+            _bad("terminal", self.terminal, "expected True or False")
+        if self.terminal and any(getattr(self, n) is not None
+                                 for n in ("stdin", "stdout", "stderr")):
+            _bad("terminal", True, "a terminal is the process's stdin, stdout and stderr: "
+                                   "leave those None")
 
     def uid_gid(self):
         if self.user is None:

@@ -16,6 +16,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import threading
 import time
 import warnings
@@ -152,6 +153,40 @@ def _pidns(pid):
         return os.readlink(f"/proc/{pid}/ns/pid")
     except OSError:
         return None
+
+
+class StartedProcess(tuple):
+    """What start() and stage() return: the pair (pid, exits) it always was, and as
+    `.console` the master of the process's pty (a descriptor the caller owns and closes)
+    when its ProcessConfig asked for a terminal, else None."""
+
+    def __new__(cls, pid, exits, console=None):
+        started = super().__new__(cls, (pid, exits))
+        started.console = console
+        return started
+
+    pid = property(lambda self: self[0])
+    exits = property(lambda self: self[1])
+
+
+def _spawn(process, *args, **kwargs):
+    """_core.spawn, with the pty master of a terminal process received over a socketpair
+    (the child sends it before it execs or is staged). Returns (pid, pidfd, master)."""
+    if not process.terminal:
+        return (*_core.spawn(*args, **kwargs), None)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with ours, theirs:
+        pid, pidfd = _core.spawn(*args, console_fd=theirs.fileno(), **kwargs)
+        try:
+            ours.setblocking(False)
+            _, fds, _, _ = socket.recv_fds(ours, 1, 1)
+            if len(fds) != 1:
+                raise ContainerSystemError(errno.EPROTO, "terminal: no pty master received")
+        except BaseException:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            WATCHER.watch(pidfd)          # reaped there
+            raise
+        return pid, pidfd, fds[0]
 
 
 class Container:
@@ -357,15 +392,15 @@ class Container:
         try:
             if state == RunState.RUNNING:
                 init_fd = self._init_pidfd(record)
-                pid, pidfd = _core.spawn(self._plan, *args, cgroup_fd=cgroup_fd,
-                                         procs_fds=procs_fds, join_pidfd=init_fd,
-                                         join_ns=self._ns_flags)
-                return pid, WATCHER.watch(pidfd)
+                pid, pidfd, console = _spawn(process, self._plan, *args, cgroup_fd=cgroup_fd,
+                                             procs_fds=procs_fds, join_pidfd=init_fd,
+                                             join_ns=self._ns_flags)
+                return StartedProcess(pid, WATCHER.watch(pidfd), console)
             fifo_fd = self._make_exec_fifo() if staged else -1
             try:
-                pid, pidfd = _core.spawn(self._plan, *args, cgroup_fd=cgroup_fd,
-                                         procs_fds=procs_fds, exec_fifo_fd=fifo_fd,
-                                         **self._userns)
+                pid, pidfd, console = _spawn(process, self._plan, *args, cgroup_fd=cgroup_fd,
+                                             procs_fds=procs_fds, exec_fifo_fd=fifo_fd,
+                                             **self._userns)
             except BaseException:
                 if staged:
                     _remove(os.path.join(self._dir, EXEC_FIFO))
@@ -391,8 +426,10 @@ class Container:
         except BaseException:
             # Unrecorded, the init would be unreachable: take it down again.
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            if console is not None:
+                os.close(console)
             raise
-        return pid, exits
+        return StartedProcess(pid, exits, console)
 
     def _make_exec_fifo(self):
         """A fresh fifo in the state dir and an O_PATH descriptor of it for the init, which

@@ -182,6 +182,7 @@ def process_kwargs(draw):
         "rlimits": st.lists(st.fixed_dictionaries(
             {"type": st.sampled_from(["RLIMIT_NOFILE", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_X"])},
             optional={"soft": ints, "hard": ints}), max_size=2),
+        "terminal": st.booleans(),
     }
     chosen = draw(st.lists(st.sampled_from(PROCESS_FIELDS), max_size=5, unique=True))
     kw = {name: draw(st.one_of(plausible[name], plausible[name], junk)) for name in chosen}
@@ -328,11 +329,13 @@ def check_process(c, init_pid, kw):
                                stdout=None, stderr=None)
     fds = stable_fds()
     try:
-        _, exits = c.start(pcfg)
+        started = c.start(pcfg)
     except pc.ContainerError as exc:
         TRIED[f"start raised {type(exc).__name__}"] += 1
     else:
-        status = exits.get(timeout=10)
+        status = started.exits.get(timeout=10)
+        if started.console is not None:         # terminal=True: the pty master is ours
+            os.close(started.console)
         TRIED["started" if status == 0 else "started, nonzero status"] += 1
     assert settle(lambda: c.processes() != [init_pid]) is False, c.processes()
     assert stable_fds() == fds

@@ -1,0 +1,99 @@
+"""ProcessConfig(terminal=True): the process gets a pty of the container's own devpts as
+its controlling terminal and stdio, and the caller gets the master (runc's console)."""
+import errno
+import os
+import signal
+
+import pytest
+
+import pycontainer as pc
+
+
+def converse(master, script, timeout=10):
+    """Write `script` to the terminal and read everything until the process hangs up."""
+    import select
+    os.write(master, script.encode())
+    out = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], timeout)
+        assert ready, f"the terminal went quiet; so far {out!r}"
+        try:
+            chunk = os.read(master, 4096)
+        except OSError as exc:          # EIO: the last holder of the peer has gone
+            assert exc.errno == errno.EIO
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return out.decode()
+
+
+SCRIPT = ("tty; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-ttys; "
+          "cut -d' ' -f6 /proc/self/stat | grep -qv '^0$' && echo has-ctty; exit 3\n")
+
+
+def test_init_and_joined_process_on_a_terminal(factory, busybox_rootfs):
+    c = factory.create("tty", pc.Config(rootfs=busybox_rootfs))
+    try:
+        started = c.start(pc.ProcessConfig(args=["/bin/sh"], terminal=True))
+        pid, exits = started                        # still the pair it always was
+        assert started.pid == pid and isinstance(started.console, int)
+        out = converse(started.console, SCRIPT)
+        assert "/dev/pts/0" in out and "all-ttys" in out and "has-ctty" in out, out
+        assert exits.get(timeout=10) == 3
+
+        init, _ = c.start(pc.ProcessConfig(args=["sleep", "100"]))
+        joined = c.start(pc.ProcessConfig(args=["/bin/sh"], terminal=True, user="1000:1000"))
+        out = converse(joined.console, "id -u; " + SCRIPT)
+        assert "1000" in out and "all-ttys" in out and "has-ctty" in out, out
+        assert joined.exits.get(timeout=10) == 3
+    finally:
+        c.destroy()
+
+
+def test_staged_init_on_a_terminal(factory, busybox_rootfs):
+    c = factory.create("tty", pc.Config(rootfs=busybox_rootfs))
+    try:
+        started = c.stage(pc.ProcessConfig(args=["/bin/sh"], terminal=True))
+        assert c.run_state() == pc.RunState.CREATED
+        c.exec()
+        assert "all-ttys" in converse(started.console, SCRIPT)
+        assert started.exits.get(timeout=10) == 3
+    finally:
+        c.destroy()
+
+
+def test_no_terminal_means_no_console(factory, busybox_rootfs):
+    c = factory.create("plain", pc.Config(rootfs=busybox_rootfs))
+    try:
+        started = c.start(pc.ProcessConfig(args=["true"]))
+        assert started.console is None and started.exits.get(timeout=10) == 0
+    finally:
+        c.destroy()
+
+
+def test_terminal_excludes_stdio():
+    with pytest.raises(pc.ConfigInvalidError, match="terminal=True: a terminal is the"):
+        pc.ProcessConfig(args=["sh"], terminal=True, stdout=1)
+    with pytest.raises(pc.ConfigInvalidError, match="terminal='yes'"):
+        pc.ProcessConfig(args=["sh"], terminal="yes")
+
+
+@pytest.mark.parametrize("operation", ["start"])
+def test_terminal_failure_leaves_nothing(factory, busybox_rootfs, operation):
+    """No descriptor left for the pty (RLIMIT_NOFILE 3, applied before it is opened):
+    stage `terminal`, EMFILE, no process, no fd. (A staged init opens its pty before
+    its limits apply, as runc's does, so this cannot fail it.)"""
+    c = factory.create("notty", pc.Config(rootfs=busybox_rootfs))
+    nofile = pc.config.Rlimit("RLIMIT_NOFILE", 3, 3)
+    try:
+        with pytest.raises(pc.ContainerSystemError) as info:
+            getattr(c, operation)(pc.ProcessConfig(args=["sh"], terminal=True,
+                                                   rlimits=[nofile]))
+        assert (info.value.stage, info.value.errno) == ("terminal", errno.EMFILE)
+        assert f"container 'notty': {operation}: terminal:" in str(info.value)
+        assert "container 'notty': start: terminal:" in str(info.value)
+        assert c.processes() == []
+    finally:
+        c.destroy()
