@@ -1,5 +1,5 @@
 """pycontainer: a Linux container runtime for Python programs."""
-from .config import Config, Mount, ProcessConfig, Resources
+from .config import Config, Mount, Network, ProcessConfig, Resources
 from .container import Container
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      ContainerNotRunningError, ContainerPausedError, ContainerSystemError,
@@ -9,7 +9,7 @@ from .state import RunState, StateInvalidError
 from .stats import ContainerStats
 
 __all__ = [
-    "Config", "Mount", "ProcessConfig", "Resources", "Container", "Factory", "RunState",
+    "Config", "Mount", "Network", "ProcessConfig", "Resources", "Container", "Factory", "RunState",
     "ContainerStats", "ContainerError", "ConfigInvalidError", "ContainerNotExistError",
     "ContainerNotRunningError", "ContainerPausedError", "ContainerSystemError", "IdInUseError",
     "InvalidIdError", "StateInvalidError",

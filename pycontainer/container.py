@@ -19,7 +19,7 @@ import signal
 import threading
 import warnings
 
-from . import _core, cgroups
+from . import _core, cgroups, network
 from .config import ProcessConfig
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
                      ContainerPausedError, ContainerSystemError, in_context)
@@ -80,13 +80,17 @@ def _remove(path):
 def build_plan(config, state_dir):
     """The Config in the C form the child reads, made once per Container object."""
     host = config.rootfs is None
+    # The namespaces the init's clone makes: not those it joins by path, nor the network
+    # namespace that network.setup() makes and configures for veths (joined the same way).
+    owned = tuple(n for n in config.new_namespaces
+                  if not (n == "net" and config.veth_networks))
     mounts = []
     for m in config.mounts:
         flags, propagation, data = m.flags()
         mounts.append((m.source, m.destination, None if m.type == "bind" else m.type,
                        flags, propagation, data))
     return _core.ContainerPlan(
-        namespaces=config.namespaces,
+        namespaces=owned,
         # The host image: / bound recursively (where: csrc/rootfs.c, stage_host_image).
         rootfs_source="/" if host else config.rootfs,
         rootfs_target=None if host else config.rootfs,
@@ -152,6 +156,7 @@ class Container:
         self._config = config
         self._plan = build_plan(config, state_dir)
         self._security = build_security(config)
+        # Joins enter all of the init's namespaces, those it joined by path included.
         self._ns_flags = _core.namespace_flags(config.namespaces)
         self._userns = {}
         if "user" in config.namespaces:
@@ -285,6 +290,8 @@ class Container:
         if state == RunState.RUNNING and self._cgroups.pids_full():
             raise ContainerSystemError(errno.EAGAIN, "the pids limit is reached")
         cgroup_fd, procs_fds = self._cgroups.placement()
+        ns_fds = []                       # (fd, namespace, label) a new init joins
+        veths = []
         try:
             if state == RunState.RUNNING:
                 init_fd = self._init_pidfd(record)
@@ -292,24 +299,54 @@ class Container:
                                          procs_fds=procs_fds, join_pidfd=init_fd,
                                          join_ns=self._ns_flags)
                 return pid, WATCHER.watch(pidfd)
+            self._open_namespaces(ns_fds)
+            if self._config.veth_networks:
+                # A stopped init's veths die with its namespace, but asynchronously: a
+                # fixed host name would still be taken.
+                network.teardown(record.extra.get("veths"))
+                ns_fd, veths = network.setup(self._config.networks)
+                ns_fds.append((ns_fd, "net", "networks"))
             pid, pidfd = _core.spawn(self._plan, *args, cgroup_fd=cgroup_fd,
-                                     procs_fds=procs_fds, **self._userns)
+                                     procs_fds=procs_fds, ns_fds=ns_fds, **self._userns)
+        except BaseException:
+            with contextlib.suppress(Exception):   # else the veths go with the namespace
+                network.teardown(veths)
+            raise
         finally:
             for fd in (cgroup_fd, *procs_fds):
                 if fd >= 0:
                     os.close(fd)
+            for fd, _, _ in ns_fds:       # the init holds its namespaces itself now
+                os.close(fd)
         # Before the watcher may reap it (and /proc/<pid> goes): who exactly it is.
         record.init_pid = pid
         record.init_start_time = process_start_time(pid)
         record.extra["init_pidns"] = _pidns(pid)
+        if veths:
+            record.extra["veths"] = veths
+        else:
+            record.extra.pop("veths", None)
         exits = WATCHER.watch(pidfd)
         try:
             write_state(self._dir, record)
         except BaseException:
             # Unrecorded, the init would be unreachable: take it down again.
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                network.teardown(veths)
             raise
         return pid, exits
+
+    def _open_namespaces(self, ns_fds):
+        """Open the namespace files the Config names into ns_fds (the caller closes them,
+        also when one fails to open). Checked at create, but they may be gone since."""
+        for name, path in self._config.namespace_paths.items():
+            what = f"namespaces.{name} {path}"
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise ContainerSystemError(exc.errno, what) from None
+            ns_fds.append((fd, name, what))
 
     # -- the rest of the interface ---------------------------------------------------
 
@@ -449,6 +486,7 @@ class Container:
                 if not self._cgroups.available:
                     self._kill_init(record)
                 self._cgroups.destroy()
+                self._remove_veths(record)
                 remove_state_dir(self._dir)
         except ContainerNotExistError:
             pass
@@ -456,6 +494,17 @@ class Container:
             raise in_context(exc, self._id, "destroy") from None
         finally:
             self._close_pidfds()
+
+    @staticmethod
+    def _remove_veths(record):
+        """Delete the veths now, not when the kernel gets to the dead namespace."""
+        try:
+            network.teardown(record.extra.get("veths"))
+        except ContainerSystemError as exc:
+            # A process without pyroute2 can still destroy: with every process gone the
+            # kernel deletes the veths with their namespace, only later.
+            if exc.errno != errno.ENOPKG:
+                raise
 
     def _kill_init(self, record, timeout=10.0):
         """Without cgroups: SIGKILL the init (the kernel then kills its pid namespace) and
