@@ -29,7 +29,7 @@ from .seccomp import DEFAULT_PROFILE, compile_profile
 from .security import kernel_last_cap, sysctl_path
 from .state import (LOCK_FILE, STATE_FILE, RunState, process_start_time, read_state,
                     write_state)
-from .stats import ContainerStats, read_interfaces
+from .stats import ContainerStats, read_host_interfaces, read_interfaces
 
 _FREEZER_TO_STATE = {"THAWED": RunState.RUNNING, "FREEZING": RunState.PAUSING,
                      "FROZEN": RunState.PAUSED}
@@ -389,8 +389,12 @@ class Container:
                     if exc.errno not in (errno.ENOENT, errno.ESRCH):
                         raise
                     # The init exited since we looked: its network namespace went with it.
+            # The host ends of its veths, counted from the container's side (libcontainer's
+            # numbers); a veth that is gone (its init exited) is left out.
+            host_interfaces = read_host_interfaces(record.extra.get("veths"))
             cgroup_stats = self._checked_read(self._cgroups.stats(), "stats")
-            return ContainerStats(cgroup_stats=cgroup_stats, interfaces=interfaces)
+            return ContainerStats(cgroup_stats=cgroup_stats, interfaces=interfaces,
+                                  host_interfaces=host_interfaces)
         except Exception as exc:
             raise self._read_failed(exc, "stats") from None
 
