@@ -149,6 +149,20 @@ static int join_cgroups(struct spawn_ctx *ctx, struct pc_child_error *e)
     return 0;
 }
 
+/* Enter the existing namespaces a new container names by path (or the network namespace
+ * the caller prepared): the cgroup one (cgroup != 0) or all the others. setns() checks
+ * each descriptor's type, so a file that is not such a namespace fails with EINVAL. */
+static int join_namespaces(const struct pc_target *t, int cgroup, struct pc_child_error *e)
+{
+    for (int i = 0; i < t->nns_fds; i++) {
+        if ((t->ns_types[i] == CLONE_NEWCGROUP) != (cgroup != 0))
+            continue;
+        if (setns(t->ns_fds[i], t->ns_types[i]) < 0)
+            return pc_fail(e, PC_STAGE_SETNS, i);
+    }
+    return 0;
+}
+
 static int bring_up_loopback(void)
 {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -457,11 +471,18 @@ static int init_main(void *arg)
     }
     if (ctx->legacy)
         reset_signal_handlers();
+    /* Before anything else is set up in them. With a user namespace the helper has
+     * joined them already: in the new user namespace we have no rights over them. */
+    if (ctx->sync_r < 0 && join_namespaces(ctx->t, 0, &e) < 0)
+        return child_finish(ctx, &e);
     if (join_cgroups(ctx, &e) < 0)
         return child_finish(ctx, &e);
-    /* After placement, so the namespace's root is the container's cgroup. */
+    /* After placement, so the namespace's root is the container's cgroup (and a joined
+     * one does not hide the cgroup we are placed in). */
     if ((c->ns_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
         return die(ctx, &e, PC_STAGE_CGROUP_NS);
+    if (join_namespaces(ctx->t, 1, &e) < 0)
+        return child_finish(ctx, &e);
     if (pc_setup_rootfs(c, &e) < 0)
         return child_finish(ctx, &e);
     if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) < 0)
@@ -558,6 +579,10 @@ static int userns_helper_main(void *arg)
     const struct pc_target *t = ctx->t;
     struct pc_child_error e = { 0, 0, -1 };
 
+    /* Namespaces joined by path: here, while we still have the host's rights over them;
+     * the init inherits them. */
+    if (join_namespaces(t, 0, &e) < 0)
+        return child_finish(ctx, &e);
     uint64_t vm = ctx->staged ? 0 : CLONE_VM;   /* a staged init outlives the caller's call */
     if (clone_for_caller(ctx, vm | (t->container->ns_flags & ~(uint64_t)CLONE_NEWCGROUP),
                          init_main) < 0)

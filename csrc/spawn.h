@@ -29,7 +29,7 @@ enum pc_stage {
     PC_STAGE_DOMAINNAME,
     PC_STAGE_LOOPBACK,
     PC_STAGE_ID_MAPPINGS,  /* index 0: uid_map, 1: gid_map, 2: setgroups */
-    PC_STAGE_SETNS,
+    PC_STAGE_SETNS,        /* joining: index -1; a new container's ns_fds: index i */
     PC_STAGE_CLONE,        /* the joining helper's clone3 */
     PC_STAGE_DEVICES,      /* a Config device node; index = device */
     PC_STAGE_SYSCTL,       /* index = sysctl */
@@ -163,6 +163,13 @@ struct pc_target {
     const char *uid_map;
     const char *gid_map;
     int deny_setgroups;          /* write "deny" to setgroups first (needed unprivileged) */
+    /* A new container: existing namespaces it joins instead of making them (their
+     * CLONE_NEW* flags are not in container->ns_flags). Descriptors the caller opened
+     * close-on-exec and closes after pc_spawn; ns_types[i] is the CLONE_NEW* type that
+     * setns() checks ns_fds[i] against. A failure is stage PC_STAGE_SETNS, index i. */
+    const int *ns_fds;
+    const int *ns_types;
+    int nns_fds;
 };
 
 /* Start `proc` in `target`. On success *pid (in the caller's pid namespace) and *pidfd

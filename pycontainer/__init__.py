@@ -1,5 +1,5 @@
 """pycontainer: a Linux container runtime for Python programs."""
-from .config import Config, Mount, ProcessConfig, Resources
+from .config import Config, Mount, Network, ProcessConfig, Resources
 from .container import Container, StartedProcess
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      ContainerNotRunningError, ContainerNotStoppedError, ContainerPausedError,
@@ -9,7 +9,8 @@ from .state import RunState, StateInvalidError
 from .stats import ContainerStats
 
 __all__ = [
-    "Config", "Mount", "ProcessConfig", "Resources", "Container", "StartedProcess", "Factory", "RunState",
+    "Config", "Mount", "Network", "ProcessConfig", "Resources", "Container", "StartedProcess",
+    "Factory", "RunState",
     "ContainerStats", "ContainerError", "ConfigInvalidError", "ContainerNotExistError",
     "ContainerNotRunningError", "ContainerNotStoppedError", "ContainerPausedError", "ContainerSystemError", "IdInUseError",
     "InvalidIdError", "StateInvalidError",

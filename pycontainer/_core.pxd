@@ -104,8 +104,14 @@ cdef extern from "spawn.h" nogil:
         const char *uid_map
         const char *gid_map
         int deny_setgroups
+        const int *ns_fds
+        const int *ns_types
+        int nns_fds
 
     const char *pc_stage_name(int stage)
     int pc_spawn(const pc_target *target, const pc_process *proc, pid_t *pid, int *pidfd,
                  pc_child_error *cerr)
     int pc_reap_ready(int epfd, int timeout_ms, int *fds, int *statuses, int max)
+
+cdef extern from "sched.h" nogil:
+    int unshare(int flags)

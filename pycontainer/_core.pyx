@@ -7,7 +7,10 @@ ContainerSystemError in one place (_raise_spawn_error)."""
 cimport cython
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
+from libc.errno cimport errno
 from cpython.bytes cimport PyBytes_AS_STRING
+
+import os
 
 from pycontainer.errors import ContainerSystemError
 
@@ -187,11 +190,13 @@ cdef class ContainerPlan:
 
 def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned int uid, unsigned int gid, groups,
           stdio, int cgroup_fd=-1, procs_fds=(), int join_pidfd=-1, uint64_t join_ns=0,
-          uid_map=None, gid_map=None, deny_setgroups=False, int exec_fifo_fd=-1,
+          uid_map=None, gid_map=None, deny_setgroups=False, ns_fds=(), int exec_fifo_fd=-1,
           int console_fd=-1):
     """Start a process: a new container's init (join_pidfd == -1) or one joining the
     namespaces of the init behind join_pidfd. Returns (pid, pidfd) once it has exec'd.
     uid_map/gid_map: the new user namespace's maps (when the plan has one).
+    ns_fds: (fd, namespace name, label) of existing namespaces a new init joins instead
+    of making them (the plan's namespaces leave them out); the caller closes the fds.
     exec_fifo_fd (an O_PATH fd of a fifo): stage the init instead; it returns once the
     init is set up, which then waits until the fifo is opened for reading and read.
     console_fd (a unix socket): the process gets a pty as its terminal and sends the
@@ -202,18 +207,23 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned i
     cdef pc_child_error cerr
     cdef pid_t pid = -1
     cdef int pidfd = -1, rc, i
-    cdef int ngroups = len(groups), nprocs = len(procs_fds)
+    cdef int ngroups = len(groups), nprocs = len(procs_fds), nns = len(ns_fds)
     cdef gid_t *cgroups_ = <gid_t *>malloc((ngroups or 1) * sizeof(gid_t))
     cdef int *cprocs = <int *>malloc((nprocs or 1) * sizeof(int))
+    cdef int *cns_fds = <int *>malloc((nns or 1) * sizeof(int))
+    cdef int *cns_types = <int *>malloc((nns or 1) * sizeof(int))
     cdef char **cargv = NULL
     cdef char **cenvp = NULL
     try:
-        if cgroups_ == NULL or cprocs == NULL:
+        if cgroups_ == NULL or cprocs == NULL or cns_fds == NULL or cns_types == NULL:
             raise MemoryError()
         for i in range(ngroups):
             cgroups_[i] = groups[i]
         for i in range(nprocs):
             cprocs[i] = procs_fds[i]
+        for i in range(nns):
+            cns_fds[i] = ns_fds[i][0]
+            cns_types[i] = NAMESPACE_FLAGS[ns_fds[i][1]]
         cargv = _cstr_array(keep, argv)
         cenvp = _cstr_array(keep, envp)
         memset(&proc, 0, sizeof(proc))
@@ -238,20 +248,26 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned i
         target.uid_map = _cstr(keep, uid_map)
         target.gid_map = _cstr(keep, gid_map)
         target.deny_setgroups = 1 if deny_setgroups else 0
+        target.ns_fds = cns_fds
+        target.ns_types = cns_types
+        target.nns_fds = nns
         with nogil:
             rc = pc_spawn(&target, &proc, &pid, &pidfd, &cerr)
         if rc < 0:
-            _raise_spawn_error(plan, security, -rc, cerr, argv, cwd)
+            _raise_spawn_error(plan, security, -rc, cerr, argv, cwd,
+                               tuple(label for _, _, label in ns_fds))
         return pid, pidfd
     finally:
         free(cgroups_)
         free(cprocs)
+        free(cns_fds)
+        free(cns_types)
         free(cargv)
         free(cenvp)
 
 
 cdef _raise_spawn_error(ContainerPlan plan, SecurityPlan security, int err,
-                        pc_child_error cerr, argv, cwd):
+                        pc_child_error cerr, argv, cwd, tuple ns_labels):
     cdef int stage = cerr.stage
     if stage == PC_STAGE_NONE:
         raise ContainerSystemError(err, "clone3")
@@ -259,6 +275,8 @@ cdef _raise_spawn_error(ContainerPlan plan, SecurityPlan security, int err,
     labels = plan.labels.get(name, ())
     if name == "rlimits" and security is not None:
         labels = security.rlimit_names
+    elif name == "setns":
+        labels = ns_labels
     what = ""
     if 0 <= cerr.index < len(labels):
         what = labels[cerr.index]
@@ -269,6 +287,14 @@ cdef _raise_spawn_error(ContainerPlan plan, SecurityPlan security, int err,
     elif stage == PC_STAGE_CWD:
         what = cwd
     raise ContainerSystemError(err, what, stage=name)
+
+
+def unshare_thread(int flags):
+    """unshare(2) for the calling thread (os.unshare is Python 3.12+). CLONE_NEWNET is
+    allowed in a threaded process and moves only this thread into the new namespace."""
+    if unshare(flags) < 0:
+        err = errno
+        raise OSError(err, os.strerror(err))
 
 
 def reap_ready(int epfd, int timeout_ms):

@@ -5,6 +5,9 @@ is created. Containers keep a validated Config; `start` never parses it again.
 """
 from __future__ import annotations
 
+import contextvars
+import fcntl
+import ipaddress
 import os
 import re
 from dataclasses import MISSING, dataclass, field, fields, asdict
@@ -14,11 +17,21 @@ from .errors import ConfigInvalidError
 from .security import (DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, Capabilities, Device,
                        IdMap, Rlimit, check_sysctl)
 
-__all__ = ["Config", "ProcessConfig", "Mount", "Resources", "NAMESPACES", "DEFAULT_NAMESPACES",
-           "DEFAULT_ENV"]
+__all__ = ["Config", "ProcessConfig", "Mount", "Resources", "Network", "NAMESPACES",
+           "DEFAULT_NAMESPACES", "DEFAULT_ENV"]
 
 NAMESPACES = ("user", "mount", "pid", "uts", "ipc", "net", "cgroup")
 DEFAULT_NAMESPACES = ("mount", "pid", "uts", "ipc", "net")
+# Namespaces a container may join by path instead of making them. Its own pid and mount
+# namespaces are what make it a container; a user namespace is the caller's to make.
+JOINABLE_NAMESPACES = ("uts", "ipc", "net", "cgroup")
+# clone(2) flags, which are also what ioctl(NS_GET_NSTYPE) answers.
+_NS_TYPES = {"uts": 0x04000000, "ipc": 0x08000000, "net": 0x40000000, "cgroup": 0x02000000}
+_NS_GET_NSTYPE = 0xb703            # _IO(0xb7, 0x3)
+# Set while a stored record's Config is rebuilt: a namespace file named at create may be
+# gone by then (`ip netns del`) while the container runs, and that must not make the
+# container impossible to load (start opens the file again and reports it then).
+_STORED = contextvars.ContextVar("pycontainer_stored_config", default=False)
 DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root")
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -166,6 +179,150 @@ class Resources:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+_IFNAME_MAX = 15                   # IFNAMSIZ - 1
+_MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+
+
+def _check_ifname(name, value, allow_none=False):
+    """An interface name the kernel accepts as is (dev_valid_name): 1-15 bytes, not '.'
+    or '..', no '/', ':' or whitespace; and no '%' (the kernel would fill in a number)."""
+    if value is None and allow_none:
+        return
+    if not isinstance(value, str) or not 0 < len(value.encode()) <= _IFNAME_MAX \
+            or value in (".", "..") or re.search(r"[/:%\s\0]", value):
+        _bad(name, value, "expected an interface name of 1-15 characters without '/', ':', "
+             "'%' or whitespace")
+
+
+def _as_tuple(name, value, what):
+    """A string or a list of strings, as a tuple."""
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        _bad(name, value, f"expected {what} or a list of them")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class Network:
+    """A network interface of the container, in the container's own network namespace.
+
+    ``type="loopback"``: ``lo``, which is always up in a new network namespace; the entry
+    is accepted for libcontainer compatibility. ``type="veth"``: a veth pair, ``name``
+    (default ``eth0``) inside the container and ``host_name`` on the host, where it is
+    enslaved to ``bridge`` when given. A ``host_name`` ending in ``*`` is a prefix: each
+    start completes it with random hex digits to 15 characters (default ``veth*``).
+    ``address``: CIDRs (``"10.0.0.2/24"``, ``"fd00::2/64"``), one or a list; ``gateway``:
+    the default route's next hop, one address per family. Needs root on the host."""
+
+    type: str
+    name: Optional[str] = None
+    host_name: Optional[str] = None
+    bridge: Optional[str] = None
+    address: tuple = ()
+    gateway: tuple = ()
+    mtu: Optional[int] = None
+    mac: Optional[str] = None
+
+    def __post_init__(self):
+        f = "networks"
+        if self.type not in ("loopback", "veth"):
+            _bad(f"{f}.type", self.type, "expected 'loopback' or 'veth'")
+        if self.type == "loopback":
+            for name in ("host_name", "bridge", "mtu", "mac", "address", "gateway"):
+                if getattr(self, name) not in (None, (), []):
+                    _bad(f"{f}.{name}", getattr(self, name), "not for a loopback interface")
+            object.__setattr__(self, "address", ())
+            object.__setattr__(self, "gateway", ())
+            if self.name not in (None, "lo"):
+                _bad(f"{f}.name", self.name, "the loopback interface is 'lo'")
+            object.__setattr__(self, "name", "lo")
+            return
+        object.__setattr__(self, "name", "eth0" if self.name is None else self.name)
+        _check_ifname(f"{f}.name", self.name)
+        if self.name == "lo":
+            _bad(f"{f}.name", self.name, "'lo' is the loopback interface")
+        host = "veth*" if self.host_name is None else self.host_name
+        object.__setattr__(self, "host_name", host)
+        if isinstance(host, str) and host.endswith("*"):
+            _check_ifname(f"{f}.host_name", host[:-1])
+            if len(host[:-1].encode()) > _IFNAME_MAX - 4:
+                _bad(f"{f}.host_name", host, "a prefix leaves room for at least 4 random "
+                     "characters: at most 11 before the '*'")
+        else:
+            _check_ifname(f"{f}.host_name", host)
+        _check_ifname(f"{f}.bridge", self.bridge, allow_none=True)
+        object.__setattr__(self, "address", self._addresses(f"{f}.address"))
+        object.__setattr__(self, "gateway", self._gateways(f"{f}.gateway"))
+        _check_int(f"{f}.mtu", self.mtu, 68, 65535)
+        if self.mtu is not None and self.mtu < 1280 and \
+                any(ipaddress.ip_interface(a).version == 6 for a in self.address):
+            _bad(f"{f}.mtu", self.mtu, "IPv6 needs an MTU of at least 1280")
+        if self.mac is not None:
+            if not isinstance(self.mac, str) or not _MAC.match(self.mac):
+                _bad(f"{f}.mac", self.mac, "expected six hex bytes such as '02:42:ac:11:00:02'")
+            first = int(self.mac[:2], 16)
+            if first & 1 or self.mac.strip("0:") == "":
+                _bad(f"{f}.mac", self.mac, "expected a unicast, non-zero address")
+            object.__setattr__(self, "mac", self.mac.lower())
+
+    def _addresses(self, name):
+        out = []
+        for value in _as_tuple(name, self.address, "a CIDR such as '10.0.0.2/24'"):
+            try:
+                if "/" not in value:
+                    raise ValueError("no prefix length")
+                iface = ipaddress.ip_interface(value)
+            except ValueError:
+                _bad(name, value, "expected a CIDR such as '10.0.0.2/24' or 'fd00::2/64'")
+            ip, net = iface.ip, iface.network
+            if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
+                _bad(name, value, "not a unicast host address")
+            if ip.version == 4 and net.prefixlen < 31 and ip in (net.network_address,
+                                                                 net.broadcast_address):
+                _bad(name, value, "the network's own or broadcast address")
+            if str(iface) in out:
+                _bad(name, value, "given twice")
+            out.append(str(iface))
+        return tuple(out)
+
+    def _gateways(self, name):
+        out = []
+        ifaces = [ipaddress.ip_interface(a) for a in self.address]
+        for value in _as_tuple(name, self.gateway, "an IP address"):
+            try:
+                gw = ipaddress.ip_address(value)
+            except ValueError:
+                _bad(name, value, "expected an IP address")
+            if any(ipaddress.ip_address(g).version == gw.version for g in out):
+                _bad(name, value, f"a second IPv{gw.version} gateway")
+            same = [i for i in ifaces if i.version == gw.version]
+            if not same:
+                _bad(name, value, f"no IPv{gw.version} address on this interface to reach it")
+            if any(gw == i.ip for i in same):
+                _bad(name, value, "is the interface's own address")
+            if not any(gw in i.network for i in same) and not gw.is_link_local:
+                _bad(name, value, "not in the subnet of the interface's addresses")
+            out.append(str(gw))
+        return tuple(out)
+
+
+def _check_namespace_file(name, path, flag):
+    """That `path` is a namespace file of the expected type, asked of the kernel."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        _bad(f"namespaces.{name}", path, f"cannot open: {exc.strerror}")
+    try:
+        nstype = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+    except OSError:
+        _bad(f"namespaces.{name}", path, "not a namespace file")
+    finally:
+        os.close(fd)
+    if nstype != flag:
+        _bad(f"namespaces.{name}", path, f"not a {name} namespace")
+
+
 @dataclass(frozen=True)
 class Config:
     """What a container is: its root filesystem, namespaces, mounts and limits.
@@ -176,7 +333,12 @@ class Config:
     rootfs: Optional[str] = None
     hostname: Optional[str] = None
     domainname: Optional[str] = None
+    # Names, or a mapping name -> None (a new namespace) or the path of an existing one to
+    # join (net, ipc, uts, cgroup): {"mount": None, "pid": None, "net": "/run/netns/x"}.
+    # Normalised to the names plus namespace_paths (name -> path).
     namespaces: tuple = DEFAULT_NAMESPACES
+    namespace_paths: dict = field(default_factory=dict)
+    networks: tuple = ()               # Network entries
     mounts: tuple = ()
     readonly_rootfs: bool = False
     env: tuple = DEFAULT_ENV
@@ -214,18 +376,11 @@ class Config:
                 continue
             if not isinstance(value, str) or len(value) > 64 or not _HOSTNAME.match(value):
                 _bad(name, value, "expected a host name of at most 64 characters [A-Za-z0-9.-]")
-        ns = self.namespaces
-        if isinstance(ns, str) or not isinstance(ns, (list, tuple, set, frozenset)):
-            _bad("namespaces", ns, f"expected a list of names from {NAMESPACES}")
-        for name in ns:
-            if name not in NAMESPACES:
-                _bad("namespaces", name, f"unknown namespace; expected one of {NAMESPACES}")
-        object.__setattr__(self, "namespaces", tuple(n for n in NAMESPACES if n in ns))
-        for name in ("pid", "mount"):
-            if name not in self.namespaces:
-                _bad("namespaces", list(ns), f"a container needs its own {name} namespace")
-        if (self.hostname or self.domainname) and "uts" not in self.namespaces:
-            _bad("hostname", self.hostname, "setting a hostname needs the 'uts' namespace")
+        self._check_namespaces()
+        if (self.hostname or self.domainname) and "uts" not in self.new_namespaces:
+            _bad("hostname", self.hostname, "setting a hostname needs the 'uts' namespace "
+                 "(a new one: a joined one is not the container's)")
+        self._check_networks()
         object.__setattr__(self, "mounts", _tuple_of(Mount, self.mounts, "mounts"))
         if not isinstance(self.readonly_rootfs, bool):
             _bad("readonly_rootfs", self.readonly_rootfs, "expected True or False")
@@ -242,6 +397,84 @@ class Config:
             if any(p in ("..", ".") for p in self.cgroup_parent.split("/")):
                 _bad("cgroup_parent", self.cgroup_parent, "must not contain '.' or '..' components")
         self._check_security()
+
+    def _check_namespaces(self):
+        ns = self.namespaces
+        paths = self.namespace_paths
+        if not isinstance(paths, dict):
+            _bad("namespace_paths", paths, "expected a dict of namespace name -> path")
+        paths = dict(paths)
+        if isinstance(ns, dict):
+            paths.update((k, v) for k, v in ns.items() if v is not None)
+            ns = list(ns)
+        if isinstance(ns, str) or not isinstance(ns, (list, tuple, set, frozenset)):
+            _bad("namespaces", ns, f"expected a list of names from {NAMESPACES}, or a dict "
+                 "of name -> None or path")
+        for name in ns:
+            if name not in NAMESPACES:
+                _bad("namespaces", name, f"unknown namespace; expected one of {NAMESPACES}")
+        object.__setattr__(self, "namespaces", tuple(n for n in NAMESPACES if n in ns))
+        for name in ("pid", "mount"):
+            if name not in self.namespaces:
+                _bad("namespaces", list(ns), f"a container needs its own {name} namespace")
+        for name, path in paths.items():
+            if name not in self.namespaces:
+                _bad(f"namespaces.{name}", path, "a path for a namespace not in namespaces")
+            if name not in JOINABLE_NAMESPACES:
+                _bad(f"namespaces.{name}", path, "cannot be joined by path: a container "
+                     f"makes its own; paths are for {JOINABLE_NAMESPACES}")
+            _check_path(f"namespaces.{name}", path)
+            if name == "cgroup" and "user" in self.namespaces:
+                _bad("namespaces.cgroup", path, "cannot be joined by path from a new user "
+                     "namespace (it has no rights over the host's cgroup namespaces)")
+            if not _STORED.get():
+                _check_namespace_file(name, path, _NS_TYPES[name])
+        object.__setattr__(self, "namespace_paths",
+                           {n: paths[n] for n in NAMESPACES if n in paths})
+
+    @property
+    def new_namespaces(self):
+        """The namespaces a new init gets fresh (the others it joins by path)."""
+        return tuple(n for n in self.namespaces if n not in self.namespace_paths)
+
+    @property
+    def veth_networks(self):
+        return tuple(n for n in self.networks if n.type == "veth")
+
+    def _check_networks(self):
+        nets = self.networks
+        if isinstance(nets, (str, bytes, dict)) or not isinstance(nets, (list, tuple)):
+            _bad("networks", nets, "expected a list of Network")
+        built, names, hosts = [], set(), set()
+        for i, item in enumerate(nets):
+            where = f"networks[{i}]"
+            try:
+                if isinstance(item, dict):
+                    item = _build(Network, item, where)
+                elif not isinstance(item, Network):
+                    _bad(where, item, "expected a Network")
+            except ConfigInvalidError as exc:
+                if not exc.field.startswith("networks."):
+                    raise
+                # Network names its fields without knowing its place in the list.
+                _bad(where + exc.field[len("networks"):], exc.value, exc.reason)
+            if "net" not in self.namespaces:
+                _bad(f"{where}.type", item.type, "needs the 'net' namespace")
+            if "net" in self.namespace_paths:
+                _bad(f"{where}.type", item.type, "needs a new net namespace, not one joined "
+                     "by path (namespaces.net)")
+            if item.type == "veth" and "user" in self.namespaces:
+                _bad(f"{where}.type", item.type, "a veth needs root on the host: not with a "
+                     "user namespace")
+            if item.name in names:
+                _bad(f"{where}.name", item.name, "a second interface with this name")
+            names.add(item.name)
+            if item.host_name is not None and not item.host_name.endswith("*"):
+                if item.host_name in hosts:
+                    _bad(f"{where}.host_name", item.host_name, "a second veth with this name")
+                hosts.add(item.host_name)
+            built.append(item)
+        object.__setattr__(self, "networks", tuple(built))
 
     def _check_security(self):
         caps = self.capabilities
@@ -267,7 +500,7 @@ class Config:
                                _tuple_of(DeviceRule, self.device_rules, "device_rules"))
         object.__setattr__(self, "rlimits", _tuple_of(Rlimit, self.rlimits, "rlimits"))
         _check_int("oom_score_adj", self.oom_score_adj, -1000, 1000)
-        check_sysctl(self.sysctl, self.namespaces)
+        check_sysctl(self.sysctl, self.new_namespaces)
         _check_int("umask", self.umask, 0, 0o777, allow_none=False)
         _check_int("pdeathsig", self.pdeathsig, 1, 64)
         for name in ("uid_mappings", "gid_mappings"):
@@ -292,7 +525,9 @@ class Config:
         return d
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d, *, stored=False):
+        """The Config of to_dict(). stored=True: a record of a container that exists, whose
+        namespace files are not checked again (they may be gone while it runs)."""
         if not isinstance(d, dict):
             _bad("config", d, "expected a dict")
         d = dict(d)
@@ -303,7 +538,11 @@ class Config:
         for k in ("namespaces", "env", "masked_paths", "readonly_paths"):
             if isinstance(d.get(k), list):
                 d[k] = tuple(d[k])
-        return _build(cls, d, "config")
+        token = _STORED.set(bool(stored))
+        try:
+            return _build(cls, d, "config")
+        finally:
+            _STORED.reset(token)
 
 
 def _tuple_of(cls, items, where):

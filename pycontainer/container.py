@@ -21,7 +21,7 @@ import threading
 import time
 import warnings
 
-from . import _core, cgroups
+from . import _core, cgroups, network
 from .config import ProcessConfig
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
                      ContainerNotStoppedError, ContainerPausedError, ContainerSystemError,
@@ -32,7 +32,7 @@ from .seccomp import DEFAULT_PROFILE, compile_profile
 from .security import kernel_last_cap, sysctl_path
 from .state import (EXEC_FIFO, LOCK_FILE, STATE_FILE, RunState, process_start_time,
                     read_state, write_state)
-from .stats import ContainerStats, read_interfaces
+from .stats import ContainerStats, read_host_interfaces, read_interfaces
 
 _FREEZER_TO_STATE = {"THAWED": RunState.RUNNING, "FREEZING": RunState.PAUSING,
                      "FROZEN": RunState.PAUSED}
@@ -83,13 +83,17 @@ def _remove(path):
 def build_plan(config, state_dir):
     """The Config in the C form the child reads, made once per Container object."""
     host = config.rootfs is None
+    # The namespaces the init's clone makes: not those it joins by path, nor the network
+    # namespace that network.setup() makes and configures for veths (joined the same way).
+    owned = tuple(n for n in config.new_namespaces
+                  if not (n == "net" and config.veth_networks))
     mounts = []
     for m in config.mounts:
         flags, propagation, data = m.flags()
         mounts.append((m.source, m.destination, None if m.type == "bind" else m.type,
                        flags, propagation, data))
     return _core.ContainerPlan(
-        namespaces=config.namespaces,
+        namespaces=owned,
         # The host image: / bound recursively (where: csrc/rootfs.c, stage_host_image).
         rootfs_source="/" if host else config.rootfs,
         rootfs_target=None if host else config.rootfs,
@@ -197,6 +201,7 @@ class Container:
         self._config = config
         self._plan = build_plan(config, state_dir)
         self._security = build_security(config)
+        # Joins enter all of the init's namespaces, those it joined by path included.
         self._ns_flags = _core.namespace_flags(config.namespaces)
         self._userns = {}
         if "user" in config.namespaces:
@@ -389,6 +394,9 @@ class Container:
         if state == RunState.RUNNING and self._cgroups.pids_full():
             raise ContainerSystemError(errno.EAGAIN, "the pids limit is reached")
         cgroup_fd, procs_fds = self._cgroups.placement()
+        ns_fds = []                       # (fd, namespace, label) a new init joins
+        veths = []
+        fifo_fd = -1
         try:
             if state == RunState.RUNNING:
                 init_fd = self._init_pidfd(record)
@@ -396,36 +404,49 @@ class Container:
                                              procs_fds=procs_fds, join_pidfd=init_fd,
                                              join_ns=self._ns_flags)
                 return StartedProcess(pid, WATCHER.watch(pidfd), console)
-            fifo_fd = self._make_exec_fifo() if staged else -1
-            try:
-                pid, pidfd, console = _spawn(process, self._plan, *args, cgroup_fd=cgroup_fd,
-                                             procs_fds=procs_fds, exec_fifo_fd=fifo_fd,
-                                             **self._userns)
-            except BaseException:
-                if staged:
-                    _remove(os.path.join(self._dir, EXEC_FIFO))
-                raise
-            finally:
-                if fifo_fd >= 0:
-                    os.close(fifo_fd)
+            self._open_namespaces(ns_fds)
+            if self._config.veth_networks:
+                # A stopped init's veths die with its namespace, but asynchronously: a
+                # fixed host name would still be taken.
+                network.teardown(record.extra.get("veths"))
+                ns_fd, veths = network.setup(self._config.networks)
+                ns_fds.append((ns_fd, "net", "networks"))
+            if staged:
+                fifo_fd = self._make_exec_fifo()
+            pid, pidfd, console = _spawn(process, self._plan, *args, cgroup_fd=cgroup_fd,
+                                         procs_fds=procs_fds, ns_fds=ns_fds,
+                                         exec_fifo_fd=fifo_fd, **self._userns)
+        except BaseException:
+            with contextlib.suppress(Exception):   # else the veths go with the namespace
+                network.teardown(veths)
+            if fifo_fd >= 0:
+                _remove(os.path.join(self._dir, EXEC_FIFO))
+            raise
         finally:
             for fd in (cgroup_fd, *procs_fds):
                 if fd >= 0:
                     os.close(fd)
+            for fd, _, _ in ns_fds:       # the init holds its namespaces itself now
+                os.close(fd)
+            if fifo_fd >= 0:
+                os.close(fifo_fd)
         # Before the watcher may reap it (and /proc/<pid> goes): who exactly it is.
         record.init_pid = pid
         record.init_start_time = process_start_time(pid)
         record.extra["init_pidns"] = _pidns(pid)
-        if staged:
-            record.extra["staged"] = True
-        else:
-            record.extra.pop("staged", None)
+        for key, value in (("staged", staged), ("veths", veths)):
+            if value:
+                record.extra[key] = value
+            else:
+                record.extra.pop(key, None)
         exits = WATCHER.watch(pidfd)
         try:
             write_state(self._dir, record)
         except BaseException:
             # Unrecorded, the init would be unreachable: take it down again.
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                network.teardown(veths)
             if console is not None:
                 os.close(console)
             raise
@@ -447,6 +468,17 @@ class Container:
         except BaseException:
             _remove(path)
             raise
+
+    def _open_namespaces(self, ns_fds):
+        """Open the namespace files the Config names into ns_fds (the caller closes them,
+        also when one fails to open). Checked at create, but they may be gone since."""
+        for name, path in self._config.namespace_paths.items():
+            what = f"namespaces.{name} {path}"
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise ContainerSystemError(exc.errno, what) from None
+            ns_fds.append((fd, name, what))
 
     # -- the rest of the interface ---------------------------------------------------
 
@@ -489,8 +521,12 @@ class Container:
                     if exc.errno not in (errno.ENOENT, errno.ESRCH):
                         raise
                     # The init exited since we looked: its network namespace went with it.
+            # The host ends of its veths, counted from the container's side (libcontainer's
+            # numbers); a veth that is gone (its init exited) is left out.
+            host_interfaces = read_host_interfaces(record.extra.get("veths"))
             cgroup_stats = self._checked_read(self._cgroups.stats(), "stats")
-            return ContainerStats(cgroup_stats=cgroup_stats, interfaces=interfaces)
+            return ContainerStats(cgroup_stats=cgroup_stats, interfaces=interfaces,
+                                  host_interfaces=host_interfaces)
         except Exception as exc:
             raise self._read_failed(exc, "stats") from None
 
@@ -586,6 +622,7 @@ class Container:
                 if not self._cgroups.available:
                     self._kill_init(record)
                 self._cgroups.destroy()
+                self._remove_veths(record)
                 remove_state_dir(self._dir)
         except ContainerNotExistError:
             pass
@@ -593,6 +630,17 @@ class Container:
             raise in_context(exc, self._id, "destroy") from None
         finally:
             self._close_pidfds()
+
+    @staticmethod
+    def _remove_veths(record):
+        """Delete the veths now, not when the kernel gets to the dead namespace."""
+        try:
+            network.teardown(record.extra.get("veths"))
+        except ContainerSystemError as exc:
+            # A process without pyroute2 can still destroy: with every process gone the
+            # kernel deletes the veths with their namespace, only later.
+            if exc.errno != errno.ENOPKG:
+                raise
 
     def _kill_init(self, record, timeout=10.0):
         """Without cgroups: SIGKILL the init (the kernel then kills its pid namespace) and

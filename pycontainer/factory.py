@@ -14,7 +14,7 @@ import secrets
 import time
 import warnings
 
-from . import cgroups
+from . import cgroups, network
 from .config import Config
 from .container import Container, device_policy, lock_container, remove_state_dir
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
@@ -39,7 +39,12 @@ def default_root():
 def rootless_config(config, container_id, scope):
     """What an unprivileged caller can run: its own uid and gid mapped to root in a user
     namespace (unless the Config brings mappings of its own), and no cgroup limits unless
-    cgroups are delegated to it."""
+    cgroups are delegated to it. No veth: making one needs root on the host."""
+    for i, net in enumerate(config.networks):
+        if net.type == "veth":
+            raise ConfigInvalidError(f"networks[{i}].type", net.type,
+                                     f"a veth needs root on the host (uid {os.geteuid()})",
+                                     container_id=container_id, operation="create")
     if "user" not in config.namespaces:
         config = dataclasses.replace(
             config, namespaces=("user",) + tuple(config.namespaces),
@@ -102,6 +107,11 @@ class Factory:
         rootless = os.geteuid() != 0
         if rootless:
             config = rootless_config(config, container_id, self._cgroup_scope)
+        if config.veth_networks:
+            try:
+                network.check_available()
+            except ContainerError as exc:
+                raise in_context(exc, container_id, "create") from None
         try:
             os.makedirs(self.root, mode=0o700, exist_ok=True)
             os.mkdir(state_dir, 0o700)
@@ -149,7 +159,7 @@ class Factory:
         state_dir = self._dir(container_id)
         record = read_state(state_dir, container_id)
         try:
-            return Container(state_dir, record, Config.from_dict(record.config))
+            return Container(state_dir, record, Config.from_dict(record.config, stored=True))
         except ContainerError as exc:
             # A config or cgroup record this version cannot take: the state is at fault.
             raise StateInvalidError(f"{os.path.join(state_dir, STATE_FILE)}: {exc.detail}",

@@ -21,6 +21,7 @@ STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 EXEC_FIFO = "exec.fifo"      # a staged init waits to open it for writing (runc's name)
 _ID = re.compile(r"[A-Za-z0-9_.+-]{1,1024}")
+_IFNAME = re.compile(r"[^/:%\s]{1,15}")
 
 
 class RunState(enum.Enum):
@@ -146,6 +147,13 @@ def _check_record(r, container_id):
     ns = r.extra.get("init_pidns")
     if ns is not None and not isinstance(ns, str):
         raise ValueError(f"bad extra.init_pidns {ns!r}")
+    # The host ends of the init's veths (pycontainer.network), which destroy deletes.
+    veths = r.extra.get("veths", [])
+    if not isinstance(veths, list) or not all(
+            isinstance(v, dict) and set(v) == {"name", "ifindex"}
+            and isinstance(v["name"], str) and _IFNAME.fullmatch(v["name"])
+            and _is_int(v["ifindex"], 1, (1 << 31) - 1) for v in veths):
+        raise ValueError(f"bad extra.veths {veths!r}")
 
 
 def process_start_time(pid):

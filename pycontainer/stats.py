@@ -8,13 +8,14 @@ the readers in pycontainer.cgroups convert).
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 
 from .errors import ContainerSystemError
 
 __all__ = ["ContainerStats", "CgroupStats", "CpuStats", "CpuUsage", "ThrottlingData",
            "MemoryStats", "MemoryData", "PidsStats", "BlkioStats", "BlkioStatEntry",
-           "NetworkInterface", "read_interfaces"]
+           "NetworkInterface", "read_interfaces", "read_host_interfaces"]
 
 
 @dataclass
@@ -98,13 +99,18 @@ class NetworkInterface:
 @dataclass
 class ContainerStats:
     cgroup_stats: CgroupStats = field(default_factory=CgroupStats)
+    # The container's own interfaces (lo, eth0 ...), as counted inside its namespace.
     interfaces: list = field(default_factory=list)     # list[NetworkInterface]
+    # The host ends of its veths (named by their host-side names), as libcontainer
+    # reported them: rx and tx swapped, so that rx is what the container received.
+    host_interfaces: list = field(default_factory=list)   # list[NetworkInterface]
 
 
 def read_interfaces(pid):
-    """The interfaces of the network namespace `pid` is in, from /proc/<pid>/net/dev
-    (procfs shows that file through the namespace of the pid, not of the reader)."""
-    path = f"/proc/{int(pid)}/net/dev"
+    """The interfaces of the network namespace `pid` is in (or "thread-self": the calling
+    thread's), from /proc/<pid>/net/dev (procfs shows that file through the namespace of
+    the pid, not of the reader)."""
+    path = f"/proc/{pid if pid == 'thread-self' else int(pid)}/net/dev"
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -119,6 +125,33 @@ def read_interfaces(pid):
     except OSError as exc:
         raise ContainerSystemError(exc.errno, f"read {path}") from None
     return parse_net_dev(b"".join(chunks).decode())
+
+
+def read_host_interfaces(veths):
+    """The host ends of a container's veths ([{"name", "ifindex"}]), rx and tx swapped to
+    the container's point of view, as libcontainer reported them. Read in the calling
+    thread's network namespace (where start made them), from /proc/thread-self/net/dev:
+    /sys/class/net would show the namespace its sysfs was mounted in instead. A veth that
+    is gone, or whose name now belongs to another interface, is left out."""
+    if not veths:
+        return []
+    wanted = set()
+    for veth in veths:
+        try:
+            if socket.if_nametoindex(veth["name"]) == veth["ifindex"]:
+                wanted.add(veth["name"])
+        except OSError:
+            pass                                  # ENODEV: gone with its namespace
+    found = {i.name: i for i in read_interfaces("thread-self") if i.name in wanted}
+    return [_swapped(found[v["name"]]) for v in veths if v["name"] in found]
+
+
+def _swapped(i):
+    """A veth's host end counted from the other end: what it sent, the container got."""
+    return NetworkInterface(
+        name=i.name, rx_bytes=i.tx_bytes, rx_packets=i.tx_packets, rx_errors=i.tx_errors,
+        rx_dropped=i.tx_dropped, tx_bytes=i.rx_bytes, tx_packets=i.rx_packets,
+        tx_errors=i.rx_errors, tx_dropped=i.rx_dropped)
 
 
 def parse_net_dev(text):

@@ -34,7 +34,8 @@ from reliability_helpers import (cgroup_dirs, force_remove, processes_in_cgroups
 TRIED = collections.Counter()
 CONFIG_FIELDS = [f.name for f in dataclasses.fields(pc.Config)]
 PROCESS_FIELDS = [f.name for f in dataclasses.fields(pc.ProcessConfig)]
-ALIASES = {"id_mappings": {"uid_mappings", "gid_mappings"}, "devices": {"devices", "device_rules"}}
+ALIASES = {"id_mappings": {"uid_mappings", "gid_mappings"}, "devices": {"devices", "device_rules"},
+           "namespaces": {"namespaces", "namespace_paths"}}
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -121,12 +122,34 @@ def plausible_config(rootfs):
         {"type": st.sampled_from(["RLIMIT_NOFILE", "rlimit_nproc", "RLIMIT_CPU", "RLIMIT_NOPE"])},
         optional={"soft": ints, "hard": ints})
     idmap = st.fixed_dictionaries({"container_id": ints, "host_id": ints, "size": ints})
+    ns_path = st.sampled_from([f"/proc/self/ns/{n}" for n in ("net", "uts", "ipc", "cgroup",
+                                                              "pid", "mnt")]
+                              + ["/nonexistent", "/etc/passwd", "rel", "/proc/self/ns/net\x00"])
+    ns_names = st.sampled_from(NAMESPACES + ("bogus",))
+    ifname = st.sampled_from(["eth0", "eth1", "lo", "veth*", "pcfuzz*", "a" * 16, "a/b", "",
+                              "x%d", "pcfuzz0"])
+    # Create never starts: a veth is validated and stored, never made.
+    network = st.fixed_dictionaries(
+        {"type": st.sampled_from(["veth", "veth", "loopback", "tap"])},
+        optional={"name": ifname, "host_name": ifname, "bridge": ifname,
+                  "address": st.one_of(st.sampled_from(["10.0.0.2/24", "fd00::2/64", "10.0.0.0/24",
+                                                        "10.0.0.2", "nope", "::1/128"]),
+                                       st.lists(st.sampled_from(["10.0.0.2/24", "fd00::2/64"]),
+                                                max_size=2)),
+                  "gateway": st.sampled_from(["10.0.0.1", "fd00::1", "10.9.0.1", "x",
+                                              ["10.0.0.1", "fd00::1"]]),
+                  "mtu": ints, "mac": st.sampled_from(["02:00:00:00:00:01", "01:00:00:00:00:01",
+                                                       "nope", None])})
     return {
         "rootfs": st.sampled_from([None, rootfs, "/nonexistent", "relative", "/etc/passwd",
                                    rootfs + "\x00", rootfs + "/"]),
         "hostname": names, "domainname": names,
         "namespaces": st.one_of(st.lists(st.sampled_from(NAMESPACES + ("bogus",)), max_size=8),
-                                st.sets(st.sampled_from(NAMESPACES)), st.sampled_from(["pid"])),
+                                st.sets(st.sampled_from(NAMESPACES)), st.sampled_from(["pid"]),
+                                st.dictionaries(ns_names, st.one_of(st.none(), ns_path),
+                                                max_size=8)),
+        "namespace_paths": st.dictionaries(ns_names, ns_path, max_size=3),
+        "networks": st.lists(network, max_size=3),
         "mounts": st.lists(mount, max_size=3),
         "readonly_rootfs": st.booleans(),
         "env": st.lists(st.sampled_from(["A=1", "B=", "=x", "noeq", "C=\x00", "D=é"]), max_size=3),

@@ -169,3 +169,21 @@ def test_process_start_time_of_missing_pid():
     with open("/proc/sys/kernel/pid_max") as f:
         pid_max = int(f.read())
     assert process_start_time(pid_max + 1) is None
+
+
+def test_veths_round_trip(tmp_path):
+    r = record(extra={"veths": [{"name": "veth0a1b2c3d4e5", "ifindex": 42}]})
+    write_state(str(tmp_path), r)
+    assert read_state(str(tmp_path), "box1") == r
+
+
+@pytest.mark.parametrize("veths", [
+    "veth0", [{"name": "veth0"}], [{"name": "a/b", "ifindex": 3}], [{"name": "x" * 16, "ifindex": 3}],
+    [{"name": "veth0", "ifindex": 0}], [{"name": "veth0", "ifindex": "3"}],
+    [{"name": "veth0", "ifindex": 3, "more": 1}],
+])
+def test_bad_veths_are_invalid_state(tmp_path, veths):
+    """destroy deletes what the record names: a bad entry is refused when it is read."""
+    write_state(str(tmp_path), record(extra={"veths": veths}))
+    with pytest.raises(pc.StateInvalidError):
+        read_state(str(tmp_path), "box1")
