@@ -42,7 +42,7 @@ _FREEZER_TO_STATE = {"THAWED": RunState.RUNNING, "FREEZING": RunState.PAUSING,
 def lock_container(state_dir, container_id, operation):
     """The container's exclusive flock; ContainerNotExistError once it is destroyed."""
     try:
-        fd = os.open(os.path.join(state_dir, LOCK_FILE), os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(f"{state_dir}/{LOCK_FILE}", os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ContainerNotExistError("no such container", container_id=container_id,
                                      operation=operation) from None
@@ -211,6 +211,7 @@ class Container:
                                 deny_setgroups=os.geteuid() != 0)
         self._cgroups = cgroups.load_manager(record.cgroups)
         self._pidfds = {}                 # (pid, start time) -> pidfd of an init we looked at
+        self._state_cache = [None, None]  # state.json's bytes and their record
         self._pidfds_lock = threading.Lock()
 
     def __repr__(self):
@@ -226,9 +227,12 @@ class Container:
 
     # -- reading state ---------------------------------------------------------------
 
-    def _record(self, operation):
+    def _record(self, operation, mutable=False):
+        """The state record, re-read (a few µs) so changes by other processes are seen.
+        Unchanged bytes give the record parsed last time: callers that change the record
+        ask for a mutable one, parsed afresh, so the shared one never drifts from the file."""
         try:
-            record = read_state(self._dir, self._id)
+            record = read_state(self._dir, self._id, None if mutable else self._state_cache)
         except ContainerNotExistError:
             self._close_pidfds()        # destroyed by another handle: its init is gone
             raise ContainerNotExistError("no such container", container_id=self._id,
@@ -333,7 +337,7 @@ class Container:
         byte, and it execs. run_state() is RUNNING from here."""
         try:
             with lock_container(self._dir, self._id, "exec"):
-                record = self._record("exec")
+                record = self._record("exec", mutable=True)
                 state = self._state(record)
                 if not record.extra.get("staged") or state != RunState.CREATED:
                     if state == RunState.STOPPED:
@@ -371,7 +375,7 @@ class Container:
             os.close(fd)
 
     def _start_locked(self, process, staged=False):
-        record = self._record("start")
+        record = self._record("start", mutable=True)
         state = self._state(record)
         if state in (RunState.PAUSED, RunState.PAUSING):
             raise ContainerPausedError(f"the container is {state}", container_id=self._id,
@@ -573,7 +577,7 @@ class Container:
                                      container_id=self._id, operation="set_resources")
         try:
             with lock_container(self._dir, self._id, "set_resources"):
-                record = self._record("set_resources")
+                record = self._record("set_resources", mutable=True)
                 self._cgroups.set_resources(resources)
                 config = dataclasses.replace(self._config, resources=resources)
                 record.config = config.to_dict()
@@ -653,10 +657,12 @@ class Container:
             raise ContainerSystemError(errno.ETIMEDOUT, f"init {record.init_pid} did not exit")
 
     def _close_pidfds(self):
+        """Close what this handle keeps open: init pidfds and the freezer files."""
         with self._pidfds_lock:
             for fd in self._pidfds.values():
                 os.close(fd)
             self._pidfds.clear()
+            self._cgroups.close()
 
     def __del__(self):
         with contextlib.suppress(Exception):

@@ -88,8 +88,11 @@ def write_state(state_dir, record):
         raise
 
 
-def read_state(state_dir, container_id):
-    path = os.path.join(state_dir, STATE_FILE)
+def read_state(state_dir, container_id, cache=None):
+    """The validated StateRecord. `cache`, a [raw bytes, record] list the caller keeps:
+    when the file's bytes are the same as last time, the same (not to be mutated) record
+    comes back without parsing and checking it again."""
+    path = f"{state_dir}/{STATE_FILE}"     # os.path.join costs more than the read here
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -106,8 +109,11 @@ def read_state(state_dir, container_id):
                                 operation="read state") from None
     finally:
         os.close(fd)
+    data = b"".join(chunks)
+    if cache is not None and cache[0] == data:
+        return cache[1]
     try:
-        raw = json.loads(b"".join(chunks))
+        raw = json.loads(data)
         if not isinstance(raw, dict):
             raise ValueError("not a JSON object")
         version = raw.get("version")
@@ -116,6 +122,8 @@ def read_state(state_dir, container_id):
                              f"({STATE_VERSION})")
         record = StateRecord(**raw)
         _check_record(record, container_id)
+        if cache is not None:
+            cache[:] = [data, record]
         return record
     except (ValueError, TypeError) as exc:
         raise StateInvalidError(f"{path}: {exc}", container_id=container_id,

@@ -405,6 +405,9 @@ class NullManager:
     def removed(self):
         return False
 
+    def close(self):
+        pass
+
     def destroy(self):
         pass
 
@@ -443,6 +446,7 @@ class CgroupManager:
         # True when the parents are the `pycontainer` dirs this package owns, which
         # create() may prepare (cpuset values, subtree_control) even if they pre-exist.
         self.default_parent = default_parent
+        self._freezer_fds = None
 
     def __repr__(self):
         return f"CgroupManager({self.container_id!r}, unified={self.unified!r}, v1={self.v1!r})"
@@ -624,23 +628,64 @@ class CgroupManager:
 
     def freeze(self):
         """Ask the kernel to freeze and return at once; freezer_state() says FREEZING
-        until every task stopped (both v1 and v2 writes return before that on 6.18)."""
-        mod, d = self._freezer()
-        try:
-            mod.freeze(d)
-        except ContainerSystemError as exc:
-            raise self._err(exc, "freeze") from None
+        until every task stopped (both v1 and v2 writes return before that on 6.18).
+        The freezer files stay open from here (see _kept_freezer)."""
+        self._freezer_write(b"1", b"FROZEN", "freeze")
 
     def thaw(self):
-        mod, d = self._freezer()
+        self._freezer_write(b"0", b"THAWED", "thaw")
+
+    def _kept_freezer(self):
+        """(control fd, v2 cgroup.events fd or -1), opened at the first freeze and kept
+        until close() or destroy(): opening a cgroup file costs more than the freeze, and
+        a pause + resume cycle touches them four times. Containers never paused hold none."""
+        if self._freezer_fds is None:
+            mod, d = self._freezer()
+            path = os.path.join(d, "cgroup.freeze" if mod is v2 else "freezer.state")
+            try:
+                ctl = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except OSError as exc:
+                raise ContainerSystemError(exc.errno, f"open {path}") from None
+            events = -1
+            if mod is v2:
+                try:
+                    events = os.open(os.path.join(d, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as exc:
+                    os.close(ctl)
+                    raise ContainerSystemError(exc.errno, f"open {d}/cgroup.events") from None
+            self._freezer_fds = (ctl, events)
+        return self._freezer_fds
+
+    def _freezer_write(self, v2_value, v1_value, operation):
         try:
-            mod.thaw(d)
+            ctl, events = self._kept_freezer()
+            value = v2_value if events >= 0 else v1_value
+            try:
+                os.pwrite(ctl, value, 0)
+            except OSError as exc:
+                raise ContainerSystemError(exc.errno, f"write {value.decode()!r} to the "
+                                           "freezer") from None
         except ContainerSystemError as exc:
-            raise self._err(exc, "thaw") from None
+            raise self._err(exc, operation) from None
+
+    def close(self):
+        """Close the kept freezer files (a later pause opens them again)."""
+        fds, self._freezer_fds = self._freezer_fds, None
+        for fd in fds or ():
+            if fd >= 0:
+                os.close(fd)
 
     def freezer_state(self):
-        mod, d = self._freezer()
         try:
+            if self._freezer_fds is not None:
+                ctl, events = self._freezer_fds
+                try:
+                    if events < 0:
+                        return os.pread(ctl, 64, 0).decode().strip()
+                    return v2.freezer_state_of(os.pread(ctl, 64, 0), os.pread(events, 256, 0))
+                except OSError as exc:
+                    raise ContainerSystemError(exc.errno, "read the freezer state") from None
+            mod, d = self._freezer()
             return mod.freezer_state(d)
         except ContainerSystemError as exc:
             raise self._err(exc, "freezer state") from None
@@ -660,6 +705,7 @@ class CgroupManager:
     def destroy(self):
         """Kill everything, then rmdir every container dir. Idempotent; works on a
         half-created manager. The shared parents stay."""
+        self.close()
         if os.path.isdir(self._placement_dir()):
             self.kill_all()
         try:

@@ -107,6 +107,13 @@ def freezer_state(d):
     return FROZEN if events.get("frozen") == 1 else FREEZING
 
 
+def freezer_state_of(freeze, events):
+    """freezer_state from the bytes of cgroup.freeze and cgroup.events."""
+    if freeze.strip() == b"0":
+        return THAWED
+    return FROZEN if b"frozen 1" in events else FREEZING
+
+
 def kill_all(d, timeout):
     """cgroup.kill (Linux 5.14+) SIGKILLs the whole subtree atomically, frozen tasks
     included; then wait for 'populated 0'."""
