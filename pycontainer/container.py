@@ -23,12 +23,12 @@ from . import _core, cgroups
 from .config import ProcessConfig
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
                      ContainerPausedError, ContainerSystemError, in_context)
-from .exits import WATCHER
+from .exits import WATCHER, process_key
 # At import: finding libseccomp needs descriptors, which may have run out at create.
 from .seccomp import DEFAULT_PROFILE, compile_profile
 from .security import kernel_last_cap, sysctl_path
-from .state import (LOCK_FILE, STATE_FILE, RunState, process_start_time, read_state,
-                    write_state)
+from .state import (LOCK_FILE, STATE_FILE, RunState, open_init_pidfd, pidns_of,
+                    process_start_time, read_state, write_state)
 from .stats import ContainerStats, read_interfaces
 
 _FREEZER_TO_STATE = {"THAWED": RunState.RUNNING, "FREEZING": RunState.PAUSING,
@@ -137,13 +137,6 @@ def build_security(config, process_rlimits=()):
         oom_score_adj=config.oom_score_adj, umask=config.umask, pdeathsig=config.pdeathsig)
 
 
-def _pidns(pid):
-    try:
-        return os.readlink(f"/proc/{pid}/ns/pid")
-    except OSError:
-        return None
-
-
 class Container:
     def __init__(self, state_dir, record, config):
         self._dir = state_dir
@@ -220,17 +213,8 @@ class Container:
         with self._pidfds_lock:
             fd = self._pidfds.get(key)
             if fd is None:
-                try:
-                    fd = os.pidfd_open(record.init_pid)
-                except ProcessLookupError:
-                    return None
-                # Checked after opening: the pidfd now pins whichever process has the pid.
-                # Start times are in clock ticks: a pid reused within one tick needs the
-                # pid namespace to tell it apart.
-                if process_start_time(record.init_pid) != record.init_start_time or \
-                        record.extra.get("init_pidns", _pidns(record.init_pid)) != \
-                        _pidns(record.init_pid):
-                    os.close(fd)
+                fd = open_init_pidfd(record)
+                if fd is None:
                     return None
                 self._pidfds[key] = fd
         # A pidfd polls readable once its process has exited (zombies included).
@@ -256,6 +240,13 @@ class Container:
         else one that joins the init's namespaces and cgroup. Returns (pid, exits): pid in
         the caller's pid namespace, exits a queue.Queue that yields the exit code, or
         -signum when a signal killed the process."""
+        pid, pidfd = self._start(process)
+        return pid, WATCHER.watch(pidfd)
+
+    def _start(self, process):
+        """start() without the exit queue: (pid, pidfd). The caller owns the pidfd and must
+        reap the process through it (start gives it to the exit watcher, start_async to
+        the event loop)."""
         if not isinstance(process, ProcessConfig):
             raise ConfigInvalidError("process", process, "expected a pycontainer.ProcessConfig",
                                      container_id=self._id, operation="start")
@@ -288,28 +279,30 @@ class Container:
         try:
             if state == RunState.RUNNING:
                 init_fd = self._init_pidfd(record)
-                pid, pidfd = _core.spawn(self._plan, *args, cgroup_fd=cgroup_fd,
-                                         procs_fds=procs_fds, join_pidfd=init_fd,
-                                         join_ns=self._ns_flags)
-                return pid, WATCHER.watch(pidfd)
+                return _core.spawn(self._plan, *args, cgroup_fd=cgroup_fd,
+                                   procs_fds=procs_fds, join_pidfd=init_fd,
+                                   join_ns=self._ns_flags)
             pid, pidfd = _core.spawn(self._plan, *args, cgroup_fd=cgroup_fd,
                                      procs_fds=procs_fds, **self._userns)
         finally:
             for fd in (cgroup_fd, *procs_fds):
                 if fd >= 0:
                     os.close(fd)
-        # Before the watcher may reap it (and /proc/<pid> goes): who exactly it is.
+        # Before anyone may reap it (and /proc/<pid> goes): who exactly it is.
         record.init_pid = pid
         record.init_start_time = process_start_time(pid)
-        record.extra["init_pidns"] = _pidns(pid)
-        exits = WATCHER.watch(pidfd)
+        record.extra["init_pidns"] = pidns_of(pid)
+        # Lets an event stream that sees this init only after it was reaped find its status.
+        record.extra["init_key"] = process_key(pidfd)
         try:
             write_state(self._dir, record)
         except BaseException:
-            # Unrecorded, the init would be unreachable: take it down again.
+            # Unrecorded, the init would be unreachable: take it down again, and let the
+            # exit watcher reap it.
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            WATCHER.watch(pidfd)
             raise
-        return pid, exits
+        return pid, pidfd
 
     # -- the rest of the interface ---------------------------------------------------
 
