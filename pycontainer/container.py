@@ -431,6 +431,29 @@ class Container:
         except Exception as exc:
             raise in_context(exc, self._id, "resume") from None
 
+    # -- events (pycontainer/events.py) -----------------------------------------------
+
+    def notify_oom(self):
+        """A queue.Queue (pycontainer.events.OomQueue) that gets an item each time the
+        kernel reports an OOM kill in the container: the number of OOM kills seen so far
+        (1, 2, ...). None ends it, once the container's cgroup is removed (destroy); its
+        close() ends it earlier. One thread waits on the kernel's notification (cgroup v1:
+        an eventfd on memory.oom_control; v2: memory.events); every descriptor is closed
+        when it ends or the queue is garbage-collected. ENOTSUP without a memory cgroup."""
+        from . import events
+        return events.notify_oom(self)
+
+    def events(self, interval=5.0, stats=True):
+        """An iterator of pycontainer.events.Event, as `runc events`: "stats" (a
+        ContainerStats every `interval` seconds; stats=False leaves them out), "oom",
+        "paused", "resumed", "exit" (the init exited; data is its status when known) and
+        "destroyed" (the last one; every descriptor is closed with it). One thread waits on
+        the kernel's notifications and queues the events as they happen; next() blocks
+        until one is queued. close() it (or use it as a context manager) to end it early;
+        an abandoned stream ends when it is garbage-collected."""
+        from . import events
+        return events.EventStream(self, interval, stats)
+
     def destroy(self):
         """Kill every process, wait for them, remove the cgroups and the state. Idempotent."""
         try:
