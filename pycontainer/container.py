@@ -243,6 +243,17 @@ class Container:
         pid, pidfd = self._start(process)
         return pid, WATCHER.watch(pidfd)
 
+    async def start_async(self, process):
+        """start() for asyncio (any loop with add_reader: the default one, uvloop):
+        returns (pid, exit_future); awaiting exit_future gives the exit code, or -signum.
+        The status is reaped from the event loop when the process's pidfd polls readable:
+        no thread. A cancelled wait cancels the future but the process is still reaped;
+        processes of a loop closed before they exit go to the exit watcher. The spawn
+        itself runs in the loop's thread (about a millisecond, as asyncio's own
+        subprocesses). See pycontainer.aio."""
+        from . import aio
+        return await aio.start_async(self, process)
+
     def _start(self, process):
         """start() without the exit queue: (pid, pidfd). The caller owns the pidfd and must
         reap the process through it (start gives it to the exit watcher, start_async to
@@ -431,7 +442,7 @@ class Container:
         except Exception as exc:
             raise in_context(exc, self._id, "resume") from None
 
-    # -- events (pycontainer/events.py) -----------------------------------------------
+    # -- events (pycontainer/events.py, pycontainer/aio.py) ----------------------------
 
     def notify_oom(self):
         """A queue.Queue (pycontainer.events.OomQueue) that gets an item each time the
@@ -453,6 +464,13 @@ class Container:
         an abandoned stream ends when it is garbage-collected."""
         from . import events
         return events.EventStream(self, interval, stats)
+
+    def events_async(self, interval=5.0, stats=True):
+        """events() as an async iterator (`async for ev in c.events_async(1.0)`), driven by
+        the running loop's add_reader and call_later: no thread. aclose() or `async with`
+        ends it early; dropping it does too."""
+        from . import aio
+        return aio.AsyncEventStream(self, interval, stats)
 
     def destroy(self):
         """Kill every process, wait for them, remove the cgroups and the state. Idempotent."""
