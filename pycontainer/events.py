@@ -41,7 +41,7 @@ from typing import Any, Optional
 
 from . import _core
 from .cgroups import FREEZING, FROZEN, v1, v2
-from .errors import ContainerError, ContainerNotExistError, ContainerSystemError
+from .errors import ContainerError, ContainerNotExistError, ContainerSystemError, in_context
 from .exits import EXIT_LOG
 from .state import STATE_FILE, open_init_pidfd, read_state
 
@@ -115,8 +115,10 @@ class _Sources:
         self._deadline = None
         try:
             self._open(operation)
-        except BaseException:
+        except BaseException as exc:
             self.close()
+            if isinstance(exc, Exception):
+                raise in_context(exc, self.id, operation) from None
             raise
 
     # -- setup -------------------------------------------------------------------------
