@@ -4,13 +4,14 @@ from .container import Container
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      ContainerNotRunningError, ContainerPausedError, ContainerSystemError,
                      IdInUseError, InvalidIdError)
+from .events import Event
 from .factory import Factory
 from .state import RunState, StateInvalidError
 from .stats import ContainerStats
 
 __all__ = [
     "Config", "Mount", "ProcessConfig", "Resources", "Container", "Factory", "RunState",
-    "ContainerStats", "ContainerError", "ConfigInvalidError", "ContainerNotExistError",
+    "ContainerStats", "Event", "ContainerError", "ConfigInvalidError", "ContainerNotExistError",
     "ContainerNotRunningError", "ContainerPausedError", "ContainerSystemError", "IdInUseError",
     "InvalidIdError", "StateInvalidError",
 ]
