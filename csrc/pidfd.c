@@ -16,6 +16,7 @@
 #include "spawn.h"
 #include "syscalls.h"
 
+#include <poll.h>
 #include <sched.h>
 #include <stdint.h>
 #include <string.h>
@@ -93,6 +94,37 @@ int pc_reap_ready(int epfd, int timeout_ms, int *fds, int *statuses, int max)
         epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
     }
     return n;
+}
+
+/* One pidfd, for callers with no epoll set: asyncio (reap, from the event loop when the
+ * pidfd polls readable) and the event streams (look only: the exit watcher or another
+ * process owns the status). */
+int pc_pidfd_exit_status(int fd, int reap, int *status)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    int flags = WEXITED | __WALL | WNOHANG | (reap ? 0 : WNOWAIT);
+    if (waitid((idtype_t)P_PIDFD, (id_t)fd, &si, flags) == 0) {
+        if (!si.si_pid)
+            return 0;                  /* our child, and not (yet) waitable */
+        *status = exit_status(&si);
+        return 1;
+    }
+    if (errno != ECHILD)
+        return -errno;
+    /* Not our child, or someone reaped it first. A pidfd polls readable once its process
+     * has exited (zombie or reaped); until then there is no status to give. */
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    int n;
+    do {
+        n = poll(&p, 1, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return 0;
+    *status = status_from_pidfd(fd);
+    return 1;
 }
 
 int pc_clone3_supported(void)

@@ -188,6 +188,14 @@ int pc_spawn(const struct pc_target *target, const struct pc_process *proc,
 #define PC_STATUS_UNKNOWN INT32_MIN
 int pc_reap_ready(int epfd, int timeout_ms, int *fds, int *statuses, int max);
 
+/* The exit status of the process behind one pidfd, without blocking. reap != 0: reap it
+ * (waitid WEXITED|__WALL); reap == 0: only look (WNOWAIT), leaving the zombie to whoever
+ * reaps it. Returns 1 with *status (exit code, -signal, or PC_STATUS_UNKNOWN when another
+ * reaper took it and the pidfd does not have it), 0 when it has not exited yet, or -errno.
+ * When someone else reaps it concurrently, waits (at most ~100 ms) for the pidfd to get
+ * the status, as pc_reap_ready does. */
+int pc_pidfd_exit_status(int fd, int reap, int *status);
+
 /* Kernel-side helpers used by the library. */
 int pc_clone3_supported(void);
 

@@ -4,15 +4,16 @@ from .container import Container, StartedProcess
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      ContainerNotRunningError, ContainerNotStoppedError, ContainerPausedError,
                      ContainerSystemError, IdInUseError, InvalidIdError)
+from .events import Event
 from .factory import Factory
 from .state import RunState, StateInvalidError
 from .stats import ContainerStats
 
 __all__ = [
     "Config", "Mount", "Network", "ProcessConfig", "Resources", "Container", "StartedProcess",
-    "Factory", "RunState",
-    "ContainerStats", "ContainerError", "ConfigInvalidError", "ContainerNotExistError",
-    "ContainerNotRunningError", "ContainerNotStoppedError", "ContainerPausedError", "ContainerSystemError", "IdInUseError",
-    "InvalidIdError", "StateInvalidError",
+    "Factory", "RunState", "ContainerStats", "Event", "ContainerError", "ConfigInvalidError",
+    "ContainerNotExistError", "ContainerNotRunningError", "ContainerNotStoppedError",
+    "ContainerPausedError", "ContainerSystemError", "IdInUseError", "InvalidIdError",
+    "StateInvalidError",
 ]
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
 # The C core's API, as csrc/spawn.h declares it. Everything here runs without the GIL.
-from libc.stdint cimport uint64_t, int32_t
+from libc.stdint cimport uint64_t, uint32_t, int32_t
 
 cdef extern from "sys/types.h":
     ctypedef int pid_t
@@ -112,6 +112,33 @@ cdef extern from "spawn.h" nogil:
     int pc_spawn(const pc_target *target, const pc_process *proc, pid_t *pid, int *pidfd,
                  pc_child_error *cerr)
     int pc_reap_ready(int epfd, int timeout_ms, int *fds, int *statuses, int max)
+    int pc_pidfd_exit_status(int fd, int reap, int *status)
+
+cdef extern from "notify.h" nogil:
+    enum:
+        PC_INOTIFY_BATCH
+
+    struct pc_inotify_event:
+        int32_t wd
+        uint32_t mask
+        char name[256]
+
+    int pc_inotify_open()
+    int pc_inotify_watch(int fd, const char *path, uint32_t mask)
+    int pc_inotify_read(int fd, pc_inotify_event *out)
+    int pc_memcg_oom_eventfd(const char *dir)
+    int pc_eventfd_take(int fd, uint64_t *value)
+
+cdef extern from "sys/inotify.h":
+    enum:
+        IN_MODIFY
+        IN_MOVED_TO
+        IN_DELETE_SELF
+        IN_MOVE_SELF
+        IN_IGNORED
+        IN_Q_OVERFLOW
+        IN_ONLYDIR
+        IN_DONT_FOLLOW
 
 cdef extern from "sched.h" nogil:
     int unshare(int flags)

@@ -310,3 +310,85 @@ def reap_ready(int epfd, int timeout_ms):
             return []
         raise ContainerSystemError(-n, "epoll_wait")
     return [(fds[i], None if statuses[i] == PC_STATUS_UNKNOWN else statuses[i]) for i in range(n)]
+
+
+# --- one pidfd, and the kernel notifications of pycontainer/events.py --------------------
+
+def pidfd_exit_status(int pidfd, bint reap):
+    """(exited, status) of the process behind pidfd, without blocking. reap: take the
+    status (our child: waitid WEXITED|__WALL); else only look (WNOWAIT), leaving it to its
+    reaper. status is the exit code, -signal, or None when it is not known (reaped by
+    someone else before Linux 6.15). (False, None) while it runs."""
+    cdef int status = PC_STATUS_UNKNOWN, rc
+    with nogil:
+        rc = pc_pidfd_exit_status(pidfd, 1 if reap else 0, &status)
+    if rc < 0:
+        raise ContainerSystemError(-rc, "waitid(P_PIDFD)")
+    if rc == 0:
+        return False, None
+    return True, None if status == PC_STATUS_UNKNOWN else status
+
+
+INOTIFY_MODIFY = IN_MODIFY
+INOTIFY_MOVED_TO = IN_MOVED_TO
+INOTIFY_DELETE_SELF = IN_DELETE_SELF
+INOTIFY_MOVE_SELF = IN_MOVE_SELF
+INOTIFY_IGNORED = IN_IGNORED
+INOTIFY_Q_OVERFLOW = IN_Q_OVERFLOW
+INOTIFY_ONLYDIR = IN_ONLYDIR
+INOTIFY_DONT_FOLLOW = IN_DONT_FOLLOW
+
+
+def inotify_open():
+    """A close-on-exec, non-blocking inotify descriptor."""
+    cdef int rc = pc_inotify_open()
+    if rc < 0:
+        raise ContainerSystemError(-rc, "inotify_init1")
+    return rc
+
+
+def inotify_watch(int fd, path, uint32_t mask):
+    """inotify_add_watch(fd, path, mask): the watch descriptor."""
+    cdef list keep = []
+    cdef const char *cpath = _cstr(keep, path)
+    cdef int rc
+    with nogil:
+        rc = pc_inotify_watch(fd, cpath, mask)
+    if rc < 0:
+        raise ContainerSystemError(-rc, f"inotify_add_watch {path}")
+    return rc
+
+
+def inotify_read(int fd):
+    """The events queued on fd as [(wd, mask, name)], name '' for a watched file itself;
+    [] when none is queued. Call again until [] to drain."""
+    cdef pc_inotify_event events[PC_INOTIFY_BATCH]
+    cdef int n, i
+    with nogil:
+        n = pc_inotify_read(fd, events)
+    if n < 0:
+        raise ContainerSystemError(-n, "read inotify")
+    return [(events[i].wd, events[i].mask,
+             (<bytes>events[i].name).decode("utf-8", "surrogateescape")) for i in range(n)]
+
+
+def memcg_oom_eventfd(path):
+    """An eventfd the kernel signals at every OOM of the cgroup v1 memory cgroup `path`
+    (and once more when that cgroup is removed)."""
+    cdef list keep = []
+    cdef const char *cpath = _cstr(keep, path)
+    cdef int rc
+    with nogil:
+        rc = pc_memcg_oom_eventfd(cpath)
+    if rc < 0:
+        raise ContainerSystemError(-rc, f"register an OOM eventfd for {path}")
+    return rc
+
+
+def eventfd_take(int fd):
+    """Read (and so reset) an eventfd's counter; 0 when it was zero."""
+    cdef uint64_t value = 0
+    cdef int rc = pc_eventfd_take(fd, &value)
+    if rc < 0:
+        raise ContainerSystemError(-rc, "read eventfd")
+    return value

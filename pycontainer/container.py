@@ -26,12 +26,12 @@ from .config import ProcessConfig
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
                      ContainerNotStoppedError, ContainerPausedError, ContainerSystemError,
                      in_context)
-from .exits import WATCHER
+from .exits import WATCHER, process_key
 # At import: finding libseccomp needs descriptors, which may have run out at create.
 from .seccomp import DEFAULT_PROFILE, compile_profile
 from .security import kernel_last_cap, sysctl_path
-from .state import (EXEC_FIFO, LOCK_FILE, STATE_FILE, RunState, process_start_time,
-                    read_state, write_state)
+from .state import (EXEC_FIFO, LOCK_FILE, STATE_FILE, RunState, open_init_pidfd, pidns_of,
+                    process_start_time, read_state, write_state)
 from .stats import ContainerStats, read_host_interfaces, read_interfaces
 
 _FREEZER_TO_STATE = {"THAWED": RunState.RUNNING, "FREEZING": RunState.PAUSING,
@@ -152,13 +152,6 @@ def build_security(config, process_rlimits=()):
         oom_score_adj=config.oom_score_adj, umask=config.umask, pdeathsig=config.pdeathsig)
 
 
-def _pidns(pid):
-    try:
-        return os.readlink(f"/proc/{pid}/ns/pid")
-    except OSError:
-        return None
-
-
 class StartedProcess(tuple):
     """What start() and stage() return: the pair (pid, exits) it always was, and as
     `.console` the master of the process's pty (a descriptor the caller owns and closes)
@@ -274,17 +267,8 @@ class Container:
         with self._pidfds_lock:
             fd = self._pidfds.get(key)
             if fd is None:
-                try:
-                    fd = os.pidfd_open(record.init_pid)
-                except ProcessLookupError:
-                    return None
-                # Checked after opening: the pidfd now pins whichever process has the pid.
-                # Start times are in clock ticks: a pid reused within one tick needs the
-                # pid namespace to tell it apart.
-                if process_start_time(record.init_pid) != record.init_start_time or \
-                        record.extra.get("init_pidns", _pidns(record.init_pid)) != \
-                        _pidns(record.init_pid):
-                    os.close(fd)
+                fd = open_init_pidfd(record)
+                if fd is None:
                     return None
                 self._pidfds[key] = fd
         # A pidfd polls readable once its process has exited (zombies included).
@@ -312,7 +296,19 @@ class Container:
         else one that joins the init's namespaces and cgroup. Returns (pid, exits): pid in
         the caller's pid namespace, exits a queue.Queue that yields the exit code, or
         -signum when a signal killed the process."""
-        return self._start(process, "start")
+        pid, pidfd, console = self._start(process, "start")
+        return StartedProcess(pid, WATCHER.watch(pidfd), console)
+
+    async def start_async(self, process):
+        """start() for asyncio (any loop with add_reader: the default one, uvloop):
+        returns (pid, exit_future); awaiting exit_future gives the exit code, or -signum.
+        The status is reaped from the event loop when the process's pidfd polls readable:
+        no thread. A cancelled wait cancels the future but the process is still reaped;
+        processes of a loop closed before they exit go to the exit watcher. The spawn
+        itself runs in the loop's thread (about a millisecond, as asyncio's own
+        subprocesses). See pycontainer.aio."""
+        from . import aio
+        return await aio.start_async(self, process)
 
     def stage(self, process):
         """Set up the container's init and leave it blocked just before exec (runc's
@@ -320,9 +316,13 @@ class Container:
         it can see before waiting (a missing program, a mount, a capability) raise here.
         Returns (pid, exits) as start() does. The staged init is a fork of the caller, not
         a CLONE_VM child, so it may outlive the calling process."""
-        return self._start(process, "stage")
+        pid, pidfd, console = self._start(process, "stage")
+        return StartedProcess(pid, WATCHER.watch(pidfd), console)
 
-    def _start(self, process, operation):
+    def _start(self, process, operation="start"):
+        """start() without the exit queue: (pid, pidfd, pty master or None). The caller
+        owns the pidfd and must reap the process through it (start gives it to the exit
+        watcher, start_async to the event loop)."""
         if not isinstance(process, ProcessConfig):
             raise ConfigInvalidError("process", process, "expected a pycontainer.ProcessConfig",
                                      container_id=self._id, operation=operation)
@@ -404,10 +404,8 @@ class Container:
         try:
             if state == RunState.RUNNING:
                 init_fd = self._init_pidfd(record)
-                pid, pidfd, console = _spawn(process, self._plan, *args, cgroup_fd=cgroup_fd,
-                                             procs_fds=procs_fds, join_pidfd=init_fd,
-                                             join_ns=self._ns_flags)
-                return StartedProcess(pid, WATCHER.watch(pidfd), console)
+                return _spawn(process, self._plan, *args, cgroup_fd=cgroup_fd,
+                              procs_fds=procs_fds, join_pidfd=init_fd, join_ns=self._ns_flags)
             self._open_namespaces(ns_fds)
             if self._config.veth_networks:
                 # A stopped init's veths die with its namespace, but asynchronously: a
@@ -434,27 +432,30 @@ class Container:
                 os.close(fd)
             if fifo_fd >= 0:
                 os.close(fifo_fd)
-        # Before the watcher may reap it (and /proc/<pid> goes): who exactly it is.
+        # Before anyone may reap it (and /proc/<pid> goes): who exactly it is.
         record.init_pid = pid
         record.init_start_time = process_start_time(pid)
-        record.extra["init_pidns"] = _pidns(pid)
+        record.extra["init_pidns"] = pidns_of(pid)
+        # Lets an event stream that sees this init only after it was reaped find its status.
+        record.extra["init_key"] = process_key(pidfd)
         for key, value in (("staged", staged), ("veths", veths)):
             if value:
                 record.extra[key] = value
             else:
                 record.extra.pop(key, None)
-        exits = WATCHER.watch(pidfd)
         try:
             write_state(self._dir, record)
         except BaseException:
-            # Unrecorded, the init would be unreachable: take it down again.
+            # Unrecorded, the init would be unreachable: take it down again, and let the
+            # exit watcher reap it.
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            WATCHER.watch(pidfd)
             with contextlib.suppress(Exception):
                 network.teardown(veths)
             if console is not None:
                 os.close(console)
             raise
-        return StartedProcess(pid, exits, console)
+        return pid, pidfd, console
 
     def _make_exec_fifo(self):
         """A fresh fifo in the state dir and an O_PATH descriptor of it for the init, which
@@ -614,6 +615,36 @@ class Container:
                     raise ContainerNotRunningError(f"the container is {state}")
         except Exception as exc:
             raise in_context(exc, self._id, "resume") from None
+
+    # -- events (pycontainer/events.py, pycontainer/aio.py) ----------------------------
+
+    def notify_oom(self):
+        """A queue.Queue (pycontainer.events.OomQueue) that gets an item each time the
+        kernel reports an OOM kill in the container: the number of OOM kills seen so far
+        (1, 2, ...). None ends it, once the container's cgroup is removed (destroy); its
+        close() ends it earlier. One thread waits on the kernel's notification (cgroup v1:
+        an eventfd on memory.oom_control; v2: memory.events); every descriptor is closed
+        when it ends or the queue is garbage-collected. ENOTSUP without a memory cgroup."""
+        from . import events
+        return events.notify_oom(self)
+
+    def events(self, interval=5.0, stats=True):
+        """An iterator of pycontainer.events.Event, as `runc events`: "stats" (a
+        ContainerStats every `interval` seconds; stats=False leaves them out), "oom",
+        "paused", "resumed", "exit" (the init exited; data is its status when known) and
+        "destroyed" (the last one; every descriptor is closed with it). One thread waits on
+        the kernel's notifications and queues the events as they happen; next() blocks
+        until one is queued. close() it (or use it as a context manager) to end it early;
+        an abandoned stream ends when it is garbage-collected."""
+        from . import events
+        return events.EventStream(self, interval, stats)
+
+    def events_async(self, interval=5.0, stats=True):
+        """events() as an async iterator (`async for ev in c.events_async(1.0)`), driven by
+        the running loop's add_reader and call_later: no thread. aclose() or `async with`
+        ends it early; dropping it does too."""
+        from . import aio
+        return aio.AsyncEventStream(self, interval, stats)
 
     def destroy(self):
         """Kill every process, wait for them, remove the cgroups and the state. Idempotent."""

@@ -8,6 +8,8 @@ eventfd is needed. No thread per process, no polling, no pid-reuse race.
 """
 from __future__ import annotations
 
+import collections
+import functools
 import os
 import queue
 import select
@@ -16,16 +18,87 @@ import threading
 from . import _core
 
 
+@functools.lru_cache(maxsize=None)
+def _pidfs():
+    """Whether pidfds have an inode of their own per process (pidfs, Linux 6.9+) rather
+    than the one inode every anonymous-inode fd shares (an eventfd's)."""
+    pidfd = os.pidfd_open(os.getpid())
+    efd = os.eventfd(0, os.EFD_CLOEXEC)
+    try:
+        return os.fstat(pidfd).st_ino != os.fstat(efd).st_ino
+    finally:
+        os.close(pidfd)
+        os.close(efd)
+
+
+def process_key(pidfd):
+    """An identity of the process behind pidfd that is never reused while the system runs:
+    its pidfs inode number. None on kernels before pidfs, or when it cannot be told (this
+    runs on the start path after the spawn: it must not fail)."""
+    try:
+        return os.fstat(pidfd).st_ino if _pidfs() else None
+    except OSError:
+        return None
+
+
+class ExitLog:
+    """The exit statuses this Python process reaped (exit watcher or asyncio), by
+    process_key, the last `keep` of them. An event stream that notices a container init
+    only after it was reaped (pidfd_open fails then) reads its status here."""
+
+    def __init__(self, keep=1024):
+        self._cond = threading.Condition(threading.Lock())
+        self._pending = set()
+        self._done = collections.OrderedDict()
+        self._keep = keep
+
+    def expect(self, key):
+        """`key` is a child of ours that will be recorded when reaped."""
+        if key is not None:
+            with self._cond:
+                self._pending.add(key)
+
+    def record(self, key, status):
+        if key is None:
+            return
+        with self._cond:
+            self._pending.discard(key)
+            self._done[key] = status
+            if len(self._done) > self._keep:
+                self._done.popitem(last=False)
+            self._cond.notify_all()
+
+    def wait(self, key, timeout):
+        """(True, status) once `key` is recorded (waiting up to timeout while it is expected
+        but not yet reaped); (False, None) when this process does not know it."""
+        if key is None:
+            return False, None
+        with self._cond:
+            self._cond.wait_for(lambda: key not in self._pending, timeout)
+            if key in self._done:
+                return True, self._done[key]
+        return False, None
+
+    def _after_fork_in_child(self):
+        self.__init__(self._keep)
+
+
+EXIT_LOG = ExitLog()
+
+
 class ExitWatcher:
     def __init__(self):
         self._lock = threading.Lock()
         self._epoll = None
         self._queues = {}          # pidfd -> queue.Queue(maxsize=1)
+        self._keys = {}            # pidfd -> process_key, for EXIT_LOG
         self._thread = None
 
     def watch(self, pidfd):
         """Take ownership of pidfd; its exit status (code, or -signal) goes to the queue."""
         q = queue.Queue(maxsize=1)
+        key = process_key(pidfd)
+        EXIT_LOG.expect(key)
         with self._lock:
             if self._epoll is None:
                 self._epoll = select.epoll()
@@ -36,6 +109,7 @@ class ExitWatcher:
                                                 name="pycontainer-exits", daemon=True)
                 self._thread.start()
             self._queues[pidfd] = q
+            self._keys[pidfd] = key
             self._epoll.register(pidfd, select.EPOLLIN)
         return q
 
@@ -54,7 +128,9 @@ class ExitWatcher:
             for fd, status in ready:
                 with self._lock:
                     q = self._queues.pop(fd, None)
+                    key = self._keys.pop(fd, None)
                     os.close(fd)
+                EXIT_LOG.record(key, status)
                 if q is not None:
                     q.put(status)
 
@@ -67,6 +143,7 @@ class ExitWatcher:
             except OSError:
                 pass
         self._queues = {}
+        self._keys = {}
         if self._epoll is not None:
             self._epoll.close()
         self._epoll = None
@@ -75,3 +152,4 @@ class ExitWatcher:
 
 WATCHER = ExitWatcher()
 os.register_at_fork(after_in_child=WATCHER._after_fork_in_child)
+os.register_at_fork(after_in_child=EXIT_LOG._after_fork_in_child)

@@ -182,6 +182,35 @@ def process_start_time(pid):
     return int(rest[19])
 
 
+def pidns_of(pid):
+    """The pid namespace of pid as readlink shows it ("pid:[4026531836]"), or None."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def open_init_pidfd(record):
+    """A new pidfd of the init the record names, or None when that process is gone (never
+    started, exited and reaped, or its pid now belongs to another process). A pidfd of an
+    exited but unreaped init is returned: it polls readable."""
+    if record.init_pid is None:
+        return None
+    try:
+        fd = os.pidfd_open(record.init_pid)
+    except ProcessLookupError:
+        return None
+    # Checked after opening: the pidfd now pins whichever process has the pid. Start times
+    # are in clock ticks: a pid reused within one tick needs the pid namespace to tell it
+    # apart.
+    if process_start_time(record.init_pid) != record.init_start_time or \
+            record.extra.get("init_pidns", pidns_of(record.init_pid)) != \
+            pidns_of(record.init_pid):
+        os.close(fd)
+        return None
+    return fd
+
+
 def _unlink_quietly(path):
     try:
         os.unlink(path)

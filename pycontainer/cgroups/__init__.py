@@ -399,6 +399,12 @@ class NullManager:
     def oom_kill_count(self):
         return 0
 
+    def oom_source(self):
+        return None
+
+    def freezer_source(self):
+        return None
+
     def pids_full(self):
         return False
 
@@ -675,6 +681,16 @@ class CgroupManager:
             if fd >= 0:
                 os.close(fd)
 
+    def freezer_source(self):
+        """("v2", dir) when cgroup.events reports the frozen state (inotify IN_MODIFY says
+        when it changes), ("v1", dir) for a v1 freezer.state (no notification exists), None
+        without a freezer."""
+        try:
+            mod, d = self._freezer()
+        except ContainerSystemError:
+            return None
+        return ("v2" if mod is v2 else "v1"), d
+
     def freezer_state(self):
         try:
             if self._freezer_fds is not None:
@@ -745,6 +761,17 @@ class CgroupManager:
         except ContainerSystemError as exc:
             raise self._err(exc, "stats") from None
         return out
+
+    def oom_source(self):
+        """Where the kernel reports OOM kills: ("v1", memory dir) (an eventfd registered on
+        memory.oom_control), ("v2", dir) (memory.events), or None without a memory
+        controller (a hybrid host's cgroup2 has no memory.events)."""
+        mod, d = self._source("memory")
+        if mod is v1:
+            return "v1", d
+        if mod is v2 and os.path.exists(os.path.join(d, "memory.events")):
+            return "v2", d
+        return None
 
     def oom_kill_count(self):
         mod, d = self._source("memory")

@@ -114,6 +114,11 @@ def freezer_state_of(freeze, events):
     return FROZEN if b"frozen 1" in events else FREEZING
 
 
+def frozen(d):
+    """The 'frozen' field of cgroup.events: whether the kernel reports the cgroup frozen."""
+    return parse_keyed(read_text(os.path.join(d, "cgroup.events"))).get("frozen") == 1
+
+
 def kill_all(d, timeout):
     """cgroup.kill (Linux 5.14+) SIGKILLs the whole subtree atomically, frozen tasks
     included; then wait for 'populated 0'."""

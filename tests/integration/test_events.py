@@ -1,0 +1,321 @@
+"""Container.notify_oom and Container.events against the real kernel.
+
+The test host is hybrid: memory is a v1 controller (OOM through the memory.oom_control
+eventfd), and the freezer is the cgroup2 dir's (paused/resumed through inotify on
+cgroup.events). Lifecycle tests also run with PYCONTAINER_CGROUP_MODE=v1, where the v1
+freezer is polled at the interval. cgroup v2 memory.events (pure v2 hosts) cannot be
+exercised here: this host's cgroup2 has no memory controller.
+"""
+import gc
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import pycontainer as pc
+from pycontainer import cgroups
+from pycontainer.events import Event, OomQueue
+from pycontainer.stats import ContainerStats
+
+MB = 1 << 20
+# 64 MiB buffer in a 32 MiB cgroup, no swap allowed: the OOM killer takes dd.
+OOM_ARGS = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]
+
+
+@pytest.fixture(params=["auto", "v1"])
+def mode(request, monkeypatch):
+    monkeypatch.setenv("PYCONTAINER_CGROUP_MODE", request.param)
+    cgroups.detect.cache_clear()
+    yield request.param
+    cgroups.detect.cache_clear()
+
+
+def _fds():
+    """Our descriptors, but the ones kept for the life of the process by design (the exit
+    watcher's epoll set, device-policy eBPF programs)."""
+    fds = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if "[eventpoll]" not in target and "bpf-prog" not in target:
+            fds.add((int(name), target))
+    return fds
+
+
+def _oom_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("pycontainer-oom")]
+
+
+def _settle(check, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _limited(factory, rootfs, name):
+    return factory.create(name, pc.Config(rootfs=rootfs, resources=pc.Resources(
+        memory_limit=32 * MB, memory_swap=32 * MB)))
+
+
+def _next_of(stream, kind, timeout_events=50):
+    """The next event of type `kind`, skipping others (stats)."""
+    for _ in range(timeout_events):
+        ev = next(stream)
+        if ev.type == kind:
+            return ev
+    raise AssertionError(f"no {kind!r} event")
+
+
+def _types(stream, skip=("stats",)):
+    return [e.type for e in stream if e.type not in skip]
+
+
+# --- notify_oom -----------------------------------------------------------------------
+
+def test_notify_oom_reports_each_kill_and_ends_at_destroy(factory, busybox_rootfs):
+    c = _limited(factory, busybox_rootfs, "oom1")
+    fds_before = _fds()
+    q = c.notify_oom()
+    assert isinstance(q, OomQueue) and q.empty()
+    try:
+        _, init_exits = c.start(pc.ProcessConfig(args=["sleep", "1000"]))
+        for n in (1, 2):
+            _, exits = c.start(pc.ProcessConfig(args=OOM_ARGS))
+            assert exits.get(timeout=20) == -signal.SIGKILL
+            assert q.get(timeout=10) == n
+        assert q.empty()
+        assert c.stats().cgroup_stats.memory_stats.oom_kills == 2
+        assert init_exits.empty()           # the OOM killer took dd, not the small init
+    finally:
+        c.destroy()
+    # The kernel signals the eventfd when the cgroup goes: the stream ends, fds closed.
+    assert q.get(timeout=10) is None
+    assert _settle(lambda: not _oom_threads())
+    assert _settle(lambda: _fds() == fds_before)
+
+
+def test_notify_oom_when_the_init_is_the_victim(factory, busybox_rootfs):
+    c = _limited(factory, busybox_rootfs, "oom2")
+    q = c.notify_oom()
+    try:
+        _, exits = c.start(pc.ProcessConfig(args=OOM_ARGS))
+        assert exits.get(timeout=20) == -signal.SIGKILL
+        assert q.get(timeout=10) == 1
+        assert c.run_state() == pc.RunState.STOPPED
+    finally:
+        c.destroy()
+    assert q.get(timeout=10) is None
+
+
+def test_notify_oom_close_and_garbage_collection_release_everything(factory, busybox_rootfs):
+    c = _limited(factory, busybox_rootfs, "oom3")
+    try:
+        fds_before = _fds()
+        q = c.notify_oom()
+        assert len(_oom_threads()) == 1 and len(_fds()) == len(fds_before) + 2   # eventfds
+        q.close()
+        assert q.get(timeout=5) is None
+        assert _settle(lambda: not _oom_threads())
+        assert _fds() == fds_before
+        # Dropped without close(): the thread notices and closes its descriptors.
+        q = c.notify_oom()
+        del q
+        gc.collect()
+        assert _settle(lambda: not _oom_threads())
+        assert _settle(lambda: _fds() == fds_before)
+        # Several subscribers each get every OOM.
+        qs = [c.notify_oom() for _ in range(3)]
+        _, exits = c.start(pc.ProcessConfig(args=OOM_ARGS))
+        assert exits.get(timeout=20) == -signal.SIGKILL
+        assert [x.get(timeout=10) for x in qs] == [1, 1, 1]
+    finally:
+        c.destroy()
+    assert [x.get(timeout=10) for x in qs] == [None, None, None]
+    assert _settle(lambda: _fds() == fds_before)
+
+
+def test_notify_oom_needs_a_live_container(factory, busybox_rootfs):
+    c = _limited(factory, busybox_rootfs, "oom4")
+    c.destroy()
+    with pytest.raises(pc.ContainerNotExistError):
+        c.notify_oom()
+    with pytest.raises(pc.ContainerNotExistError):
+        c.events()
+
+
+# --- events ---------------------------------------------------------------------------
+
+def test_events_pause_resume_exit_destroy_in_order(factory, busybox_rootfs, mode):
+    c = factory.create("ev1", pc.Config(rootfs=busybox_rootfs))
+    fds_before = _fds()
+    # The v1 freezer is polled at the interval; cgroup2's reports changes by itself.
+    stream = c.events(interval=0.05, stats=False)
+    try:
+        pid, exits = c.start(pc.ProcessConfig(args=["sleep", "1000"]))
+        c.pause()
+        ev = next(stream)
+        assert (ev.type, ev.id) == ("paused", "ev1") and ev.data is None
+        assert abs(ev.timestamp - time.time()) < 5
+        assert c.run_state() == pc.RunState.PAUSED
+        c.resume()
+        assert next(stream).type == "resumed"
+        c.signal(signal.SIGKILL)
+        ev = next(stream)
+        assert (ev.type, ev.pid, ev.data) == ("exit", pid, -signal.SIGKILL)
+        assert exits.get(timeout=10) == -signal.SIGKILL     # the watcher still reaped it
+        # A new init is followed too.
+        pid2, exits2 = c.start(pc.ProcessConfig(args=["sh", "-c", "exit 7"]))
+        ev = next(stream)
+        assert (ev.type, ev.pid, ev.data) == ("exit", pid2, 7)
+        assert exits2.get(timeout=10) == 7
+        c.start(pc.ProcessConfig(args=["sleep", "1000"]))
+    finally:
+        c.destroy()
+    # destroy kills the init (an exit), then the stream ends with "destroyed".
+    rest = list(stream)
+    assert [e.type for e in rest] == ["exit", "destroyed"]
+    assert rest[0].data == -signal.SIGKILL
+    assert _fds() == fds_before
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
+def test_events_destroyed_by_another_handle_while_paused(factory, busybox_rootfs):
+    c = factory.create("ev2", pc.Config(rootfs=busybox_rootfs))
+    with c.events(interval=60, stats=False) as stream:
+        c.start(pc.ProcessConfig(args=["sleep", "1000"]))
+        c.pause()
+        assert next(stream).type == "paused"
+        factory.load("ev2").destroy()
+        assert _types(stream) == ["exit", "destroyed"]
+
+
+def test_events_stats_every_interval(factory, busybox_rootfs):
+    c = factory.create("ev3", pc.Config(rootfs=busybox_rootfs))
+    try:
+        c.start(pc.ProcessConfig(args=["sleep", "1000"]))
+        t0 = time.monotonic()
+        with c.events(interval=0.2) as stream:
+            got = [next(stream) for _ in range(4)]
+        elapsed = time.monotonic() - t0
+        assert [e.type for e in got] == ["stats"] * 4
+        assert all(isinstance(e.data, ContainerStats) for e in got)
+        assert got[0].data.cgroup_stats.pids_stats.current == 1
+        assert 0.75 <= elapsed < 3, elapsed          # 4 ticks of 0.2 s, not faster
+        gaps = [b.timestamp - a.timestamp for a, b in zip(got, got[1:])]
+        assert all(0.1 < g < 1.0 for g in gaps), gaps
+    finally:
+        c.destroy()
+
+
+def test_events_oom_comes_before_the_exit_it_caused(factory, busybox_rootfs):
+    c = _limited(factory, busybox_rootfs, "ev4")
+    try:
+        with c.events(interval=60, stats=False) as stream:
+            pid, exits = c.start(pc.ProcessConfig(args=OOM_ARGS))
+            ev = next(stream)
+            assert (ev.type, ev.data) == ("oom", 1)
+            ev = next(stream)
+            assert (ev.type, ev.pid, ev.data) == ("exit", pid, -signal.SIGKILL)
+            assert exits.get(timeout=10) == -signal.SIGKILL
+    finally:
+        c.destroy()
+
+
+def test_events_exit_status_races_the_exit_watcher(factory, busybox_rootfs):
+    """The stream only looks at the status (WNOWAIT, then the pidfd's copy) while the
+    exit watcher reaps the same process: every status must come through."""
+    c = factory.create("ev5", pc.Config(rootfs=busybox_rootfs))
+    try:
+        with c.events(interval=60, stats=False) as stream:
+            for i in range(20):
+                pid, exits = c.start(pc.ProcessConfig(args=["sh", "-c", f"exit {i}"]))
+                ev = next(stream)
+                assert (ev.type, ev.pid, ev.data) == ("exit", pid, i)
+                assert exits.get(timeout=10) == i
+    finally:
+        c.destroy()
+
+
+def _event_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("pycontainer-events")]
+
+
+def test_events_abandoned_or_closed_leave_no_descriptor_or_thread(factory, busybox_rootfs):
+    c = factory.create("ev6", pc.Config(rootfs=busybox_rootfs))
+    try:
+        c.start(pc.ProcessConfig(args=["sleep", "1000"]))
+        c.stats()             # the handle caches a pidfd of the init (closed by destroy)
+        fds_before = _fds()
+        # Abandoned in the middle of a for loop: garbage, so its thread ends and closes.
+        for ev in c.events(interval=0.02):
+            assert ev.type == "stats"
+            break
+        gc.collect()
+        assert _settle(lambda: not _event_threads())
+        assert _settle(lambda: _fds() == fds_before)
+        # Never iterated at all.
+        stream = c.events()
+        assert len(_fds()) > len(fds_before) and len(_event_threads()) == 1
+        del stream
+        gc.collect()
+        assert _settle(lambda: not _event_threads())
+        assert _settle(lambda: _fds() == fds_before)
+        # close() from another thread while next() waits: next() ends, close() returns
+        # with everything closed.
+        stream = c.events(interval=60)
+        timer = threading.Timer(0.2, stream.close)
+        timer.start()
+        t0 = time.monotonic()
+        with pytest.raises(StopIteration):
+            next(stream)
+        assert time.monotonic() - t0 < 5
+        timer.join()
+        assert _fds() == fds_before and not _event_threads()
+        stream.close()                            # idempotent
+        assert "ended" in repr(stream)
+        with pytest.raises(StopIteration):
+            next(stream)
+    finally:
+        c.destroy()
+
+
+def test_events_keeps_up_without_a_reader(factory, busybox_rootfs):
+    """Inits that start and exit while nobody calls next() are all reported, in order,
+    even when the container is destroyed before the stream is read."""
+    c = factory.create("ev8", pc.Config(rootfs=busybox_rootfs))
+    stream = c.events(interval=60, stats=False)
+    pids = []
+    for i in range(3):
+        pid, exits = c.start(pc.ProcessConfig(args=["sh", "-c", f"exit {i}"]))
+        assert exits.get(timeout=10) == i
+        pids.append(pid)
+    c.start(pc.ProcessConfig(args=["sleep", "1000"]))
+    time.sleep(0.05)
+    c.destroy()
+    events = list(stream)
+    assert [(e.type, e.pid, e.data) for e in events[:3]] == \
+        [("exit", p, i) for i, p in enumerate(pids)]
+    assert [e.type for e in events[3:]] == ["exit", "destroyed"]
+
+
+def test_events_rejects_a_bad_interval(factory, busybox_rootfs):
+    c = factory.create("ev7", pc.Config(rootfs=busybox_rootfs))
+    try:
+        for bad in (0, -1, float("inf"), float("nan"), "5", True):
+            with pytest.raises(ValueError):
+                c.events(interval=bad)
+    finally:
+        c.destroy()
+
+
+def test_event_is_a_plain_record():
+    ev = Event("oom", "x", 1.5, 2)
+    assert (ev.type, ev.id, ev.timestamp, ev.data, ev.pid) == ("oom", "x", 1.5, 2, None)
