@@ -298,7 +298,7 @@ def _root(d, bundle_dir):
         if not readonly:
             r.fail("root.readonly", readonly, "the host's root (\"/\") can only be the root "
                    "of a container read-only")
-        return "/", True
+        return "/", False       # Config(rootfs=None) is the host image, always read-only
     if not os.path.isdir(full):
         r.fail("root.path", path, f"{full} is not a directory")
     return full, readonly
@@ -501,7 +501,9 @@ def _mount(where, dest, kind, source, options, bind, bundle_dir):
                 r.fail(r.join(opath, j), opt, "not a mount option")
         opts.append(opt)
     if bind:
-        if "bind" not in opts and "rbind" not in opts:
+        if "rbind" in opts:
+            opts = [o for o in opts if o != "rbind"]   # the library's bind is recursive
+        elif "bind" not in opts:
             opts.append("bind")       # type "bind" alone is a non-recursive bind (runc)
         if not source:
             r.fail(r.join(where, "source"), MISSING, "a bind mount needs a source")
