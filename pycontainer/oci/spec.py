@@ -53,8 +53,11 @@ __all__ = ["Bundle", "ProcessSpec", "load_bundle", "parse_spec", "parse_process"
            "builtin_bundle", "to_oci", "default_spec", "OCI_VERSION", "SpecError",
            "NAMESPACE_PATHS"]
 
-OCI_VERSION = "1.2.0"
+OCI_VERSION = "1.2.0"          # the newest runtime-spec read
 OCI_VERSION_MIN = "1.0.0"
+# What the documents written here say: they use no field newer than 1.0.2, and older
+# runtimes refuse versions they do not know (crun 1.8 refuses 1.2.0).
+WRITTEN_VERSION = "1.0.2"
 _VERSION = re.compile(r"1\.[012](\.\d+)?(-[0-9A-Za-z.+-]+)?")
 PDEATHSIG_ANNOTATION = "org.pycontainer.pdeathsig"
 
@@ -829,7 +832,7 @@ def to_oci(config, process=None, container_id=None, hooks=None, annotations=None
         proc["oomScoreAdj"] = config.oom_score_adj
 
     userns = "user" in config.namespaces
-    spec = {"ociVersion": OCI_VERSION, "process": proc,
+    spec = {"ociVersion": WRITTEN_VERSION, "process": proc,
             "root": {"path": config.rootfs or "/",
                      "readonly": config.rootfs is None or config.readonly_rootfs}}
     if config.hostname:
@@ -891,7 +894,7 @@ def default_spec(rootless=False):
     /sys/devices/virtual/powercap as newer runc's do."""
     caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
     spec = {
-        "ociVersion": OCI_VERSION,
+        "ociVersion": WRITTEN_VERSION,
         "process": {
             "terminal": False,
             "user": {"uid": 0, "gid": 0},
