@@ -402,22 +402,29 @@ def cmd_run(g, log, opts, pos):
         raise UsageError("--rm and --keep do not go with --detach")
     bundle = _bundle(opts, container_id, args=args, missing_ok=True)
     _no_console(opts, bundle.terminal, "run")
-    container, pid, exits, staged = _create(g, log, container_id, bundle, run=True)
-    extra = None
+    forwarder = None if opts.detach else _Forwarder()
     try:
-        extra = container.extra()
-        if staged:
-            container.exec()
-            log.debug(f"started {container_id!r}")
-        _poststart(log, container, extra)
-        if opts.pid_file:
-            _write_pid_file(opts.pid_file, pid)
-    except BaseException:
-        _remove(log, container, extra)
-        raise
-    if opts.detach:
-        return 0
-    status = _wait_forwarding(container, exits)
+        container, pid, exits, staged = _create(g, log, container_id, bundle, run=True)
+        extra = None
+        try:
+            extra = container.extra()
+            if staged:
+                container.exec()
+                log.debug(f"started {container_id!r}")
+            if forwarder:
+                forwarder.target(container)
+            _poststart(log, container, extra)
+            if opts.pid_file:
+                _write_pid_file(opts.pid_file, pid)
+        except BaseException:
+            _remove(log, container, extra)
+            raise
+        if opts.detach:
+            return 0
+        status = _wait(exits)
+    finally:
+        if forwarder:
+            forwarder.restore()
     if not opts.keep:
         _remove(log, container, extra)
     return _exit_code(status)
@@ -441,32 +448,56 @@ _FORWARDED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "S
               "SIGCONT", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGWINCH", "SIGPWR")
 
 
-def _wait_forwarding(container, exits, pid=None):
-    """Wait for the exit status on `exits`, forwarding the signals this process gets to
-    the container's process (its init, or `pid`), as runc does in the foreground."""
-    import queue
-    import signal
+class _Forwarder:
+    """Forwards the signals this process gets to the container's process, as runc does in
+    the foreground. Installed before the container exists, so a signal that comes while
+    it is being made is not lost (nor kills us and orphans it): it is held and delivered
+    once there is a process to deliver it to."""
 
-    def forward(signum, _frame):
+    def __init__(self):
+        import signal
+        self.container = None
+        self.pid = None
+        self.pending = []
+        self.old = {}
+        for name in _FORWARDED:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                self.old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame):
+        if self.container is None:
+            self.pending.append(signum)
+        else:
+            self._send(signum)
+
+    def _send(self, signum):
         try:
-            container.signal(signum, pid=pid)
+            self.container.signal(signum, pid=self.pid)
         except Exception:
             pass
 
-    old = {}
-    for name in _FORWARDED:
-        sig = getattr(signal, name, None)
-        if sig is not None:
-            old[sig] = signal.signal(sig, forward)
-    try:
-        while True:
-            try:
-                return exits.get(timeout=0.5)
-            except queue.Empty:
-                continue
-    finally:
-        for sig, handler in old.items():
+    def target(self, container, pid=None):
+        self.container, self.pid = container, pid
+        pending, self.pending = self.pending, []
+        for signum in pending:
+            self._send(signum)
+
+    def restore(self):
+        import signal
+        for sig, handler in self.old.items():
             signal.signal(sig, handler)
+        self.old = {}
+
+
+def _wait(exits):
+    """The exit status on `exits`, waiting in slices so signal handlers run promptly."""
+    import queue
+    while True:
+        try:
+            return exits.get(timeout=0.5)
+        except queue.Empty:
+            continue
 
 
 def cmd_state(g, log, opts, pos):
@@ -624,12 +655,19 @@ def cmd_exec(g, log, opts, pos):
         raise Failure(f"container {container_id!r}: exec: the container is {state}")
     if state != "running":
         raise Failure(f"container {container_id!r}: exec: cannot exec in a {state} container")
-    pid, exits = container.start(_stdio(process))
-    if opts.pid_file:
-        _write_pid_file(opts.pid_file, pid)
-    if opts.detach:
-        return 0
-    return _exit_code(_wait_forwarding(container, exits, pid=pid))
+    forwarder = None if opts.detach else _Forwarder()
+    try:
+        pid, exits = container.start(_stdio(process))
+        if forwarder:
+            forwarder.target(container, pid)
+        if opts.pid_file:
+            _write_pid_file(opts.pid_file, pid)
+        if opts.detach:
+            return 0
+        return _exit_code(_wait(exits))
+    finally:
+        if forwarder:
+            forwarder.restore()
 
 
 def _merge_env(base, overrides):
@@ -833,15 +871,19 @@ def cmd_update(g, log, opts, pos):
         if resources is not None:
             changes = {k: v for k, v in dataclasses.asdict(resources).items() if v is not None}
     else:
-        for flag in ("blkio_weight", "cpu_rt_period", "cpu_rt_runtime", "cpuset_mems",
-                     "kernel_memory", "kernel_memory_tcp", "l3_cache_schema", "mem_bw_schema",
-                     "memory_reservation"):
+        for flag in ("cpu_rt_period", "cpu_rt_runtime", "cpuset_mems",
+                     "kernel_memory", "kernel_memory_tcp", "l3_cache_schema", "mem_bw_schema"):
             if opts[flag] not in (None, "", "0"):
                 raise Failure(f"--{flag.replace('_', '-')}: not supported")
         if opts.memory is not None:
             changes["memory_limit"] = parse_bytes(opts.memory, "memory")
         if opts.memory_swap is not None:
             changes["memory_swap"] = parse_bytes(opts.memory_swap, "memory-swap")
+        if opts.memory_reservation is not None:
+            changes["memory_reservation"] = parse_bytes(opts.memory_reservation,
+                                                        "memory-reservation")
+        if opts.blkio_weight not in (None, "0"):
+            changes["blkio_weight"] = _int_flag(opts.blkio_weight, "blkio-weight")
         for flag, key in (("cpu_share", "cpu_shares"), ("cpu_quota", "cpu_quota"),
                           ("cpu_period", "cpu_period"), ("pids_limit", "pids_limit")):
             if opts[flag] is not None:

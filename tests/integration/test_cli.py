@@ -109,6 +109,19 @@ def make_bundle(busybox_rootfs, tmp_path):
     return make
 
 
+def _cgroup_file(pid, controller, name):
+    """A v1 cgroup file of the cgroup `pid` is in (this host's limits are v1)."""
+    from pycontainer.cgroups import detect
+    h = detect().v1[controller]
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, ctls, path = line.rstrip("\n").split(":", 2)
+            if controller in ctls.split(","):
+                with open(os.path.join(h.dir_of(path), name)) as g:
+                    return g.read().strip()
+    raise AssertionError(f"{pid} has no {controller} cgroup")
+
+
 def wait_status(oci, cid, status, timeout=10):
     deadline = time.monotonic() + timeout
     while True:
@@ -167,18 +180,24 @@ def test_run_keep_leaves_a_stopped_container(oci, make_bundle):
 def test_run_forwards_signals(oci, make_bundle, tmp_path):
     b = make_bundle(["sh", "-c", "trap 'echo got TERM; exit 42' TERM; echo ready; "
                                  "while :; do sleep 0.05; done"])
-    out = tmp_path / "out"
-    with open(out, "w") as f:
+    out, err = tmp_path / "out", tmp_path / "err"
+    with open(out, "w") as f, open(err, "w") as g:
         p = subprocess.Popen([sys.executable, "-m", "pycontainer", "--root", oci.root, "run",
-                              "-b", b, "fwd"], stdout=f, stderr=subprocess.PIPE, env=ENV,
+                              "-b", b, "fwd"], stdout=f, stderr=g, env=ENV,
                              cwd=REPO, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while "ready" not in out.read_text():
-        assert time.monotonic() < deadline and p.poll() is None, p.stderr.read()
-        time.sleep(0.02)
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=20) == 42
-    p.stderr.close()
+    try:
+        deadline = time.monotonic() + 30
+        while "ready" not in out.read_text():
+            assert p.poll() is None, (p.returncode, err.read_text())
+            assert time.monotonic() < deadline, ("no 'ready'", err.read_text())
+            time.sleep(0.02)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 42, err.read_text()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+            oci("delete", "--force", "fwd")
     assert "got TERM" in out.read_text()
 
 
@@ -252,6 +271,11 @@ def test_run_detached_and_the_commands_on_it(oci, make_bundle, tmp_path):
     assert (res.memory_limit, res.pids_limit, res.cpu_shares) == (32 << 20, 40, 512)
     oci.ok("update", "-r", "-", "box", input=json.dumps({"pids": {"limit": 30}}))
     assert Factory(oci.root).load("box").config.resources.pids_limit == 30
+    oci.ok("update", "--memory-reservation", "16m", "box")
+    assert _cgroup_file(pid, "memory", "memory.soft_limit_in_bytes") == str(16 << 20)
+    assert _cgroup_file(pid, "memory", "memory.limit_in_bytes") == str(32 << 20)
+    r = oci.fails("update", "--cpu-rt-runtime", "100", "box")
+    assert "not supported" in r.err
 
     # kill --all, then the init
     oci.ok("kill", "--all", "box", "KILL")
@@ -522,6 +546,7 @@ def test_mounts_and_resources_apply(oci, make_bundle, tmp_path):
                         {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                          "options": ["size=1m"]}]
         s["linux"]["resources"]["pids"] = {"limit": 20}
+        s["linux"]["resources"]["memory"] = {"limit": 1 << 28, "reservation": 1 << 27}
         s["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
     b = make_bundle(["sh", "-c", "cat /data/f; touch /data/x 2>/dev/null || echo ro; "
                                  "touch /tmp/y && echo rw; "
