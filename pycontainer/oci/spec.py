@@ -655,7 +655,8 @@ def _resources(value, warnings):
         if m.get("kernel") not in (None, 0, -1):
             warnings.append(f"{mp}.kernel: ignored: kernel memory limits are deprecated and "
                             "not enforced by current kernels")
-        _unsupported(m, mp, ("reservation",), "memory reservations are not supported yet")
+        reservation = r.integer(m, mp, "reservation", None)
+        kw["memory_reservation"] = reservation if reservation and reservation > 0 else None
         _unsupported(m, mp, ("kernelTCP", "swappiness", "disableOOMKiller"))
         if m.get("useHierarchy") is False:
             r.fail(r.join(mp, "useHierarchy"), False, "hierarchical accounting is always on")
@@ -685,10 +686,20 @@ def _resources(value, warnings):
     if d.get("blockIO") is not None:
         bp = r.join(path, "blockIO")
         b = r.obj(d["blockIO"], bp, _BLOCKIO)
-        _unsupported(b, bp, sorted(_BLOCKIO), "block I/O limits are not supported yet")
-    if r.array(d, path, "hugepageLimits", []):
-        r.fail(r.join(path, "hugepageLimits"), d["hugepageLimits"],
-               "hugetlb limits are not supported yet")
+        weight = r.integer(b, bp, "weight", None, lo=0, hi=1000)
+        if weight:
+            if weight < 10:
+                r.fail(r.join(bp, "weight"), weight, "expected 10..1000 (or 0: unset)")
+            if not _host_supports("blkio_weight"):
+                r.fail(r.join(bp, "weight"), weight, "this host cannot weight a container's "
+                       "block I/O (cgroup v1 needs the CFQ or BFQ scheduler's blkio weight "
+                       "file, v2 the io controller delegated to our cgroup)")
+            kw["blkio_weight"] = weight
+        _unsupported(b, bp, sorted(_BLOCKIO - {"weight"}),
+                     "per-device block I/O weights and throttles are not supported yet")
+    hugepages = r.array(d, path, "hugepageLimits", [])
+    if hugepages:
+        kw["hugepage_limits"] = _hugepage_limits(hugepages, r.join(path, "hugepageLimits"))
     for key in ("network", "rdma", "unified"):
         if d.get(key) not in (None, {}):
             r.fail(r.join(path, key), d[key], "not supported")
@@ -699,11 +710,47 @@ def _resources(value, warnings):
     try:
         return Resources(**kw), rules
     except ConfigInvalidError as exc:
-        fields = {"resources.memory_limit": "memory.limit", "resources.memory_swap":
+        fields = {"resources.memory_reservation": "memory.reservation",
+                  "resources.blkio_weight": "blockIO.weight",
+                  "resources.hugepage_limits": "hugepageLimits",
+                  "resources.memory_limit": "memory.limit", "resources.memory_swap":
                   "memory.swap", "resources.cpu_shares": "cpu.shares", "resources.cpu_quota":
                   "cpu.quota", "resources.cpu_period": "cpu.period", "resources.cpuset_cpus":
                   "cpu.cpus", "resources.pids_limit": "pids.limit"}
         raise r.from_library(path, exc, fields) from None
+
+
+def _host_supports(knob):
+    from .. import cgroups
+    return cgroups.supports(knob)
+
+
+def _host_page_size(kb):
+    return os.path.isdir(f"/sys/kernel/mm/hugepages/hugepages-{kb}kB")
+
+
+_PAGE_UNITS = {"KB": 1, "MB": 1 << 10, "GB": 1 << 20}
+
+
+def _hugepage_limits(items, where):
+    """[{pageSize: "2MB", limit: bytes}] -> (("2MB", bytes), ...), where the host has a
+    hugetlb controller for containers and huge pages of that size."""
+    out = []
+    for i, item in enumerate(items):
+        p = r.join(where, i)
+        d = r.obj(item, p, {"pageSize", "limit"}, required=("pageSize", "limit"))
+        size = r.string(d, p, "pageSize")
+        m = re.fullmatch(r"([1-9]\d*)([KMG]B)", size)
+        if not m:
+            r.fail(r.join(p, "pageSize"), size, "expected a size such as 2MB or 1GB")
+        kb = int(m.group(1)) * _PAGE_UNITS[m.group(2)]
+        if not _host_page_size(kb):
+            r.fail(r.join(p, "pageSize"), size, "the host has no huge pages of this size")
+        out.append((size, r.uint64(d, p, "limit")))
+    if not _host_supports("hugepage_limits"):
+        r.fail(where, items, "the host has no hugetlb cgroup controller for containers "
+               "(cgroup v1: not mounted; v2: not delegated to our cgroup)")
+    return tuple(out)
 
 
 def _limit(d, path, key):
@@ -778,8 +825,8 @@ def _rlimit_to_oci(rl):
 def _resources_to_oci(res, rules):
     out = {}
     if res is not None:
-        mem = {k: v for k, v in (("limit", res.memory_limit), ("swap", res.memory_swap))
-               if v is not None}
+        mem = {k: v for k, v in (("limit", res.memory_limit), ("swap", res.memory_swap),
+                                 ("reservation", res.memory_reservation)) if v is not None}
         cpu = {k: v for k, v in (("shares", res.cpu_shares), ("quota", res.cpu_quota),
                                  ("period", res.cpu_period), ("cpus", res.cpuset_cpus))
                if v is not None}
@@ -789,6 +836,11 @@ def _resources_to_oci(res, rules):
             out["cpu"] = cpu
         if res.pids_limit is not None:
             out["pids"] = {"limit": res.pids_limit}
+        if res.blkio_weight is not None:
+            out["blockIO"] = {"weight": res.blkio_weight}
+        if res.hugepage_limits:
+            out["hugepageLimits"] = [{"pageSize": size, "limit": limit}
+                                     for size, limit in res.hugepage_limits]
     if rules is None:
         out["devices"] = [{"allow": False, "access": "rwm"}]
     else:

@@ -143,7 +143,7 @@ def _configs(rootfs):
         env=("PATH=/bin", "A=1"), cwd="/tmp",
         resources=pc.Resources(memory_limit=64 << 20, memory_swap=128 << 20, cpu_shares=512,
                                cpu_quota=50000, cpu_period=100000, cpuset_cpus="0",
-                               pids_limit=64),
+                               pids_limit=64, memory_reservation=32 << 20),
         cgroup_parent="/some/parent",
         capabilities=Capabilities(bounding=("CAP_KILL", "CAP_CHOWN"),
                                   effective=("CAP_KILL",), permitted=("CAP_KILL",),
@@ -253,19 +253,72 @@ def test_absent_sections_mean_what_runc_does(bundle):
 def test_resources(bundle):
     doc = default_spec()
     doc["linux"]["resources"] = {
-        "memory": {"limit": 1 << 26, "swap": -1, "kernel": -1},
+        "memory": {"limit": 1 << 26, "swap": -1, "kernel": -1, "reservation": 1 << 25},
         "cpu": {"shares": 1024, "quota": -1, "period": 100000, "cpus": "0", "mems": ""},
         "pids": {"limit": -1},
         "devices": [{"allow": False, "access": "rwm"},
                     {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"}]}
     b = parse_spec(doc, bundle)
     assert b.config.resources == pc.Resources(memory_limit=1 << 26, memory_swap=-1,
+                                              memory_reservation=1 << 25,
                                               cpu_shares=1024, cpu_quota=-1,
                                               cpu_period=100000, cpuset_cpus="0",
                                               pids_limit=-1)
     assert b.config.device_rules == (DeviceRule(False), DeviceRule(True, "c", 10, 200)) + \
         DEFAULT_RULES[1:]
     assert b.warnings == []
+
+
+@pytest.mark.parametrize("supported", [True, False])
+def test_blkio_weight_where_the_host_can(bundle, monkeypatch, supported):
+    monkeypatch.setattr(oci_spec, "_host_supports", lambda knob: supported)
+    doc = default_spec()
+    doc["linux"]["resources"]["blockIO"] = {"weight": 500}
+    if supported:
+        assert parse_spec(doc, bundle).config.resources == pc.Resources(blkio_weight=500)
+        assert to_oci(parse_spec(doc, bundle).config)["linux"]["resources"]["blockIO"] == \
+            {"weight": 500}
+    else:
+        with pytest.raises(SpecError) as e:
+            parse_spec(doc, bundle)
+        assert str(e.value).startswith("linux.resources.blockIO.weight: this host cannot")
+
+
+@pytest.mark.parametrize("supported", [True, False])
+def test_hugepage_limits_where_the_host_has_them(bundle, monkeypatch, supported):
+    monkeypatch.setattr(oci_spec, "_host_supports", lambda knob: supported)
+    monkeypatch.setattr(oci_spec, "_host_page_size", lambda kb: kb in (2048, 1 << 20))
+    doc = default_spec()
+    doc["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 1 << 22},
+                                                   {"pageSize": "1GB", "limit": 0}]
+    if supported:
+        c = parse_spec(doc, bundle).config
+        assert c.resources.hugepage_limits == (("2MB", 1 << 22), ("1GB", 0))
+        assert parse_spec(to_oci(c), "/").config == c
+        doc["linux"]["resources"]["hugepageLimits"][1]["pageSize"] = "16GB"
+        with pytest.raises(SpecError) as e:
+            parse_spec(doc, bundle)
+        assert str(e.value).startswith("linux.resources.hugepageLimits[1].pageSize: the host "
+                                       "has no huge pages of this size")
+    else:
+        with pytest.raises(SpecError) as e:
+            parse_spec(doc, bundle)
+        assert str(e.value).startswith("linux.resources.hugepageLimits: the host has no "
+                                       "hugetlb cgroup controller")
+
+
+def test_this_hosts_answer_is_one_of_the_two(bundle):
+    """Whatever this host is, hugepageLimits either parse or name the JSON path."""
+    from pycontainer import cgroups
+    doc = default_spec()
+    doc["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 1 << 21}]
+    if cgroups.supports("hugepage_limits") and os.path.isdir(
+            "/sys/kernel/mm/hugepages/hugepages-2048kB"):
+        assert parse_spec(doc, bundle).config.resources.hugepage_limits == (("2MB", 1 << 21),)
+    else:
+        with pytest.raises(SpecError) as e:
+            parse_spec(doc, bundle)
+        assert str(e.value).startswith("linux.resources.hugepageLimits")
 
 
 def test_zero_values_mean_unset(bundle):
@@ -469,14 +522,17 @@ ERRORS = [
      "expected 4096"),
     (_set("linux.resources.memory.swappiness", 10), "linux.resources.memory.swappiness",
      "not supported"),
-    (_set("linux.resources.memory.reservation", 1 << 20), "linux.resources.memory.reservation",
-     "not supported"),
     (_set("linux.resources.pids", {"limit": "10"}), "linux.resources.pids.limit",
      "expected an integer"),
-    (_set("linux.resources.blockIO", {"weight": 100}), "linux.resources.blockIO.weight",
-     "not supported"),
-    (_set("linux.resources.hugepageLimits", [{"pageSize": "2MB", "limit": 1 << 21}]),
-     "linux.resources.hugepageLimits", "not supported"),
+    (_set("linux.resources.blockIO", {"weight": 5}), "linux.resources.blockIO.weight",
+     "expected 10..1000"),
+    (_set("linux.resources.blockIO", {"throttleReadBpsDevice": [{"major": 8, "minor": 0,
+                                                                 "rate": 1}]}),
+     "linux.resources.blockIO.throttleReadBpsDevice", "not supported"),
+    (_set("linux.resources.hugepageLimits", [{"pageSize": "2 MB", "limit": 1 << 21}]),
+     "linux.resources.hugepageLimits[0].pageSize", "2MB or 1GB"),
+    (_set("linux.resources.hugepageLimits", [{"pageSize": "2MB"}]),
+     "linux.resources.hugepageLimits[0].limit", "required"),
     (_set("linux.resources.unified", {"memory.high": "1"}), "linux.resources.unified",
      "not supported"),
     (_set("linux.resources.network", {"classID": 1}), "linux.resources.network",
