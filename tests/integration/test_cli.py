@@ -286,6 +286,35 @@ def test_run_detached_and_the_commands_on_it(oci, make_bundle, tmp_path):
     assert oci.ids() == []
 
 
+def test_events_stream_and_ps_options(oci, make_bundle, tmp_path):
+    oci.ok("run", "-d", "-b", make_bundle(), "ev")
+    out = tmp_path / "events"
+    with open(out, "w") as f:
+        p = subprocess.Popen([sys.executable, "-m", "pycontainer", "--root", oci.root,
+                              "events", "--interval", "100ms", "ev"], stdout=f,
+                             stderr=subprocess.DEVNULL, env=ENV, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 20
+        while len(out.read_text().splitlines()) < 2:
+            assert p.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        p.terminate()
+        p.wait()
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(e["type"] == "stats" and e["id"] == "ev" for e in events)
+    # ps passes what follows the id to ps(1)
+    lines = oci.ok("ps", "ev", "-o", "pid,comm").out.splitlines()
+    assert lines[0].split() == ["PID", "COMMAND"] and lines[1].split()[1] == "sleep"
+    # exec --process may not ask for other capabilities than the container's
+    proc = tmp_path / "p.json"
+    proc.write_text(json.dumps({"args": ["true"], "cwd": "/",
+                                "capabilities": {"bounding": ["CAP_SYS_ADMIN"]}}))
+    r = oci.fails("exec", "-p", str(proc), "ev")
+    assert r.err.startswith("process.capabilities: differs from the container's")
+    oci.ok("delete", "--force", "ev")
+
+
 def test_kill_default_is_sigterm_and_names_or_numbers(oci, make_bundle):
     b = make_bundle(["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"])
     oci.ok("run", "-d", "-b", b, "k1")
