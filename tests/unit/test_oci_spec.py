@@ -89,6 +89,40 @@ def test_default_spec_parses_without_warnings(bundle, rootless):
     json.dumps(default_spec(rootless))          # plain JSON
 
 
+def test_containerd_style_spec_parses(bundle):
+    """The shape `ctr run` writes (written by hand after containerd's default Unix spec):
+    zero-valued cpu fields, an empty memory object, a /run tmpfs, cgroupsPath /<ns>/<id>."""
+    caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+            "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+            "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
+    doc = {
+        "ociVersion": "1.1.0",
+        "process": {"user": {"uid": 0, "gid": 0}, "args": ["sh"], "cwd": "/",
+                    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                    "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+                    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                    "noNewPrivileges": True},
+        "root": {"path": "rootfs"},
+        "mounts": default_spec()["mounts"] + [
+            {"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}],
+        "linux": {"resources": {"devices": [{"allow": False, "access": "rwm"}], "memory": {},
+                                "cpu": {"shares": 0, "quota": 0, "period": 0,
+                                        "realtimeRuntime": 0, "realtimePeriod": 0}},
+                  "cgroupsPath": "/default/ctr1",
+                  "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount",
+                                                       "network")],
+                  "maskedPaths": list(pc.Config().masked_paths),
+                  "readonlyPaths": list(pc.Config().readonly_paths)}}
+    b = parse_spec(doc, bundle, container_id="ctr1")
+    assert b.warnings == []
+    c = b.config
+    assert c.capabilities == Capabilities() and c.resources is None
+    assert c.cgroup_parent == "/default" and c.device_rules is None
+    assert c.mounts == (pc.Mount("/run", "tmpfs", "tmpfs",
+                                 ("nosuid", "strictatime", "mode=755", "size=65536k")),)
+
+
 def test_default_spec_is_runcs_adapted():
     ours = default_spec()
     runcs = fixture("runc-1.1.5-spec.json")
