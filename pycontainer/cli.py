@@ -376,9 +376,13 @@ def cmd_create(g, log, opts, pos):
     _creation_flags(log, opts)
     bundle = _bundle(opts, container_id)
     _no_console(opts, bundle.terminal, "create")
-    _, pid, _, _ = _create(g, log, container_id, bundle)
+    container, pid, _, _ = _create(g, log, container_id, bundle)
     if opts.pid_file:
-        _write_pid_file(opts.pid_file, pid)
+        try:
+            _write_pid_file(opts.pid_file, pid)
+        except BaseException:
+            container.destroy()
+            raise
     return 0
 
 
