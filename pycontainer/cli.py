@@ -936,6 +936,14 @@ def cmd_features(g, log, opts, pos):
 _HANDLERS = {name: globals()[f"cmd_{name}"] for name in COMMANDS}
 
 
+def _flag_help(flags):
+    lines = []
+    for f in flags:
+        names = ", ".join(("--" if len(n) > 1 else "-") + n for n in f.names)
+        lines.append(f"  {names}{' VALUE' if f.takes_value else ''}")
+    return ("options:\n" + "\n".join(lines) + "\n") if lines else ""
+
+
 # --- main ----------------------------------------------------------------------------------
 
 def _version_text():
@@ -989,7 +997,7 @@ def main(argv=None):
         try:
             opts, pos = parse(args, flags, stop_at_positional=stop)
         except _Help:
-            sys.stdout.write(f"usage: {PROG} {usage}\n")
+            sys.stdout.write(f"usage: {PROG} {usage}\n" + _flag_help(flags))
             return 0
         log.debug(f"{name} {args}")
         return _HANDLERS[name](g, log, opts, pos)
