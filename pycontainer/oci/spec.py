@@ -909,7 +909,8 @@ def to_oci(config, process=None, container_id=None, hooks=None, annotations=None
     linux["resources"] = _resources_to_oci(config.resources, config.device_rules)
     if config.cgroup_parent:
         linux["cgroupsPath"] = os.path.join(config.cgroup_parent, container_id or "pycontainer")
-    ns_paths = config.namespaces if isinstance(config.namespaces, dict) else {}
+    from collections.abc import Mapping
+    ns_paths = config.namespaces if isinstance(config.namespaces, Mapping) else {}
     linux["namespaces"] = []
     for name in config.namespaces:
         entry = {"type": _NS_OCI[name]}
