@@ -36,6 +36,7 @@ DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+_PAGE_SIZE = re.compile(r"[1-9]\d*[KMG]B")
 _MAX_INT64 = (1 << 63) - 1
 # mount(2) flags we accept by name, as mount(8) and the OCI spec spell them.
 MOUNT_FLAGS = {
@@ -155,6 +156,10 @@ class Resources:
     cpu_period: Optional[int] = None        # microseconds, 1000..1000000
     cpuset_cpus: Optional[str] = None       # "0-1,3"
     pids_limit: Optional[int] = None        # max processes; -1 unlimited
+    memory_reservation: Optional[int] = None   # bytes: v1 memory.soft_limit_in_bytes, v2 memory.low
+    blkio_weight: Optional[int] = None      # 10..1000: v1 blkio(.bfq).weight, v2 io(.bfq).weight
+    # (("2MB", bytes), ("1GB", bytes)): hugetlb limit per page size (kernel's names); None: unset
+    hugepage_limits: Optional[tuple] = None
 
     def __post_init__(self):
         _check_int("resources.memory_limit", self.memory_limit, 4096, _MAX_INT64)
@@ -174,6 +179,24 @@ class Resources:
             _bad("resources.cpuset_cpus", self.cpuset_cpus, "expected a cpu list such as '0-1,3'")
         if self.pids_limit != -1:
             _check_int("resources.pids_limit", self.pids_limit, 1, _MAX_INT64)
+        _check_int("resources.memory_reservation", self.memory_reservation, 0, _MAX_INT64)
+        _check_int("resources.blkio_weight", self.blkio_weight, 10, 1000)
+        limits = self.hugepage_limits
+        if limits is None:
+            return
+        if isinstance(limits, (str, bytes, dict)) or not isinstance(limits, (list, tuple)):
+            _bad("resources.hugepage_limits", limits, "expected a list of (page size, bytes)")
+        out = []
+        for item in limits:
+            if not isinstance(item, (list, tuple)) or len(item) != 2 or \
+                    not isinstance(item[0], str) or not _PAGE_SIZE.fullmatch(item[0]):
+                _bad("resources.hugepage_limits", item,
+                     "expected (page size such as '2MB' or '1GB', limit in bytes)")
+            _check_int("resources.hugepage_limits", item[1], 0, _MAX_INT64, allow_none=False)
+            out.append((item[0], item[1]))
+        if len({size for size, _ in out}) != len(out):
+            _bad("resources.hugepage_limits", limits, "a page size is listed twice")
+        object.__setattr__(self, "hugepage_limits", tuple(out) or None)
 
     def to_dict(self):
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -523,6 +546,13 @@ class Config:
             d = asdict(self)
             object.__setattr__(self, "_as_dict", d)
         return d
+
+    @classmethod
+    def from_oci(cls, bundle_dir):
+        """The Config of an OCI bundle's config.json (pycontainer.oci.spec.load_bundle has the
+        rest: the init's ProcessConfig, hooks, annotations and warnings)."""
+        from .oci.spec import load_bundle      # lazily: oci imports this module
+        return load_bundle(bundle_dir).config
 
     @classmethod
     def from_dict(cls, d, *, stored=False):

@@ -285,6 +285,17 @@ class Container:
             return RunState.CREATED         # set up, waiting for exec()
         return _FREEZER_TO_STATE[self._cgroups.freezer_state()]
 
+    def init_pid(self):
+        """The pid of the container's live init (in the caller's pid namespace), or None
+        when it has none (never started, or exited)."""
+        record = self._record("init_pid")
+        return record.init_pid if self._init_pidfd(record) is not None else None
+
+    def extra(self):
+        """A copy of the dict the container was created with (Factory.create(extra=))."""
+        # Kept under "user": the rest of the record's extra is the library's own.
+        return dict(self._record("extra").extra.get("user") or {})
+
     def run_state(self):
         """CREATED, RUNNING, PAUSING, PAUSED or STOPPED, as the kernel reports it now."""
         return self._state(self._record("run_state"))

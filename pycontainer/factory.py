@@ -98,11 +98,16 @@ class Factory:
             name = _LONG_PREFIX + hashlib.sha256(name.encode()).hexdigest()
         return os.path.join(self.root, name)
 
-    def create(self, container_id, config):
-        """Make the container's cgroups and state; no process runs until start()."""
+    def create(self, container_id, config, extra=None):
+        """Make the container's cgroups and state; no process runs until start().
+        `extra`: a JSON-able dict stored with the state for the caller (Container.extra();
+        the OCI layer keeps the bundle path, annotations and hooks there)."""
         state_dir = self._dir(container_id)
         if not isinstance(config, Config):
             raise ConfigInvalidError("config", config, "expected a pycontainer.Config",
+                                     container_id=container_id, operation="create")
+        if extra is not None and not isinstance(extra, dict):
+            raise ConfigInvalidError("extra", extra, "expected a dict",
                                      container_id=container_id, operation="create")
         rootless = os.geteuid() != 0
         if rootless:
@@ -139,7 +144,8 @@ class Factory:
                 # container can still be loaded and destroyed by anyone.
                 record = StateRecord(id=container_id, nonce=secrets.token_hex(8),
                                      created=time.time(), config=config.to_dict(),
-                                     cgroups=manager.to_record())
+                                     cgroups=manager.to_record(),
+                                     extra={"user": dict(extra)} if extra else {})
                 write_state(state_dir, record)
                 # An unprivileged user cannot restrict devices; the user namespace does.
                 manager.create(device_rules=None if rootless else device_policy(config))

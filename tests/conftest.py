@@ -18,6 +18,12 @@ def needs_root():
         pytest.skip("needs root")
 
 
+@pytest.fixture
+def root():
+    """For tests that run as root but need no Factory of their own (the CLI's)."""
+    needs_root()
+
+
 @pytest.fixture(scope="session")
 def busybox_rootfs(tmp_path_factory):
     """A rootfs of Debian's busybox-static: /bin/<applet> -> busybox, as `--install -s`."""

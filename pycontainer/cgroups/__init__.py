@@ -37,7 +37,7 @@ from ..errors import ContainerSystemError, system_error_from
 from ..stats import CgroupStats, CpuStats
 
 __all__ = ["detect", "cgroup_name", "new_manager", "load_manager", "CgroupManager",
-           "Host", "Hierarchy", "MAX"]
+           "Host", "Hierarchy", "MAX", "supports"]
 
 MAX = (1 << 63) - 1          # what "max" (no limit) reads as, libcontainer's convention
 THAWED, FREEZING, FROZEN = "THAWED", "FREEZING", "FROZEN"
@@ -298,15 +298,45 @@ DEFAULT_PARENT = "pycontainer"
 
 # v1 controllers a container joins. devices is left alone: Resources has no device rules.
 # The v1 freezer is only used when there is no cgroup2 to freeze with.
-V1_CONTROLLERS = ("blkio", "cpu", "cpuacct", "cpuset", "devices", "memory", "pids")
+V1_CONTROLLERS = ("blkio", "cpu", "cpuacct", "cpuset", "devices", "hugetlb", "memory", "pids")
 
 # Resources knobs per controller, in the order they are written.
 _KNOBS = {
-    "memory": ("memory_limit", "memory_swap"),
+    "memory": ("memory_limit", "memory_swap", "memory_reservation"),
     "cpu": ("cpu_shares", "cpu_quota", "cpu_period"),
     "cpuset": ("cpuset_cpus",),
     "pids": ("pids_limit",),
+    "blkio": ("blkio_weight",),
+    "hugetlb": ("hugepage_limits",),
 }
+# The v2 controller of each v1 one whose name differs.
+_V2_NAME = {"blkio": "io"}
+
+
+def supports(knob):
+    """Whether this host can apply the Resources knob `knob` ("hugepage_limits",
+    "blkio_weight", ...) to a container below our own cgroup: its controller is mounted
+    (v1) or delegated by our cgroup to its children (v2), and for blkio_weight on v1 a
+    weight file exists (blkio.weight needs the CFQ, blkio.bfq.weight the BFQ I/O
+    scheduler)."""
+    ctl = next((c for c, knobs in _KNOBS.items() if knob in knobs), None)
+    if ctl is None:
+        return False
+    try:
+        host = detect()
+        if ctl in host.v1:
+            if knob != "blkio_weight":
+                return True
+            own = host.v1[ctl].own_dir
+            return any(os.path.exists(os.path.join(own, f))
+                       for f in ("blkio.weight", "blkio.bfq.weight"))
+        if host.unified is None:
+            return False
+        # Our own cgroup is not ours to change: it must already delegate the controller.
+        text = read_optional(os.path.join(host.unified.own_dir, "cgroup.subtree_control"))
+    except ContainerSystemError:
+        return False
+    return _V2_NAME.get(ctl, ctl) in (text or "").split()
 
 
 def cgroup_name(container_id):
@@ -551,14 +581,14 @@ class CgroupManager:
         if resources is None:
             return
         for ctl, knobs in _KNOBS.items():
-            if all(getattr(resources, k) is None for k in knobs):
+            if all(getattr(resources, k) in (None, ()) for k in knobs):
                 continue
             if ctl in self.v1:
                 v1.WRITERS[ctl](self.v1[ctl], resources)
             elif self.unified:
                 v2.WRITERS[ctl](self.unified, resources)
             else:
-                knob = next(k for k in knobs if getattr(resources, k) is not None)
+                knob = next(k for k in knobs if getattr(resources, k) not in (None, ()))
                 raise ContainerSystemError(errno.ENOTSUP,
                                            f"{knob}: no '{ctl}' cgroup controller is mounted")
 

@@ -27,6 +27,8 @@ def write_memory(d, r):
 
     The kernel keeps limit <= memsw limit at every step, so the order depends on the
     current memsw limit (runc's rule): raising memsw goes first, lowering it goes last."""
+    if r.memory_reservation is not None:
+        write_text(os.path.join(d, "memory.soft_limit_in_bytes"), str(r.memory_reservation))
     limit_path = os.path.join(d, "memory.limit_in_bytes")
     if r.memory_swap is None:
         if r.memory_limit is not None:
@@ -82,7 +84,27 @@ def write_pids(d, r):
         write_text(os.path.join(d, "pids.max"), "max" if r.pids_limit == -1 else str(r.pids_limit))
 
 
-WRITERS = {"memory": write_memory, "cpu": write_cpu, "cpuset": write_cpuset, "pids": write_pids}
+def write_blkio(d, r):
+    """blkio.weight (CFQ) or blkio.bfq.weight (BFQ), whichever the kernel offers."""
+    if r.blkio_weight is None:
+        return
+    for name in ("blkio.weight", "blkio.bfq.weight"):
+        path = os.path.join(d, name)
+        if os.path.exists(path):
+            write_text(path, str(r.blkio_weight))
+            return
+    raise ContainerSystemError(errno.ENOTSUP, f"blkio_weight: {d} has neither blkio.weight nor "
+                                              "blkio.bfq.weight (no CFQ or BFQ I/O scheduler)")
+
+
+def write_hugetlb(d, r):
+    for size, limit in r.hugepage_limits:
+        write_text(os.path.join(d, f"hugetlb.{size}.limit_in_bytes"), str(limit),
+                   missing_hint=f" (the kernel has no {size} huge pages)")
+
+
+WRITERS = {"memory": write_memory, "cpu": write_cpu, "cpuset": write_cpuset, "pids": write_pids,
+           "blkio": write_blkio, "hugetlb": write_hugetlb}
 
 
 def fill_cpuset(d):

@@ -21,7 +21,7 @@ from . import FREEZING, FROZEN, MAX, THAWED, list_procs, parse_keyed, read_int, 
     read_optional, read_text, write_text
 
 # Controllers a container's limits and statistics use, as cgroup.controllers spells them.
-CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")
+CONTROLLERS = ("cpu", "cpuset", "hugetlb", "io", "memory", "pids")
 
 
 def enable_controllers(d):
@@ -48,6 +48,8 @@ def _write(d, name, value):
 def write_memory(d, r):
     """memory.max and memory.swap.max. v2 limits swap alone, so the memory+swap total of
     Resources (runc's convention) becomes swap = total - memory."""
+    if r.memory_reservation is not None:
+        _write(d, "memory.low", str(r.memory_reservation))
     if r.memory_limit is not None:
         _write(d, "memory.max", str(r.memory_limit))
     if r.memory_swap is None:
@@ -85,7 +87,24 @@ def write_pids(d, r):
         _write(d, "pids.max", "max" if r.pids_limit == -1 else str(r.pids_limit))
 
 
-WRITERS = {"memory": write_memory, "cpu": write_cpu, "cpuset": write_cpuset, "pids": write_pids}
+def write_io(d, r):
+    """io.bfq.weight (BFQ, the v1 range) or io.weight, converted as runc does
+    ([10, 1000] -> [1, 10000])."""
+    if r.blkio_weight is None:
+        return
+    if os.path.exists(os.path.join(d, "io.bfq.weight")):
+        _write(d, "io.bfq.weight", str(r.blkio_weight))
+    else:
+        _write(d, "io.weight", str(1 + (r.blkio_weight - 10) * 9999 // 990))
+
+
+def write_hugetlb(d, r):
+    for size, limit in r.hugepage_limits:
+        _write(d, f"hugetlb.{size}.max", str(limit))
+
+
+WRITERS = {"memory": write_memory, "cpu": write_cpu, "cpuset": write_cpuset, "pids": write_pids,
+           "blkio": write_io, "hugetlb": write_hugetlb}
 
 
 # --- freezer and kill -----------------------------------------------------------------

@@ -1,0 +1,41 @@
+"""The OCI features document (`pycontainer features`): what this runtime recognises."""
+from __future__ import annotations
+
+__all__ = ["features"]
+
+
+def features():
+    from ..config import MOUNT_FLAGS, NAMESPACES
+    from ..seccomp import ACTIONS, ARCHITECTURES, FLAGS, OPERATORS
+    from ..security import CAPABILITIES
+    from .hooks import RUNTIME_HOOKS
+    from .spec import OCI_VERSION, OCI_VERSION_MIN, _NS_OCI
+
+    oci_flags = [f for f in sorted(FLAGS) if f != "SECCOMP_FILTER_FLAG_TSYNC"]
+    return {
+        "ociVersionMin": OCI_VERSION_MIN,
+        "ociVersionMax": OCI_VERSION,
+        "hooks": list(RUNTIME_HOOKS),
+        "mountOptions": sorted(set(MOUNT_FLAGS) | {"defaults"}),
+        "linux": {
+            "namespaces": [_NS_OCI[n] for n in NAMESPACES],
+            "capabilities": list(CAPABILITIES),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
+                       "rdma": False},
+            "seccomp": {"enabled": True, "actions": sorted(ACTIONS),
+                        "operators": sorted(OPERATORS),
+                        "archs": sorted(a for a in ARCHITECTURES if a != "SCMP_ARCH_NATIVE"),
+                        "knownFlags": oci_flags, "supportedFlags": oci_flags},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": False}},
+            "netDevices": {"enabled": False},
+        },
+        "annotations": {"org.pycontainer.version": _version()},
+    }
+
+
+def _version():
+    from .. import __version__
+    return __version__
