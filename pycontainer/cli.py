@@ -121,6 +121,9 @@ GLOBAL_FLAGS = [
     B("systemd-cgroup", help="not supported: pycontainer manages cgroupfs itself"),
     V("rootless", "auto", help="'true', 'false' or 'auto' (pycontainer decides by uid)"),
     V("criu", help="not supported (no checkpoint/restore)"),
+    B("nest-cgroups", help="take absolute cgroupsPaths below this runtime's own cgroup, as "
+                           "relative ones are: containers stay within the limits of whoever "
+                           "runs the runtime"),
     B("version|v", help="print the version"),
 ]
 
@@ -310,11 +313,12 @@ def _state_json(container, extra, status=None, pid=None):
 
 # --- the create/start split ----------------------------------------------------------------
 
-def _create(g, log, opts, container_id, bundle):
+def _create(g, log, opts, container_id, bundle, reap=False):
     """Make the container and its init, staged before exec (created), hand a terminal's
     master to --console-socket, and run the prestart and createRuntime hooks. Returns
     (container, StartedProcess). Anything that fails after the container exists
-    removes it again."""
+    removes it again. reap=False (create, run -d): the init's status is left to the
+    subreaper it is re-parented to when we exit (conmon, a containerd shim)."""
     from .oci.hooks import HookError, run_hooks
     from .oci.state import oci_extra
     for warning in bundle.warnings:
@@ -324,10 +328,14 @@ def _create(g, log, opts, container_id, bundle):
     extra = oci_extra(bundle)
     hooks = bundle.hooks
     factory = _factory(g)
-    container = factory.create(container_id, bundle.config, extra=extra)
+    config = bundle.config
+    if g.nest_cgroups and config.cgroup_parent:
+        import dataclasses
+        config = dataclasses.replace(config, cgroup_parent=_nested(config.cgroup_parent))
+    container = factory.create(container_id, config, extra=extra)
     log.debug(f"created container {container_id!r} in {factory.root}")
     try:
-        started = container.stage(_stdio(bundle.process, bundle.terminal))
+        started = container.stage(_stdio(bundle.process, bundle.terminal), reap=reap)
         pid = started.pid
         log.debug(f"staged init of {container_id!r}: pid {pid}")
         started.console = _hand_console(opts, started)
@@ -345,6 +353,20 @@ def _create(g, log, opts, container_id, bundle):
         except Exception as exc:
             log.warning(f"container {container_id!r}: cleanup after a failed create: {exc}")
         raise
+
+
+def _nested(parent):
+    """--nest-cgroups: `parent` below our own cgroup. Clients (podman's stats, the
+    containerd shim's metrics) expect one path in every hierarchy, so it goes below the
+    deepest of our own cgroups when the others are its ancestors (a hybrid host where
+    only the memory cgroup is ours), else below our own cgroup in each hierarchy."""
+    from .cgroups import detect
+    host = detect()
+    owns = [h.own for h in (*host.v1.values(), host.unified) if h is not None]
+    deepest = max(owns, key=len, default="/")
+    if all(o == "/" or deepest == o or deepest.startswith(o.rstrip("/") + "/") for o in owns):
+        return deepest.rstrip("/") + "/" + parent.strip("/")
+    return parent.strip("/") or None
 
 
 def _poststart(log, container, extra):
@@ -414,7 +436,7 @@ def cmd_run(g, log, opts, pos):
     _check_console(opts, bundle.terminal, "run", detached=opts.detach)
     forwarder = None if opts.detach else _Forwarder()
     try:
-        container, started = _create(g, log, opts, container_id, bundle)
+        container, started = _create(g, log, opts, container_id, bundle, reap=not opts.detach)
         pid, exits = started
         extra = None
         try:
@@ -671,7 +693,7 @@ def cmd_exec(g, log, opts, pos):
         raise Failure(f"container {container_id!r}: exec: cannot exec in a {state} container")
     forwarder = None if opts.detach else _Forwarder()
     try:
-        started = container.start(_stdio(process, terminal))
+        started = container.start(_stdio(process, terminal), reap=not opts.detach)
         pid, exits = started
         console = _hand_console(opts, started)
         if forwarder:

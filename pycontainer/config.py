@@ -416,7 +416,7 @@ class Config:
             else:
                 _bad("resources", self.resources, "expected a Resources")
         if self.cgroup_parent is not None:
-            _check_path("cgroup_parent", self.cgroup_parent)
+            _check_path("cgroup_parent", self.cgroup_parent, absolute=False)
             if any(p in ("..", ".") for p in self.cgroup_parent.split("/")):
                 _bad("cgroup_parent", self.cgroup_parent, "must not contain '.' or '..' components")
         self._check_security()

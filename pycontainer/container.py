@@ -302,13 +302,23 @@ class Container:
 
     # -- starting processes ----------------------------------------------------------
 
-    def start(self, process):
+    def start(self, process, reap=True):
         """Start a process: the container's init (pid 1 of new namespaces) when none runs,
         else one that joins the init's namespaces and cgroup. Returns (pid, exits): pid in
         the caller's pid namespace, exits a queue.Queue that yields the exit code, or
-        -signum when a signal killed the process."""
-        pid, pidfd, console = self._start(process, "start")
-        return StartedProcess(pid, WATCHER.watch(pidfd), console)
+        -signum when a signal killed the process.
+
+        reap=False (what a runtime CLI that exits at once needs, as `runc exec -d`): exits
+        is None and the status is left to whoever reaps the process: the caller, or once
+        the caller has exited, the subreaper it is re-parented to (conmon, a shim)."""
+        return self._started(*self._start(process, "start"), reap)
+
+    @staticmethod
+    def _started(pid, pidfd, console, reap):
+        if reap:
+            return StartedProcess(pid, WATCHER.watch(pidfd), console)
+        os.close(pidfd)
+        return StartedProcess(pid, None, console)
 
     async def start_async(self, process):
         """start() for asyncio (any loop with add_reader: the default one, uvloop):
@@ -321,14 +331,13 @@ class Container:
         from . import aio
         return await aio.start_async(self, process)
 
-    def stage(self, process):
+    def stage(self, process, reap=True):
         """Set up the container's init and leave it blocked just before exec (runc's
         `create`): run_state() is CREATED with its pid, and exec() lets it run. Failures
         it can see before waiting (a missing program, a mount, a capability) raise here.
         Returns (pid, exits) as start() does. The staged init is a fork of the caller, not
-        a CLONE_VM child, so it may outlive the calling process."""
-        pid, pidfd, console = self._start(process, "stage")
-        return StartedProcess(pid, WATCHER.watch(pidfd), console)
+        a CLONE_VM child, so it may outlive the calling process. reap: as for start()."""
+        return self._started(*self._start(process, "stage"), reap)
 
     def _start(self, process, operation="start"):
         """start() without the exit queue: (pid, pidfd, pty master or None). The caller

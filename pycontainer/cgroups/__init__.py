@@ -350,8 +350,10 @@ def cgroup_name(container_id):
 def new_manager(container_id, parent=None, resources=None, scope=None):
     """The manager of a new container's cgroups. Touches no file: create() makes them.
 
-    parent None: <own cgroup>/pycontainer/<name> in each hierarchy. Otherwise `parent` is
-    a path from each hierarchy's root: "/a/b" -> <mountpoint>/a/b/<name>."""
+    parent None: <own cgroup>/pycontainer/<name> in each hierarchy. Otherwise an absolute
+    `parent` is a path from each hierarchy's root ("/a/b" -> <mountpoint>/a/b/<name>), a
+    relative one a path below the caller's own cgroup in each hierarchy, as runc takes a
+    relative cgroupsPath ("a/b" -> <mountpoint>/<own>/a/b/<name>)."""
     host = detect()
     name = cgroup_name(container_id)
     if scope:
@@ -359,7 +361,10 @@ def new_manager(container_id, parent=None, resources=None, scope=None):
         name = f"{scope}-{name}"
 
     def container_dir(h):
-        base = f"{h.own}/{DEFAULT_PARENT}" if parent is None else parent
+        if parent is None:
+            base = f"{h.own}/{DEFAULT_PARENT}"
+        else:
+            base = parent if parent.startswith("/") else f"{h.own.rstrip('/')}/{parent}"
         return os.path.join(h.dir_of(base), name)
 
     wanted = V1_CONTROLLERS if host.unified else V1_CONTROLLERS + ("freezer",)

@@ -25,8 +25,8 @@ What maps where:
 - ``linux.cgroupsPath`` "/a/b/c": the container's cgroup goes below "/a/b" (Config's
   cgroup_parent), named after the container id as every pycontainer cgroup is (so
   "/a/b/<id>": the same as runc's when the last component is the id, as podman and
-  containerd make it). A relative path is taken from the root of each hierarchy. The
-  systemd form "slice:prefix:name" is refused.
+  containerd make it). A relative path is taken below the runtime's own cgroup, as runc
+  does. The systemd form "slice:prefix:name" is refused.
 - ``linux.namespaces``: without a path each is a new namespace; with a path the container
   joins it (net, ipc, uts, cgroup: Config.namespaces as {name: path-or-None}).
 """
@@ -587,8 +587,12 @@ def _cgroup_parent(path, container_id, warnings):
         r.fail("linux.cgroupsPath", path, "expected a cgroup path such as /a/b/<id>")
     if container_id is not None and parts[-1] != container_id:
         warnings.append(f"linux.cgroupsPath: the container's cgroup is named after its id "
-                        f"below /{'/'.join(parts[:-1])}, not {parts[-1]!r}")
-    return "/" + "/".join(parts[:-1])
+                        f"below {'/'.join(parts[:-1]) or 'its parent'}, not {parts[-1]!r}")
+    # Absolute: from each hierarchy's root; relative: below the runtime's own cgroup (runc).
+    parent = "/".join(parts[:-1])
+    if path.startswith("/"):
+        return "/" + parent
+    return parent or None
 
 
 def _devices(linux):

@@ -563,3 +563,35 @@ def test_cpu_quota_throttles(cg, mode):
     assert t.periods >= t.throttled_periods and t.throttled_time > 0
     m.kill_all(timeout=5)
     assert p.wait(timeout=5) == -signal.SIGKILL
+
+
+def test_relative_cgroup_parent_is_below_the_callers_own_cgroup(factory, busybox_rootfs):
+    """Config(cgroup_parent="a/b"): <own cgroup>/a/b/<name> in every hierarchy, as runc
+    takes a relative cgroupsPath (the CLI's --nest-cgroups makes absolute ones so)."""
+    import pycontainer as pc
+    from pycontainer.cgroups import detect
+    parent = f"pc-test-rel-{os.getpid()}/sub"
+    c = factory.create("rel", pc.Config(rootfs=busybox_rootfs, cgroup_parent=parent))
+    host = detect()
+    try:
+        pid, _ = c.start(pc.ProcessConfig(args=["sleep", "100"]))
+        own = {ctl: path for _, ctls, path in
+               (line.rstrip("\n").split(":", 2) for line in open("/proc/self/cgroup"))
+               for ctl in ctls.split(",")}
+        theirs = {ctl: path for _, ctls, path in
+                  (line.rstrip("\n").split(":", 2) for line in open(f"/proc/{pid}/cgroup"))
+                  for ctl in ctls.split(",")}
+        for ctl in ("memory", "pids", "freezer" if host.unified is None else ""):
+            if ctl in host.v1:
+                want = f"{own[ctl].rstrip('/')}/{parent}/"
+                assert theirs[ctl].startswith(want), (ctl, theirs[ctl], want)
+        if host.unified:
+            assert theirs[""].startswith(f"{own[''].rstrip('/')}/{parent}/")
+    finally:
+        c.destroy()
+        for h in [*host.v1.values(), *([host.unified] if host.unified else [])]:
+            for d in (f"{h.own.rstrip('/')}/{parent}", f"{h.own.rstrip('/')}/{parent.split('/')[0]}"):
+                try:
+                    os.rmdir(h.dir_of(d))
+                except FileNotFoundError:
+                    pass

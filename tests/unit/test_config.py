@@ -187,11 +187,16 @@ def test_config_resources_dict_is_validated():
     bad(ei, "resources.memory")
 
 
-@pytest.mark.parametrize("value", ["relative", "/a/../b", "/a/./b", "/..", "", 5])
+@pytest.mark.parametrize("value", ["/a/../b", "/a/./b", "/..", "", 5, "a/../b", ".."])
 def test_config_cgroup_parent_rejects(value):
     with pytest.raises(pc.ConfigInvalidError) as ei:
         pc.Config(cgroup_parent=value)
     bad(ei, "cgroup_parent")
+
+
+def test_config_cgroup_parent_relative_is_accepted():
+    """Relative: below the caller's own cgroup (tests/integration/test_cgroups.py)."""
+    assert pc.Config(cgroup_parent="a/b").cgroup_parent == "a/b"
 
 
 def test_config_round_trip(rootfs):

@@ -370,8 +370,11 @@ def test_cgroups_path(bundle):
     b = parse_spec(doc, bundle, container_id="other")
     assert b.config.cgroup_parent == "/default"
     assert b.warnings and b.warnings[0].startswith("linux.cgroupsPath:")
+    # Relative: below the runtime's own cgroup (runc's reading).
     doc["linux"]["cgroupsPath"] = "relative/box1"
-    assert parse_spec(doc, bundle).config.cgroup_parent == "/relative"
+    assert parse_spec(doc, bundle).config.cgroup_parent == "relative"
+    doc["linux"]["cgroupsPath"] = "box1"
+    assert parse_spec(doc, bundle).config.cgroup_parent is None
 
 
 def test_builtin_nodes_in_devices_are_absorbed(bundle):
