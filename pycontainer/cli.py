@@ -339,11 +339,13 @@ def _create(g, log, opts, container_id, bundle, reap=False):
         pid = started.pid
         log.debug(f"staged init of {container_id!r}: pid {pid}")
         started.console = _hand_console(opts, started)
-        if hooks.prestart or hooks.create_runtime:
+        if hooks.prestart or hooks.create_runtime or hooks.create_container:
             state = _state_json(container, extra, status="creating", pid=pid)
             try:
                 run_hooks(hooks.prestart, state, "prestart")
                 run_hooks(hooks.create_runtime, state, "createRuntime")
+                run_hooks(hooks.create_container, state, "createContainer",
+                          container=container, mount=False)
             except HookError as exc:
                 raise Failure(f"container {container_id!r}: create: {exc}") from None
         return container, started
@@ -421,9 +423,25 @@ def cmd_start(g, log, opts, pos):
     if state != "created" or not container.init_pid():
         raise Failure(f"container {container_id!r}: start: cannot start a container that "
                       f"is {state}" + ("" if state != "created" else " without a staged init"))
-    container.exec()
+    _start_container(container, container.extra(), "start")
     _poststart(log, container, container.extra())
     return 0
+
+
+def _start_container(container, extra, operation):
+    """The startContainer hooks, inside the container, then exec. A failing hook stops
+    the container (its staged init is killed) and fails the start, as the spec asks."""
+    hooks = _hooks_from(extra)
+    if hooks.start_container:
+        import signal
+        from .oci.hooks import HookError, run_hooks
+        try:
+            run_hooks(hooks.start_container, _state_json(container, extra), "startContainer",
+                      container=container, mount=True)
+        except HookError as exc:
+            container.signal(signal.SIGKILL)
+            raise Failure(f"container {container.id!r}: {operation}: {exc}") from None
+    container.exec()
 
 
 def cmd_run(g, log, opts, pos):
@@ -441,7 +459,7 @@ def cmd_run(g, log, opts, pos):
         extra = None
         try:
             extra = container.extra()
-            container.exec()
+            _start_container(container, extra, "run")
             log.debug(f"started {container_id!r}")
             if forwarder:
                 forwarder.target(container)

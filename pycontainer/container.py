@@ -186,6 +186,43 @@ def _spawn(process, *args, **kwargs):
         return pid, pidfd, fds[0]
 
 
+def _feed_and_wait(pidfd, exits, stdin_w, err_r, data, timeout):
+    """run_hook's tail: write `data` to the process's stdin, collect its stderr, wait for
+    its status; SIGKILL it (status -9) when `timeout` passes first. Closes both pipes."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    out, view = bytearray(), memoryview(bytes(data))
+    os.set_blocking(stdin_w, False)
+    readers, writers = [err_r], [stdin_w] if view else []
+    if not view:
+        os.close(stdin_w)
+    try:
+        while readers or writers:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                break
+            r, w, _ = select.select(readers, writers, [], left)
+            if w:
+                try:
+                    view = view[os.write(stdin_w, view):]
+                except BrokenPipeError:        # it did not read it all: its business
+                    view = view[:0]
+                if not view:
+                    writers.clear()
+                    os.close(stdin_w)
+            if r:
+                chunk = os.read(err_r, 65536)
+                if chunk:
+                    out += chunk
+                else:
+                    readers.clear()
+    finally:
+        if writers:
+            os.close(stdin_w)
+        os.close(err_r)
+    return exits.get(), bytes(out)
+
+
 class Container:
     def __init__(self, state_dir, record, config):
         self._dir = state_dir
@@ -351,6 +388,48 @@ class Container:
                 return self._start_locked(process, staged=operation == "stage")
         except Exception as exc:
             raise in_context(exc, self._id, operation) from None
+
+    def run_hook(self, args, env=(), input=b"", timeout=None, mount=True):
+        """Run a program in the namespaces of the container's init (running, or staged:
+        set up, before exec) and in its cgroup, as the OCI container hooks run:
+        mount=True (startContainer) in the container's mount namespace too, so `args[0]`
+        resolves in the container; mount=False (createContainer) in the caller's, so it
+        resolves on the host. Privileged: none of the Config's capabilities, seccomp or
+        no_new_privs apply. `input` goes to its stdin, stdout is discarded. Waits for it;
+        after `timeout` seconds it is killed. Returns (status, stderr): status as the
+        exits queues give it (-9 after a timeout), stderr as bytes."""
+        try:
+            with lock_container(self._dir, self._id, "hook"):
+                record = self._record("hook")
+                init_fd = self._init_pidfd(record)
+                if init_fd is None:
+                    raise ContainerNotRunningError("the container has no init")
+                mask = self._ns_flags & ~(0 if mount else _core.namespace_flags(["mount"]))
+                theirs, ours = [], []       # closed after the spawn / on its failure
+                try:
+                    stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+                    theirs.append(stdin_r)
+                    ours.append(stdin_w)
+                    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                    theirs.append(err_w)
+                    ours.append(err_r)
+                    cgroup_fd, procs_fds = self._cgroups.placement()
+                    theirs += [cgroup_fd, *procs_fds]
+                    _, pidfd = _core.spawn(self._plan, None, list(args), list(env), "/", 0, 0,
+                                           [], (stdin_r, -1, err_w), cgroup_fd=cgroup_fd,
+                                           procs_fds=procs_fds, join_pidfd=init_fd,
+                                           join_ns=mask)
+                except BaseException:
+                    theirs += ours
+                    raise
+                finally:
+                    for fd in theirs:
+                        if fd >= 0:
+                            os.close(fd)
+            exits = WATCHER.watch(pidfd)
+            return _feed_and_wait(pidfd, exits, stdin_w, err_r, input, timeout)
+        except Exception as exc:
+            raise in_context(exc, self._id, "hook") from None
 
     def exec(self):
         """Let the staged init run (runc's `start`): it opens the exec fifo, we read its

@@ -8,14 +8,14 @@ def features():
     from ..config import MOUNT_FLAGS, NAMESPACES
     from ..seccomp import ACTIONS, ARCHITECTURES, FLAGS, OPERATORS
     from ..security import CAPABILITIES
-    from .hooks import RUNTIME_HOOKS
+    from .hooks import HOOK_NAMES
     from .spec import OCI_VERSION, OCI_VERSION_MIN, _NS_OCI
 
     oci_flags = [f for f in sorted(FLAGS) if f != "SECCOMP_FILTER_FLAG_TSYNC"]
     return {
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": OCI_VERSION,
-        "hooks": list(RUNTIME_HOOKS),
+        "hooks": [name for name, _ in HOOK_NAMES],
         "mountOptions": sorted(set(MOUNT_FLAGS) | {"defaults"}),
         "linux": {
             "namespaces": [_NS_OCI[n] for n in NAMESPACES],

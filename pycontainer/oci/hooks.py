@@ -7,9 +7,11 @@ and `timeout` (seconds) the most it may take before it is killed and counts as f
 
 The runtime-side hooks are run here: prestart and createRuntime (after create, before the
 user's program starts; a failure aborts the create), poststart (after start; a failure is
-a warning) and poststop (after delete; a failure is a warning). createContainer and
-startContainer run inside the container's namespaces, from the container's own init, and
-need the spawn path's cooperation: they are refused at parse time (see spec.py).
+a warning) and poststop (after delete; a failure is a warning). createContainer (after
+createRuntime) and startContainer (at start, before the program runs) run in the
+container's namespaces, through Container.run_hook: createContainer with the path
+resolved on the host (our mount namespace: the container's root is pivoted already, where
+runc would run it just before pivot_root), startContainer inside the container.
 """
 from __future__ import annotations
 
@@ -80,7 +82,7 @@ def _hook(value, path):
     return Hook(hook_path, tuple(args), tuple(env), timeout)
 
 
-def parse_hooks(value, path="hooks", refuse=CONTAINER_HOOKS):
+def parse_hooks(value, path="hooks", refuse=()):
     """The `hooks` object. Hooks of a kind in `refuse` that are present (non-empty) are
     an error: the runtime could not honour them."""
     if value is None:
@@ -106,14 +108,18 @@ def hooks_to_oci(hooks):
     return out
 
 
-def run_hooks(hooks, state_json, kind, warn=None):
+def run_hooks(hooks, state_json, kind, warn=None, container=None, mount=True):
     """Run every hook in `hooks` (a tuple of Hook) in order with `state_json` (str) on
     stdin. The first failure raises HookError, unless `warn` is given: then every hook runs
-    and each failure is passed to warn(message) (poststart and poststop)."""
+    and each failure is passed to warn(message) (poststart and poststop). With a
+    `container`, in its namespaces (Container.run_hook, `mount` as there)."""
     data = state_json.encode() if isinstance(state_json, str) else state_json
     for i, hook in enumerate(hooks):
         try:
-            _run_one(hook, data, f"{kind}[{i}]")
+            if container is None:
+                _run_one(hook, data, f"{kind}[{i}]")
+            else:
+                _run_in(container, mount, hook, data, f"{kind}[{i}]")
         except HookError as exc:
             if warn is None:
                 raise
@@ -137,12 +143,30 @@ def _run_one(hook, data, where):
     except BaseException:
         _kill_group(proc)
         raise
-    if proc.returncode != 0:
-        how = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
-               else f"exit status {proc.returncode}")
-        detail = err.decode(errors="replace").strip().splitlines()
-        tail = f": {detail[-1]}" if detail else ""
-        raise HookError(f"hook {where} {hook.path}: {how}{tail}")
+    _check_status(proc.returncode, err, hook, where)
+
+
+def _run_in(container, mount, hook, data, where):
+    from ..errors import ContainerError
+    try:
+        status, err = container.run_hook([hook.path, *hook.args[1:]], hook.env, data,
+                                         hook.timeout, mount=mount)
+    except ContainerError as exc:
+        raise HookError(f"hook {where} {hook.path}: {exc.detail}") from None
+    _check_status(status, err, hook, where)
+
+
+def _check_status(status, err, hook, where):
+    """HookError unless status (an exits-queue status: code, or -signal) is 0."""
+    if status == 0:
+        return
+    how = (f"killed by signal {-status}" if status is not None and status < 0
+           else f"exit status {status}")
+    if hook.timeout is not None and status == -9:
+        how += f" (timeout {hook.timeout}s)"
+    detail = err.decode(errors="replace").strip().splitlines()
+    tail = f": {detail[-1]}" if detail else ""
+    raise HookError(f"hook {where} {hook.path}: {how}{tail}")
 
 
 def _kill_group(proc):

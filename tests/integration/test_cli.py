@@ -401,6 +401,43 @@ def test_create_start_and_runtime_hooks(oci, make_bundle, tmp_path):
     assert doc["status"] == "stopped"
 
 
+def test_container_hooks_run_in_the_containers_namespaces(oci, make_bundle, tmp_path):
+    """createContainer: path on the host, run in the container's namespaces (its uts:
+    the container's hostname); startContainer: path and all inside the container (it
+    writes to the container's /dev/shm), before the program runs."""
+    log = tmp_path / "createContainer.log"
+    create = {"path": "/bin/sh",
+              "args": ["sh", "-c", f"cat > {log}; echo >> {log}; hostname >> {log}"]}
+    start = {"path": "/bin/sh", "args": ["sh", "-c", "cat > /dev/shm/sc.json"]}
+    b = make_bundle(["sh", "-c", "sleep 1000"], mutate=lambda s: s.update(
+        hostname="hooked", hooks={"createContainer": [create], "startContainer": [start]}))
+    oci.ok("create", "-b", b, "ch")
+    state_doc, hostname = log.read_text().splitlines()
+    assert json.loads(state_doc)["status"] == "creating" and hostname == "hooked"
+    oci.ok("start", "ch")
+    doc = json.loads(oci.ok("exec", "ch", "cat", "/dev/shm/sc.json").out)
+    assert doc["id"] == "ch" and doc["pid"] == oci.state("ch")["pid"]
+    oci.ok("delete", "--force", "ch")
+
+
+def test_failing_start_container_hook_stops_the_container(oci, make_bundle):
+    b = make_bundle(mutate=lambda s: s.update(
+        hooks={"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}))
+    oci.ok("create", "-b", b, "sf")
+    r = oci.fails("start", "sf")
+    assert "startContainer[0]" in r.err and "exit status 3" in r.err
+    assert oci.state("sf")["status"] == "stopped"
+    oci.ok("delete", "sf")
+
+
+def test_failing_create_container_hook_removes_the_container(oci, make_bundle):
+    b = make_bundle(mutate=lambda s: s.update(
+        hooks={"createContainer": [{"path": "/bin/false", "timeout": 5}]}))
+    r = oci.fails("create", "-b", b, "cf")
+    assert "createContainer[0]" in r.err and "exit status 1" in r.err
+    assert oci.ids() == []
+
+
 def test_failing_prestart_hook_removes_the_container(oci, make_bundle):
     b = make_bundle(mutate=lambda s: s.update(hooks={"prestart": [{"path": "/bin/false"}]}))
     r = oci.fails("create", "-b", b, "bad")

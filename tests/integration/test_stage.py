@@ -155,3 +155,28 @@ def test_stage_in_a_user_namespace(factory, busybox_rootfs):
         assert exits.get(timeout=10) == 0
     finally:
         c.destroy()
+
+
+def test_run_hook(factory, busybox_rootfs):
+    """Container.run_hook: in the init's namespaces, stdin fed, stderr returned, killed
+    after its timeout; mount=False resolves the program on the host."""
+    c = factory.create("hooks", pc.Config(rootfs=busybox_rootfs, hostname="hooked"))
+    with pytest.raises(pc.ContainerNotRunningError, match="'hooks': hook: the container has no"):
+        c.run_hook(["/bin/true"])
+    c, pid, exits, r = staged(factory, busybox_rootfs, cid="hooks2", hostname="hooked")
+    os.close(r)
+    try:
+        status, err = c.run_hook(["/bin/sh", "-c", "cat >&2; hostname >&2; exit 4"],
+                                 input=b"state\n")
+        assert (status, err) == (4, b"state\nhooked\n")
+        assert c.run_hook(["sleep", "10"], timeout=0.2) == (-signal.SIGKILL, b"")
+        host_only = "/usr/bin/test"            # not in the busybox image
+        with pytest.raises(pc.ContainerSystemError) as info:
+            c.run_hook([host_only, "-d", "/"])
+        assert (info.value.stage, info.value.errno) == ("exec", 2)
+        assert c.run_hook([host_only, "-d", "/"], mount=False) == (0, b"")
+        assert c.run_state() == pc.RunState.CREATED and c.processes() == [pid]
+    finally:
+        c.destroy()
+    assert exits.get(timeout=10) == -signal.SIGKILL
+    factory.load("hooks").destroy()

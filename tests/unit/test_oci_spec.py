@@ -512,10 +512,6 @@ ERRORS = [
      "absolute path"),
     (_set("hooks", {"poststart": [{"path": "/bin/true", "timeout": 0}]}),
      "hooks.poststart[0].timeout", "expected an integer in 1"),
-    (_set("hooks", {"createContainer": [{"path": "/bin/true"}]}), "hooks.createContainer",
-     "not support"),
-    (_set("hooks", {"startContainer": [{"path": "/bin/true"}]}), "hooks.startContainer",
-     "not support"),
     (_set("hooks", {"onCrash": []}), "hooks.onCrash", "unknown field"),
     (_set("annotations", {"a": 1}), "annotations.a", "expected a string"),
     (_set("annotations", {"org.pycontainer.pdeathsig": "SIGNOPE"}),
@@ -780,7 +776,8 @@ def test_features_document():
     f = features()
     json.dumps(f)
     assert f["ociVersionMin"] == "1.0.0" and f["ociVersionMax"] == "1.2.0"
-    assert "createContainer" not in f["hooks"] and "prestart" in f["hooks"]
+    assert f["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer",
+                          "poststart", "poststop"]
     assert "network" in f["linux"]["namespaces"] and "net" not in f["linux"]["namespaces"]
     assert f["linux"]["cgroup"]["systemd"] is False
     assert "SCMP_ACT_ERRNO" in f["linux"]["seccomp"]["actions"]
