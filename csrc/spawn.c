@@ -232,34 +232,45 @@ static int open_terminal(const struct pc_process *p)
     return peer;
 }
 
-/* stdio: dup every source above 2 first, so that sources which are themselves 0..2
- * are not clobbered, then dup2 into place (dup2 clears close-on-exec). With a terminal,
- * its peer is all three. */
-static int setup_stdio(const struct pc_process *p)
+/* The descriptors the process gets: 0, 1, 2 and its extra ones. */
+static int kept_fds(const struct pc_process *p)
 {
-    int tmp[3], null_fd = -1, tty = -1;
+    return 3 + p->nextra_fds;
+}
+
+/* stdio and the extra descriptors into 0, 1, 2, 3, ...: dup every source above that
+ * range first, so that no source is clobbered, then dup2 into place (dup2 clears
+ * close-on-exec). The error pipe moves above the range too. With a terminal, its peer
+ * is all three of stdio. */
+static int setup_stdio(struct spawn_ctx *ctx)
+{
+    const struct pc_process *p = ctx->p;
+    int n = kept_fds(p), tmp[3 + PC_MAX_EXTRA_FDS], null_fd = -1, tty = -1;
     if (p->console_fd >= 0 && (tty = open_terminal(p)) < 0)
         return -2;
-    for (int i = 0; i < 3; i++) {
-        int src = tty >= 0 ? tty : p->stdio[i];
+    if (ctx->errfd >= 0 && ctx->errfd < n && (ctx->errfd = fcntl(ctx->errfd, F_DUPFD_CLOEXEC, n)) < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        int src = i >= 3 ? p->extra_fds[i - 3] : tty >= 0 ? tty : p->stdio[i];
         if (src < 0) {
             if (null_fd < 0 && (null_fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
                 return -1;
             src = null_fd;
         }
-        if ((tmp[i] = fcntl(src, F_DUPFD_CLOEXEC, 3)) < 0)
+        if ((tmp[i] = fcntl(src, F_DUPFD_CLOEXEC, n)) < 0)
             return -1;
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < n; i++)
         if (dup2(tmp[i], i) < 0)
             return -1;
     return 0;
 }
 
-/* Every descriptor above 2 is closed by execve: the caller's fds never reach the program. */
-static int cloexec_all_fds(void)
+/* Every descriptor from `first` up is closed by execve: the caller's fds never reach
+ * the program. */
+static int cloexec_all_fds(unsigned first)
 {
-    if (pc_close_range(3, ~0U, PC_CLOSE_RANGE_CLOEXEC) == 0)
+    if (pc_close_range(first, ~0U, PC_CLOSE_RANGE_CLOEXEC) == 0)
         return 0;
     if (errno != ENOSYS && errno != EINVAL)
         return -1;
@@ -267,7 +278,7 @@ static int cloexec_all_fds(void)
     if (syscall(SYS_getrlimit, RLIMIT_NOFILE, &rl) < 0)
         return -1;
     rlim_t max = rl.rlim_cur > (1 << 20) ? (1 << 20) : rl.rlim_cur;
-    for (rlim_t fd = 3; fd < max; fd++)
+    for (rlim_t fd = first; fd < max; fd++)
         fcntl((int)fd, F_SETFD, FD_CLOEXEC);
     return 0;
 }
@@ -371,10 +382,10 @@ static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
     }
     if (chdir(p->cwd) < 0)
         return pc_fail(e, PC_STAGE_CWD, -1);
-    int rc = ctx->stdio_ready ? 0 : setup_stdio(p);
+    int rc = ctx->stdio_ready ? 0 : setup_stdio(ctx);
     if (rc < 0)
         return pc_fail(e, rc == -2 ? PC_STAGE_TERMINAL : PC_STAGE_STDIO, -1);
-    if (cloexec_all_fds() < 0)
+    if (cloexec_all_fds((unsigned)kept_fds(p)) < 0)
         return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
     umask(022);
     /* An ignored disposition survives exec: Python ignores SIGPIPE and SIGXFSZ, and any
@@ -391,9 +402,10 @@ static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
     return pc_fail(e, PC_STAGE_EXEC, -1);
 }
 
-static int close_fds_except(int keep)
+/* Close every descriptor from `first` up but `keep` (which is >= first). */
+static int close_fds_except(int first, int keep)
 {
-    if (pc_close_range(3, (unsigned)keep - 1, 0) < 0 && keep > 3)
+    if (keep > first && pc_close_range((unsigned)first, (unsigned)keep - 1, 0) < 0)
         return -1;
     return pc_close_range((unsigned)keep + 1, ~0U, 0);
 }
@@ -406,16 +418,19 @@ static int close_fds_except(int keep)
 static int stage_wait(struct spawn_ctx *ctx, struct pc_child_error *e)
 {
     const struct pc_process *p = ctx->p;
-    int fifo = ctx->t->exec_fifo_fd;
+    int fifo;
     if (exec_search(p->argv, p->envp, 1) < 0)
         return pc_fail(e, PC_STAGE_EXEC, -1);
-    int rc = setup_stdio(p);
+    /* Above the descriptors the process keeps, which setup_stdio puts in place. */
+    if ((fifo = fcntl(ctx->t->exec_fifo_fd, F_DUPFD_CLOEXEC, kept_fds(p))) < 0)
+        return pc_fail(e, PC_STAGE_STDIO, -1);
+    int rc = setup_stdio(ctx);
     if (rc < 0)
         return pc_fail(e, rc == -2 ? PC_STAGE_TERMINAL : PC_STAGE_STDIO, -1);
     ctx->stdio_ready = 1;
     struct pc_child_error ready = { PC_STAGE_NONE, 0, -1 };
     report(ctx, &ready);
-    if (close_fds_except(fifo) < 0)
+    if (close_fds_except(kept_fds(p), fifo) < 0)
         return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
     ctx->errfd = ctx->done_w = ctx->sync_r = -1;   /* closed: nobody listens any more */
     sigset_t none;

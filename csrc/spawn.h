@@ -128,6 +128,8 @@ struct pc_container {
     int nmasked;
 };
 
+#define PC_MAX_EXTRA_FDS 256
+
 /* One process to start. */
 struct pc_process {
     char *const *argv;
@@ -138,6 +140,8 @@ struct pc_process {
     const gid_t *groups;
     int ngroups;
     int stdio[3];                /* -1: /dev/null inside the container */
+    const int *extra_fds;        /* become 3, 4, ... in the process (runc's --preserve-fds) */
+    int nextra_fds;              /* at most PC_MAX_EXTRA_FDS */
     /* >= 0: a unix socket. The process gets a new pty of the container's devpts as its
      * controlling terminal and stdio, and sends the master over it (SCM_RIGHTS). */
     int console_fd;

@@ -14,6 +14,7 @@ cdef extern from "spawn.h" nogil:
         PC_STAGE_CWD
         PC_STAGE_EXEC
         PC_STAGE_CGROUP
+        PC_MAX_EXTRA_FDS
         PC_STATUS_UNKNOWN
 
     struct pc_child_error:
@@ -90,6 +91,8 @@ cdef extern from "spawn.h" nogil:
         const gid_t *groups
         int ngroups
         int stdio[3]
+        const int *extra_fds
+        int nextra_fds
         int console_fd
         const pc_security *security
 

@@ -191,7 +191,7 @@ cdef class ContainerPlan:
 def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned int uid, unsigned int gid, groups,
           stdio, int cgroup_fd=-1, procs_fds=(), int join_pidfd=-1, uint64_t join_ns=0,
           uid_map=None, gid_map=None, deny_setgroups=False, ns_fds=(), int exec_fifo_fd=-1,
-          int console_fd=-1):
+          int console_fd=-1, extra_fds=()):
     """Start a process: a new container's init (join_pidfd == -1) or one joining the
     namespaces of the init behind join_pidfd. Returns (pid, pidfd) once it has exec'd.
     uid_map/gid_map: the new user namespace's maps (when the plan has one).
@@ -200,7 +200,7 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned i
     exec_fifo_fd (an O_PATH fd of a fifo): stage the init instead; it returns once the
     init is set up, which then waits until the fifo is opened for reading and read.
     console_fd (a unix socket): the process gets a pty as its terminal and sends the
-    master over it."""
+    master over it. extra_fds: descriptors that become 3, 4, ... in the process."""
     cdef list keep = []
     cdef pc_process proc
     cdef pc_target target
@@ -208,15 +208,22 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned i
     cdef pid_t pid = -1
     cdef int pidfd = -1, rc, i
     cdef int ngroups = len(groups), nprocs = len(procs_fds), nns = len(ns_fds)
+    cdef int nextra = len(extra_fds)
     cdef gid_t *cgroups_ = <gid_t *>malloc((ngroups or 1) * sizeof(gid_t))
     cdef int *cprocs = <int *>malloc((nprocs or 1) * sizeof(int))
     cdef int *cns_fds = <int *>malloc((nns or 1) * sizeof(int))
     cdef int *cns_types = <int *>malloc((nns or 1) * sizeof(int))
+    cdef int *cextra = <int *>malloc((nextra or 1) * sizeof(int))
     cdef char **cargv = NULL
     cdef char **cenvp = NULL
     try:
-        if cgroups_ == NULL or cprocs == NULL or cns_fds == NULL or cns_types == NULL:
+        if cgroups_ == NULL or cprocs == NULL or cns_fds == NULL or cns_types == NULL or \
+                cextra == NULL:
             raise MemoryError()
+        if nextra > PC_MAX_EXTRA_FDS:
+            raise ValueError(f"at most {PC_MAX_EXTRA_FDS} extra descriptors")
+        for i in range(nextra):
+            cextra[i] = extra_fds[i]
         for i in range(ngroups):
             cgroups_[i] = groups[i]
         for i in range(nprocs):
@@ -237,6 +244,8 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned i
         for i in range(3):
             proc.stdio[i] = stdio[i]
         proc.console_fd = console_fd
+        proc.extra_fds = cextra
+        proc.nextra_fds = nextra
         proc.security = &security.s if security is not None else NULL
         target.container = &plan.c
         target.join_pidfd = join_pidfd
@@ -259,6 +268,7 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned i
         return pid, pidfd
     finally:
         free(cgroups_)
+        free(cextra)
         free(cprocs)
         free(cns_fds)
         free(cns_types)

@@ -259,12 +259,15 @@ def _write_pid_file(path, pid):
     os.rename(tmp, path)
 
 
-def _stdio(process, terminal):
-    """The process on our stdio, or on a new pty of the container (runc's terminal)."""
+def _stdio(process, terminal, opts):
+    """The process on our stdio, or on a new pty of the container (runc's terminal), with
+    our descriptors 3 .. 3+N-1 as its 3, 4, ... (--preserve-fds N)."""
     import dataclasses
+    extra = tuple(range(3, 3 + _preserved_fds(opts)))
     if terminal:
-        return dataclasses.replace(process, stdin=None, stdout=None, stderr=None, terminal=True)
-    return dataclasses.replace(process, stdin=0, stdout=1, stderr=2)
+        return dataclasses.replace(process, stdin=None, stdout=None, stderr=None, terminal=True,
+                                   extra_files=extra)
+    return dataclasses.replace(process, stdin=0, stdout=1, stderr=2, extra_files=extra)
 
 
 def _check_console(opts, terminal, where, detached):
@@ -289,15 +292,22 @@ def _hand_console(opts, started):
     return None
 
 
-def _check_preserve_fds(opts):
+def _preserved_fds(opts):
+    """--preserve-fds N: each of our descriptors 3 .. 3+N-1 must be open."""
     try:
         n = int(opts.preserve_fds)
     except ValueError:
         raise UsageError(f"invalid value {opts.preserve_fds!r} for --preserve-fds") from None
     if n < 0:
         raise UsageError("--preserve-fds must not be negative")
-    if n:
-        raise Failure("--preserve-fds: passing extra descriptors is not supported yet")
+    if n > 256:
+        raise Failure("--preserve-fds: at most 256 descriptors")
+    for fd in range(3, 3 + n):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise Failure(f"--preserve-fds {n}: descriptor {fd} is not open") from None
+    return n
 
 
 def _hooks_from(extra):
@@ -335,7 +345,7 @@ def _create(g, log, opts, container_id, bundle, reap=False):
     container = factory.create(container_id, config, extra=extra)
     log.debug(f"created container {container_id!r} in {factory.root}")
     try:
-        started = container.stage(_stdio(bundle.process, bundle.terminal), reap=reap)
+        started = container.stage(_stdio(bundle.process, bundle.terminal, opts), reap=reap)
         pid = started.pid
         log.debug(f"staged init of {container_id!r}: pid {pid}")
         started.console = _hand_console(opts, started)
@@ -394,7 +404,7 @@ def _bundle(opts, container_id, args=None, missing_ok=False):
 
 
 def _creation_flags(log, opts):
-    _check_preserve_fds(opts)
+    _preserved_fds(opts)
     if opts.no_pivot:
         log.warning("--no-pivot ignored: pycontainer always uses pivot_root")
     if opts.no_new_keyring:
@@ -669,7 +679,7 @@ def cmd_exec(g, log, opts, pos):
     from .config import ProcessConfig
     container_id = _one_id(pos[:1], "exec")
     args = pos[1:]
-    _check_preserve_fds(opts)
+    _preserved_fds(opts)
     for flag in ("process_label", "apparmor", "cgroup"):
         if opts[flag]:
             raise Failure(f"--{flag.replace('_', '-')}: not supported")
@@ -711,7 +721,7 @@ def cmd_exec(g, log, opts, pos):
         raise Failure(f"container {container_id!r}: exec: cannot exec in a {state} container")
     forwarder = None if opts.detach else _Forwarder()
     try:
-        started = container.start(_stdio(process, terminal), reap=not opts.detach)
+        started = container.start(_stdio(process, terminal, opts), reap=not opts.detach)
         pid, exits = started
         console = _hand_console(opts, started)
         if forwarder:

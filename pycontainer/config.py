@@ -620,6 +620,9 @@ class ProcessConfig:
     # A new pty of the container's /dev/pts as controlling terminal and stdio; start()
     # hands its master to the caller (StartedProcess.console).
     terminal: bool = False
+    # Descriptors (ints or objects with fileno()) the process gets as 3, 4, ...
+    # (libcontainer's ExtraFiles, runc's --preserve-fds); every other one is closed.
+    extra_files: tuple = ()
 
     def __post_init__(self):
         if isinstance(self.args, (str, bytes)) or not isinstance(self.args, (list, tuple)):
@@ -651,6 +654,16 @@ class ProcessConfig:
         for name in ("stdin", "stdout", "stderr"):
             _stdio_fd(name, getattr(self, name))
         object.__setattr__(self, "rlimits", _tuple_of(Rlimit, self.rlimits, "rlimits"))
+        if isinstance(self.extra_files, (str, bytes)) or \
+                not isinstance(self.extra_files, (list, tuple)):
+            _bad("extra_files", self.extra_files, "expected a list of descriptors")
+        object.__setattr__(self, "extra_files", tuple(self.extra_files))
+        if len(self.extra_files) > 256:
+            _bad("extra_files", len(self.extra_files), "at most 256 extra descriptors")
+        for i, f in enumerate(self.extra_files):
+            if f is None:
+                _bad(f"extra_files[{i}]", f, "expected a descriptor")
+            _stdio_fd(f"extra_files[{i}]", f)
         if not isinstance(self.terminal, bool):
             _bad("terminal", self.terminal, "expected True or False")
         if self.terminal and any(getattr(self, n) is not None
@@ -666,6 +679,9 @@ class ProcessConfig:
 
     def stdio_fds(self):
         return tuple(_stdio_fd(n, getattr(self, n)) for n in ("stdin", "stdout", "stderr"))
+
+    def extra_fds(self):
+        return tuple(_stdio_fd("extra_files", f) for f in self.extra_files)
 
 
 def _stdio_fd(name, value):

@@ -169,6 +169,7 @@ class StartedProcess(tuple):
 def _spawn(process, *args, **kwargs):
     """_core.spawn, with the pty master of a terminal process received over a socketpair
     (the child sends it before it execs or is staged). Returns (pid, pidfd, master)."""
+    kwargs["extra_fds"] = process.extra_fds()
     if not process.terminal:
         return (*_core.spawn(*args, **kwargs), None)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

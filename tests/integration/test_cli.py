@@ -677,3 +677,19 @@ def test_mounts_and_resources_apply(oci, make_bundle, tmp_path):
                                  "cat /proc/sys/net/ipv4/ip_forward"], mutate=mutate)
     r = oci.ok("run", "-b", b, "mr")
     assert r.out == "host file\nro\nrw\n1\n"
+
+
+def test_preserve_fds(oci, make_bundle, tmp_path):
+    """--preserve-fds N: our 3 .. 3+N-1 are the process's 3, 4 ... (and nothing else is)."""
+    out = tmp_path / "fd3"
+    cmd = (f"exec 3>{out}; {sys.executable} -m pycontainer --root {oci.root} run "
+           f"--preserve-fds 1 -b {{b}} {{cid}}")
+    b = make_bundle(["sh", "-c", "echo via-3 >&3; ls /proc/self/fd | tr '\\n' ' '"])
+    p = subprocess.run(["sh", "-c", cmd.format(b=b, cid="pf")], env=ENV, cwd=REPO,
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    assert out.read_text() == "via-3\n"
+    assert p.stdout.split() == ["0", "1", "2", "3", "4"]      # 4: ls's directory
+    r = oci.fails("run", "--preserve-fds", "2", "-b", b, "pf2")
+    assert "descriptor" in r.err and "not open" in r.err
+    assert oci.ids() == []

@@ -1261,3 +1261,48 @@ def test_many_exits_in_flight(running):
     started = [c.start(pc.ProcessConfig(args=["/bin/sh", "-c", f"exit {i % 50}"]))
                for i in range(100)]
     assert [e.get(timeout=10) for _, e in started] == [i % 50 for i in range(100)]
+
+
+def test_extra_files_become_3_4_and_nothing_else_leaks(factory, busybox_rootfs):
+    """ProcessConfig(extra_files=...): the process gets them as 3, 4 (whatever their
+    numbers here), for an init, a joined and a staged process; every other descriptor
+    of ours stays out."""
+    c = factory.create("extra", pc.Config(rootfs=busybox_rootfs))
+    pipes = [os.pipe() for _ in range(2)]
+    script = "echo three >&3; echo four >&4; ls /proc/self/fd | sort -n | tr '\\n' ' '"
+    try:
+        for how in ("start", "join", "stage"):
+            if how == "join":
+                start_bg(c, ["sleep", "100"])
+            r, w = os.pipe()
+            started = getattr(c, "stage" if how == "stage" else "start")(pc.ProcessConfig(
+                args=["sh", "-c", script], stdout=w,
+                extra_files=[pipes[0][1], pipes[1][1]]))
+            os.close(w)
+            if how == "stage":
+                c.exec()
+            assert read_pipes([r])[0] == "0 1 2 3 4 5 ", how   # 5: ls's own directory fd
+            assert started.exits.get(timeout=10) == 0
+            assert os.read(pipes[0][0], 100) == b"three\n"
+            assert os.read(pipes[1][0], 100) == b"four\n"
+            if how == "join":
+                c.signal(signal.SIGKILL)
+                wait_for(lambda: c.run_state() == pc.RunState.STOPPED, what="STOPPED")
+    finally:
+        for p in pipes:
+            os.close(p[0])
+            os.close(p[1])
+        c.destroy()
+
+
+def test_extra_files_bad_descriptor_fails_at_stdio(factory, busybox_rootfs):
+    c = factory.create("extra-bad", pc.Config(rootfs=busybox_rootfs))
+    try:
+        with pytest.raises(pc.ContainerSystemError) as info:    # no such descriptor here
+            c.start(pc.ProcessConfig(args=["true"], extra_files=[999_999]))
+        assert (info.value.stage, info.value.errno) == ("stdio", 9)
+        assert c.processes() == []
+        with pytest.raises(pc.ConfigInvalidError, match="extra_files"):
+            pc.ProcessConfig(args=["true"], extra_files=[None])
+    finally:
+        c.destroy()

@@ -206,6 +206,7 @@ def process_kwargs(draw):
             {"type": st.sampled_from(["RLIMIT_NOFILE", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_X"])},
             optional={"soft": ints, "hard": ints}), max_size=2),
         "terminal": st.booleans(),
+        "extra_files": st.lists(ints, max_size=2),
     }
     chosen = draw(st.lists(st.sampled_from(PROCESS_FIELDS), max_size=5, unique=True))
     kw = {name: draw(st.one_of(plausible[name], plausible[name], junk)) for name in chosen}
@@ -349,7 +350,7 @@ def check_process(c, init_pid, kw):
     # name any busybox applet, `yes` included) and /dev/null stdio (a generated fd could be
     # any of pytest's).
     pcfg = dataclasses.replace(pcfg, args=("/bin/true",) + pcfg.args[1:], stdin=None,
-                               stdout=None, stderr=None)
+                               stdout=None, stderr=None, extra_files=())
     fds = stable_fds()
     try:
         started = c.start(pcfg)
