@@ -788,12 +788,14 @@ class Container:
             raise ContainerSystemError(errno.ETIMEDOUT, f"init {record.init_pid} did not exit")
 
     def _close_pidfds(self):
-        """Close what this handle keeps open: init pidfds and the freezer files."""
+        """Close what this handle keeps open: init pidfds and the freezer files. (Not the
+        lock file: an open file in the state directory would keep its inode, and so the
+        inotify IN_DELETE_SELF that tells event streams of a destroy, alive.)"""
         with self._pidfds_lock:
             for fd in self._pidfds.values():
                 os.close(fd)
             self._pidfds.clear()
-            self._cgroups.close()
+        self._cgroups.close()
 
     def __del__(self):
         with contextlib.suppress(Exception):

@@ -29,6 +29,7 @@ import functools
 import hashlib
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 
@@ -488,6 +489,9 @@ class CgroupManager:
         # create() may prepare (cpuset values, subtree_control) even if they pre-exist.
         self.default_parent = default_parent
         self._freezer_fds = None
+        # Guards the kept freezer descriptors: a thread closing them (the container was
+        # found gone) must not free a number another is reading or writing through.
+        self._fds_guard = threading.Lock()
 
     def __repr__(self):
         return f"CgroupManager({self.container_id!r}, unified={self.unified!r}, v1={self.v1!r})"
@@ -699,22 +703,24 @@ class CgroupManager:
 
     def _freezer_write(self, v2_value, v1_value, operation):
         try:
-            ctl, events = self._kept_freezer()
-            value = v2_value if events >= 0 else v1_value
-            try:
-                os.pwrite(ctl, value, 0)
-            except OSError as exc:
-                raise ContainerSystemError(exc.errno, f"write {value.decode()!r} to the "
-                                           "freezer") from None
+            with self._fds_guard:
+                ctl, events = self._kept_freezer()
+                value = v2_value if events >= 0 else v1_value
+                try:
+                    os.pwrite(ctl, value, 0)
+                except OSError as exc:
+                    raise ContainerSystemError(exc.errno, f"write {value.decode()!r} to the "
+                                               "freezer") from None
         except ContainerSystemError as exc:
             raise self._err(exc, operation) from None
 
     def close(self):
         """Close the kept freezer files (a later pause opens them again)."""
-        fds, self._freezer_fds = self._freezer_fds, None
-        for fd in fds or ():
-            if fd >= 0:
-                os.close(fd)
+        with self._fds_guard:
+            fds, self._freezer_fds = self._freezer_fds, None
+            for fd in fds or ():
+                if fd >= 0:
+                    os.close(fd)
 
     def freezer_source(self):
         """("v2", dir) when cgroup.events reports the frozen state (inotify IN_MODIFY says
@@ -728,14 +734,16 @@ class CgroupManager:
 
     def freezer_state(self):
         try:
-            if self._freezer_fds is not None:
-                ctl, events = self._freezer_fds
-                try:
-                    if events < 0:
-                        return os.pread(ctl, 64, 0).decode().strip()
-                    return v2.freezer_state_of(os.pread(ctl, 64, 0), os.pread(events, 256, 0))
-                except OSError as exc:
-                    raise ContainerSystemError(exc.errno, "read the freezer state") from None
+            with self._fds_guard:
+                if self._freezer_fds is not None:
+                    ctl, events = self._freezer_fds
+                    try:
+                        if events < 0:
+                            return os.pread(ctl, 64, 0).decode().strip()
+                        return v2.freezer_state_of(os.pread(ctl, 64, 0),
+                                                   os.pread(events, 256, 0))
+                    except OSError as exc:
+                        raise ContainerSystemError(exc.errno, "read the freezer state") from None
             mod, d = self._freezer()
             return mod.freezer_state(d)
         except ContainerSystemError as exc:
