@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from helpers import settle  # tests/helpers.py
+from helpers import open_fds, settle  # tests/helpers.py
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
@@ -71,24 +71,13 @@ def _processes_in_our_cgroups():
     return pids
 
 
-def _our_fds():
-    fds = set()
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            continue
-        fds.add((int(name), target))
-    return fds
-
-
 def _new_fds(before):
     # Descriptors kept for the life of the process by design are not leaks: the exit
     # watcher's epoll set, and each device-policy eBPF program (loaded once, attached to
     # every container cgroup with that policy).
     from pycontainer import devices
     kept = set(devices._loaded.values())
-    return sorted({(fd, t) for fd, t in _our_fds()
+    return sorted({(fd, t) for fd, t in open_fds()
                    if "[eventpoll]" not in t and fd not in kept} - before)
 
 
@@ -96,7 +85,7 @@ def _new_fds(before):
 def leak_check():
     """Fails the test if it leaves a container process, cgroup or descriptor behind. Only
     what appeared during the test counts: other work on the machine is not ours."""
-    before_fds = _our_fds()
+    before_fds = open_fds()
     before_procs = set(_processes_in_our_cgroups())
     before_cgs = set(_cgroup_leftovers())
     yield

@@ -1,6 +1,8 @@
 """Helpers the integration tests share: run a program in a container and read its
 output without hanging."""
+import errno
 import os
+import select
 import selectors
 import time
 
@@ -75,3 +77,37 @@ def settle(check, timeout=5.0):
         if not found or time.monotonic() > deadline:
             return found
         time.sleep(0.01)
+
+
+def open_fds(ignore=()):
+    """{(fd, target)} of this process's descriptors, but those whose target contains one
+    of `ignore` (kept for the life of the process by design: the exit watcher's
+    "[eventpoll]", device-policy "bpf-prog"s)."""
+    fds = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if not any(word in target for word in ignore):
+            fds.add((int(name), target))
+    return fds
+
+
+def converse(master, script, timeout=10):
+    """Write `script` to the terminal and read everything until the process hangs up."""
+    os.write(master, script.encode())
+    out = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], timeout)
+        assert ready, f"the terminal went quiet; so far {out!r}"
+        try:
+            chunk = os.read(master, 4096)
+        except OSError as exc:          # EIO: the last holder of the peer has gone
+            assert exc.errno == errno.EIO
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return out.decode()

@@ -12,6 +12,7 @@ import pytest
 import pycontainer as pc
 from pycontainer.exits import WATCHER
 from pycontainer.stats import ContainerStats
+from helpers import open_fds  # noqa: E402  (tests/helpers.py)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -25,6 +26,11 @@ def _libuv_globals():
     loop = uvloop.new_event_loop()
     loop.run_until_complete(asyncio.sleep(0))
     loop.close()
+
+
+def _fds():
+    """Our descriptors but those kept for the life of the process (the eBPF device programs)."""
+    return open_fds(("bpf-prog",))
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
@@ -43,19 +49,6 @@ def run(request):
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(checked())
     return run
-
-
-def _fds():
-    """Our descriptors, but the ones kept for the life of the process by design."""
-    fds = set()
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            continue
-        if "bpf-prog" not in target:
-            fds.add((int(name), target))
-    return fds
 
 
 def _reaped(pid):
@@ -126,7 +119,7 @@ def test_many_concurrent_start_async_all_resolve(factory, busybox_rootfs, run):
         statuses = await asyncio.wait_for(asyncio.gather(*(f for _, f in started)), 30)
         assert statuses == list(range(100))
         assert threading.active_count() == threads_before      # no thread per process
-        assert _fds() == fds_before                            # every pidfd closed
+        assert _fds() == fds_before   # every pidfd closed
         assert all(_reaped(pid) for pid, _ in started)
         c.signal(signal.SIGKILL)
         assert await asyncio.wait_for(init_exit, 10) == -signal.SIGKILL

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from pycontainer.oci.spec import default_spec
+from helpers import converse  # noqa: E402  (tests/helpers.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -542,22 +543,6 @@ class ConsoleSocket:
         self.sock.close()
         assert len(fds) == 1
         return fds[0]
-
-
-def converse(master, script):
-    import select
-    os.write(master, script.encode())
-    out = b""
-    while select.select([master], [], [], 30)[0]:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:                 # EIO: the process side hung up
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    return out.decode()
 
 
 TTY = lambda s: s["process"].update(terminal=True)    # noqa: E731

@@ -10,21 +10,10 @@ import time
 import pytest
 
 import pycontainer as pc
+from helpers import open_fds  # noqa: E402  (tests/helpers.py)
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-def our_fds():
-    fds = set()
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            continue
-        if "[eventpoll]" not in target:      # the exit watcher's, for the process lifetime
-            fds.add((int(name), target))
-    return fds
-
 
 def our_zombies():
     """Pids of zombie children of this process."""
@@ -113,7 +102,7 @@ class Snapshot:
         # first: asking for the state may open (and cache) a pidfd of the init
         self.state = c.run_state()
         self.processes = c.processes()
-        self.fds = our_fds()
+        self.fds = open_fds(("[eventpoll]",))
         self.zombies = our_zombies()
         self.children = our_children()
 
@@ -121,7 +110,7 @@ class Snapshot:
         assert self.c.run_state() == self.state
         assert our_zombies() - self.zombies == set()
         assert our_children() - self.children == set()
-        assert our_fds() == self.fds
+        assert open_fds(("[eventpoll]",)) == self.fds
         assert self.c.processes() == self.processes
 
 

@@ -7,7 +7,6 @@ freezer is polled at the interval. cgroup v2 memory.events (pure v2 hosts) canno
 exercised here: this host's cgroup2 has no memory controller.
 """
 import gc
-import os
 import signal
 import threading
 import time
@@ -18,10 +17,16 @@ import pycontainer as pc
 from pycontainer import cgroups
 from pycontainer.events import Event, OomQueue
 from pycontainer.stats import ContainerStats
+from helpers import open_fds  # noqa: E402  (tests/helpers.py)
 
 MB = 1 << 20
 # 64 MiB buffer in a 32 MiB cgroup, no swap allowed: the OOM killer takes dd.
 OOM_ARGS = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]
+
+
+def _fds():
+    """Our descriptors but those kept for the life of the process (the exit watcher's epoll set and the eBPF device programs)."""
+    return open_fds(("[eventpoll]", "bpf-prog"))
 
 
 @pytest.fixture(params=["auto", "v1"])
@@ -30,20 +35,6 @@ def mode(request, monkeypatch):
     cgroups.detect.cache_clear()
     yield request.param
     cgroups.detect.cache_clear()
-
-
-def _fds():
-    """Our descriptors, but the ones kept for the life of the process by design (the exit
-    watcher's epoll set, device-policy eBPF programs)."""
-    fds = set()
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            continue
-        if "[eventpoll]" not in target and "bpf-prog" not in target:
-            fds.add((int(name), target))
-    return fds
 
 
 def _oom_threads():

@@ -1,32 +1,11 @@
 """ProcessConfig(terminal=True): the process gets a pty of the container's own devpts as
 its controlling terminal and stdio, and the caller gets the master (runc's console)."""
 import errno
-import os
-import signal
 
 import pytest
 
 import pycontainer as pc
-
-
-def converse(master, script, timeout=10):
-    """Write `script` to the terminal and read everything until the process hangs up."""
-    import select
-    os.write(master, script.encode())
-    out = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], timeout)
-        assert ready, f"the terminal went quiet; so far {out!r}"
-        try:
-            chunk = os.read(master, 4096)
-        except OSError as exc:          # EIO: the last holder of the peer has gone
-            assert exc.errno == errno.EIO
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    return out.decode()
+from helpers import converse  # noqa: E402  (tests/helpers.py)
 
 
 SCRIPT = ("tty; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-ttys; "
