@@ -83,18 +83,28 @@ def busybox_tar(rootfs, path):
 
 # --- podman -----------------------------------------------------------------------------
 
+# What podman makes outside the directories it is given (its auth file's directory, the
+# image library's blob-info cache): removed afterwards when they are new.
+PODMAN_DEFAULT_DIRS = ("/run/containers", "/var/lib/containers")
+
+
 @pytest.fixture
 def short_dir():
     """podman refuses a runroot longer than 50 characters: pytest's are longer."""
     import tempfile
+    existed = {d for d in PODMAN_DEFAULT_DIRS if os.path.exists(d)}
     d = tempfile.mkdtemp(prefix="pcp-", dir="/tmp")
     yield d
     shutil.rmtree(d, ignore_errors=True)
+    for default in PODMAN_DEFAULT_DIRS:
+        if default not in existed:
+            shutil.rmtree(default, ignore_errors=True)
 
 
 def test_podman_lifecycle(runtime, busybox_rootfs, tmp_path, short_dir, cgroup_parents):
     podman = needs_tool("podman")
     P = [podman, "--root", str(tmp_path / "storage"), "--runroot", short_dir,
+         "--tmpdir", str(tmp_path / "libpod-tmp"),
          "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
          "--runtime", runtime]
     U = ["--cgroups=no-conmon", "--network", "none", "--ulimit", "nofile=20000:20000",
