@@ -445,7 +445,10 @@ class Container:
                     if state == RunState.CREATED:
                         raise ContainerNotRunningError("no init is staged: stage() one first")
                     raise ContainerNotStoppedError(f"the container is {state} already")
-                self._release(self._init_pidfd(record))
+                init_fd = self._init_pidfd(record)
+                if init_fd is None:                 # it died since _state looked
+                    raise ContainerNotRunningError("the container has stopped")
+                self._release(init_fd)
                 os.unlink(os.path.join(self._dir, EXEC_FIFO))
                 del record.extra["staged"]
                 write_state(self._dir, record)
