@@ -427,8 +427,20 @@ class Container:
                     for fd in theirs:
                         if fd >= 0:
                             os.close(fd)
+            # Our own reference for the timeout's SIGKILL: the watcher closes its pidfd once it
+            # has reaped the process, and that number may then name another process.
+            try:
+                kill_fd = os.dup(pidfd)
+            except OSError:
+                WATCHER.watch(pidfd)
+                os.close(stdin_w)
+                os.close(err_r)
+                raise
             exits = WATCHER.watch(pidfd)
-            return _feed_and_wait(pidfd, exits, stdin_w, err_r, input, timeout)
+            try:
+                return _feed_and_wait(kill_fd, exits, stdin_w, err_r, input, timeout)
+            finally:
+                os.close(kill_fd)
         except Exception as exc:
             raise in_context(exc, self._id, "hook") from None
 
