@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from helpers import open_fds, settle  # tests/helpers.py
+from helpers import cgroup_dirs, open_fds, processes_in_cgroups, settle  # tests/helpers.py
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
@@ -45,32 +45,6 @@ def busybox_rootfs(tmp_path_factory):
     return str(root)
 
 
-def _cgroup_leftovers():
-    found = []
-    for base in ("/sys/fs/cgroup",):
-        for dirpath, dirnames, _ in os.walk(base):
-            if "/pycontainer/" in dirpath + "/" and os.path.basename(dirpath) != "pycontainer":
-                found.append(dirpath)
-                dirnames[:] = []
-            if dirpath.count("/") > 10:
-                dirnames[:] = []
-    return sorted(found)
-
-
-def _processes_in_our_cgroups():
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cgroup") as f:
-                if "/pycontainer/" in f.read():
-                    pids.append(int(name))
-        except OSError:
-            pass
-    return pids
-
-
 def _new_fds(before):
     # Descriptors kept for the life of the process by design are not leaks: the exit
     # watcher's epoll set, and each device-policy eBPF program (loaded once, attached to
@@ -86,11 +60,11 @@ def leak_check():
     """Fails the test if it leaves a container process, cgroup or descriptor behind. Only
     what appeared during the test counts: other work on the machine is not ours."""
     before_fds = open_fds()
-    before_procs = set(_processes_in_our_cgroups())
-    before_cgs = set(_cgroup_leftovers())
+    before_procs = set(processes_in_cgroups([""]))
+    before_cgs = set(cgroup_dirs([""]))
     yield
-    procs = settle(lambda: sorted(set(_processes_in_our_cgroups()) - before_procs))
-    cgs = settle(lambda: sorted(set(_cgroup_leftovers()) - before_cgs))
+    procs = settle(lambda: sorted(set(processes_in_cgroups([""])) - before_procs))
+    cgs = settle(lambda: sorted(set(cgroup_dirs([""])) - before_cgs))
     new_fds = settle(lambda: _new_fds(before_fds), 2.0)
     problems = []
     if procs:

@@ -111,3 +111,46 @@ def converse(master, script, timeout=10):
         out += chunk
     os.close(master)
     return out.decode()
+
+
+def wait_for(predicate, timeout=5.0, what="condition", interval=0.005):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+
+
+def cgroup_dirs(prefixes):
+    """Directories below /sys/fs/cgroup, inside a 'pycontainer' parent, whose name starts
+    with one of `prefixes` (as `find /sys/fs/cgroup -type d -path '*/pycontainer/*'`
+    restricted to this test's containers)."""
+    prefixes = tuple(prefixes)
+    found = []
+    for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):
+        if os.path.basename(os.path.dirname(dirpath)) == "pycontainer" \
+                and os.path.basename(dirpath).startswith(prefixes):
+            found.append(dirpath)
+            dirnames[:] = []
+        elif dirpath.count("/") > 12:
+            dirnames[:] = []
+    return sorted(found)
+
+
+def processes_in_cgroups(prefixes):
+    """Pids of processes whose /proc/<pid>/cgroup names a 'pycontainer/<prefix...>' cgroup."""
+    needles = tuple(f"/pycontainer/{p}" for p in prefixes)
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cgroup") as f:
+                text = f.read()
+        except OSError:
+            continue
+        if any(n in text for n in needles):
+            pids.append(int(name))
+    return sorted(pids)

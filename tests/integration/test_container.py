@@ -25,17 +25,7 @@ NS = ("ipc", "uts", "mnt", "net", "pid", "cgroup")
 
 # --- helpers ----------------------------------------------------------------------------
 
-from helpers import read_pipes, run, sh, sh_ok, start_bg  # noqa: E402  (tests/helpers.py)
-
-
-def wait_for(predicate, timeout=5.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
+from helpers import read_pipes, run, sh, sh_ok, start_bg, wait_for  # noqa: E402  (tests/helpers.py)
 
 
 def wait_state(c, *states, timeout=5.0):

@@ -15,10 +15,10 @@ from helpers import open_fds  # noqa: E402  (tests/helpers.py)
 
 # --- helpers ----------------------------------------------------------------------------
 
-def our_zombies():
-    """Pids of zombie children of this process."""
+def _children_by_state():
+    """{pid: state letter} of this process's children."""
     me = os.getpid()
-    found = set()
+    found = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -28,25 +28,18 @@ def our_zombies():
         except OSError:
             continue
         fields = data[data.rindex(b")") + 2:].split()
-        if fields[0] == b"Z" and int(fields[1]) == me:
-            found.add(int(name))
+        if int(fields[1]) == me:
+            found[int(name)] = fields[0]
     return found
+
+
+def our_zombies():
+    """Pids of zombie children of this process."""
+    return {pid for pid, state in _children_by_state().items() if state == b"Z"}
 
 
 def our_children():
-    me = os.getpid()
-    found = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        if int(data[data.rindex(b")") + 2:].split()[1]) == me:
-            found.add(int(name))
-    return found
+    return set(_children_by_state())
 
 
 def closed_fd():

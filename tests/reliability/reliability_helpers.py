@@ -15,7 +15,6 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
-CGROUP_ROOT = "/sys/fs/cgroup"
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -31,53 +30,12 @@ def scope_of(root):
     return hashlib.sha256(os.path.abspath(root).encode()).hexdigest()[:8]
 
 
-def wait_for(predicate, timeout=5.0, what="condition", interval=0.005):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
-
-
-from helpers import settle  # noqa: E402,F401  (tests/helpers.py; re-exported)
+# Re-exported: the reliability tests import them from here.
+from helpers import (cgroup_dirs, processes_in_cgroups, settle,  # noqa: E402,F401
+                     wait_for)
 
 
 # --- what is left behind ------------------------------------------------------------------
-
-def cgroup_dirs(prefixes):
-    """Directories below /sys/fs/cgroup, inside a 'pycontainer' parent, whose name starts
-    with one of `prefixes` (as `find /sys/fs/cgroup -type d -path '*/pycontainer/*'`
-    restricted to this test's containers)."""
-    prefixes = tuple(prefixes)
-    found = []
-    for dirpath, dirnames, _ in os.walk(CGROUP_ROOT):
-        if os.path.basename(os.path.dirname(dirpath)) == "pycontainer" \
-                and os.path.basename(dirpath).startswith(prefixes):
-            found.append(dirpath)
-            dirnames[:] = []
-        elif dirpath.count("/") > 12:
-            dirnames[:] = []
-    return sorted(found)
-
-
-def processes_in_cgroups(prefixes):
-    """Pids of processes whose /proc/<pid>/cgroup names a 'pycontainer/<prefix...>' cgroup."""
-    needles = tuple(f"/pycontainer/{p}" for p in prefixes)
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cgroup") as f:
-                text = f.read()
-        except OSError:
-            continue
-        if any(n in text for n in needles):
-            pids.append(int(name))
-    return sorted(pids)
-
 
 def stat_fields(pid):
     """(state, ppid, start time) from /proc/<pid>/stat, or None."""
