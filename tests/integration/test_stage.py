@@ -170,6 +170,8 @@ def test_run_hook(factory, busybox_rootfs):
                                  input=b"state\n")
         assert (status, err) == (4, b"state\nhooked\n")
         assert c.run_hook(["sleep", "10"], timeout=0.2) == (-signal.SIGKILL, b"")
+        # A hook that reads none of a large input (its stdin closes: EPIPE) still counts.
+        assert c.run_hook(["true"], input=b"x" * (1 << 20)) == (0, b"")
         host_only = "/usr/bin/test"            # not in the busybox image
         with pytest.raises(pc.ContainerSystemError) as info:
             c.run_hook([host_only, "-d", "/"])
