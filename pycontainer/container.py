@@ -225,7 +225,9 @@ def _feed_and_wait(pidfd, exits, stdin_w, err_r, data, timeout):
 
 
 class Container:
-    def __init__(self, state_dir, record, config):
+    def __init__(self, state_dir, record, config, written=None, manager=None):
+        """`written`: the bytes of state.json that `record` was read from or written as;
+        `manager`: the record's cgroup manager when the caller has it (Factory.create)."""
         self._dir = state_dir
         self._id = record.id
         self._nonce = record.nonce
@@ -240,9 +242,9 @@ class Container:
                                 gid_map=_id_map(config.gid_mappings),
                                 # Unprivileged, gid_map may only be written after this.
                                 deny_setgroups=os.geteuid() != 0)
-        self._cgroups = cgroups.load_manager(record.cgroups)
+        self._cgroups = manager or cgroups.load_manager(record.cgroups)
         self._pidfds = {}                 # (pid, start time) -> pidfd of an init we looked at
-        self._state_cache = [None, None]  # state.json's bytes and their record
+        self._state_cache = [written, record]   # state.json's bytes and their record
         self._pidfds_lock = threading.Lock()
 
     def __repr__(self):
@@ -261,9 +263,9 @@ class Container:
     def _record(self, operation, mutable=False):
         """The state record, re-read (a few µs) so changes by other processes are seen.
         Unchanged bytes give the record parsed last time: callers that change the record
-        ask for a mutable one, parsed afresh, so the shared one never drifts from the file."""
+        ask for a mutable one, a copy, so the shared one never drifts from the file."""
         try:
-            record = read_state(self._dir, self._id, None if mutable else self._state_cache)
+            record = read_state(self._dir, self._id, self._state_cache)
         except ContainerNotExistError:
             self._close_pidfds()        # destroyed by another handle: its init is gone
             raise ContainerNotExistError("no such container", container_id=self._id,
@@ -272,7 +274,15 @@ class Container:
             self._close_pidfds()
             raise ContainerNotExistError("destroyed (a new container has its id)",
                                          container_id=self._id, operation=operation)
+        if mutable:
+            # What the mutating operations change: fields they assign, and `extra`'s keys.
+            record = dataclasses.replace(record, extra=dict(record.extra))
         return record
+
+    def _write(self, record):
+        """write_state, and `record` becomes what _record returns while the file holds
+        these bytes: the next operation does not parse what this one wrote."""
+        self._state_cache[:] = [write_state(self._dir, record), record]
 
     def _checked_read(self, value, operation):
         """`value`, read from the cgroups without the lock, unless a destroy removed them
@@ -463,7 +473,7 @@ class Container:
                 self._release(init_fd)
                 os.unlink(os.path.join(self._dir, EXEC_FIFO))
                 del record.extra["staged"]
-                write_state(self._dir, record)
+                self._write(record)
         except Exception as exc:
             raise in_context(exc, self._id, "exec") from None
 
@@ -559,7 +569,7 @@ class Container:
             else:
                 record.extra.pop(key, None)
         try:
-            write_state(self._dir, record)
+            self._write(record)
         except BaseException:
             # Unrecorded, the init would be unreachable: take it down again, and let the
             # exit watcher reap it.
@@ -698,7 +708,7 @@ class Container:
                 config = dataclasses.replace(self._config, resources=resources)
                 record.config = config.to_dict()
                 record.cgroups = self._cgroups.to_record()
-                write_state(self._dir, record)
+                self._write(record)
                 self._config = config
         except Exception as exc:
             raise in_context(exc, self._id, "set_resources") from None

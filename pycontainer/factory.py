@@ -146,10 +146,10 @@ class Factory:
                                      created=time.time(), config=config.to_dict(),
                                      cgroups=manager.to_record(),
                                      extra={"user": dict(extra)} if extra else {})
-                write_state(state_dir, record)
+                written = write_state(state_dir, record)
                 # An unprivileged user cannot restrict devices; the user namespace does.
                 manager.create(device_rules=None if rootless else device_policy(config))
-                return Container(state_dir, record, config)
+                return Container(state_dir, record, config, written, manager)
         except BaseException as exc:
             # Nothing half-made stays: cgroups, then the state directory.
             if manager is not None:

@@ -70,6 +70,7 @@ class StateRecord:
 
 
 def write_state(state_dir, record):
+    """Replace state.json with `record`; returns the bytes written (read_state's cache)."""
     tmp = os.path.join(state_dir, f".{STATE_FILE}.{os.getpid()}.tmp")
     data = record.to_json().encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -86,6 +87,7 @@ def write_state(state_dir, record):
     except BaseException:
         _unlink_quietly(tmp)
         raise
+    return data
 
 
 def read_state(state_dir, container_id, cache=None):

@@ -92,6 +92,25 @@ def write_text(path, value, missing_hint=""):
         raise ContainerSystemError(exc.errno, f"write {value!r} to {path}{hint}") from None
 
 
+def write_lines(d, writes):
+    """write_text of each (file name in `d`, value), in order, each value in a write(2) of
+    its own (as devices.allow takes one rule per write), through one descriptor per file."""
+    fds = {}
+    try:
+        for name, value in writes:
+            path = os.path.join(d, name)
+            try:
+                fd = fds.get(name)
+                if fd is None:
+                    fd = fds[name] = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                os.write(fd, value.encode())
+            except OSError as exc:
+                raise ContainerSystemError(exc.errno, f"write {value!r} to {path}") from None
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
 def parse_int(text):
     """An integer cgroup value; "max" means unlimited."""
     text = text.strip()
@@ -139,16 +158,9 @@ def list_procs(path):
 
 def remove_cgroup(path):
     """rmdir `path` and any cgroups a container made below it, deepest first.
-    A missing directory is fine (idempotent destroy)."""
-    try:
-        with os.scandir(path) as entries:
-            subdirs = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise ContainerSystemError(exc.errno, f"list {path}") from None
-    for sub in subdirs:
-        remove_cgroup(sub)
+    A missing directory is fine (idempotent destroy). The rmdir is tried first: a
+    container rarely makes cgroups of its own, and listing a cgroup dir costs about as
+    much as removing it."""
     delay = 0.001
     while True:
         try:
@@ -157,12 +169,29 @@ def remove_cgroup(path):
         except FileNotFoundError:
             return
         except OSError as exc:
+            # A cgroup with child cgroups is EBUSY (cgroupfs) or ENOTEMPTY.
+            if exc.errno in (errno.EBUSY, errno.ENOTEMPTY) and _remove_children(path):
+                continue
             # EBUSY right after the last task left is not expected on current kernels,
             # but riding it out for half a second costs nothing.
             if exc.errno != errno.EBUSY or delay > 0.3:
                 raise ContainerSystemError(exc.errno, f"rmdir {path}") from None
         time.sleep(delay)
         delay *= 2
+
+
+def _remove_children(path):
+    """remove_cgroup every child cgroup of `path`; whether there was any."""
+    try:
+        with os.scandir(path) as entries:
+            subdirs = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return True         # gone meanwhile: the rmdir retried says so
+    except OSError as exc:
+        raise ContainerSystemError(exc.errno, f"list {path}") from None
+    for sub in subdirs:
+        remove_cgroup(sub)
+    return bool(subdirs)
 
 
 from . import v1, v2  # noqa: E402  (they use the helpers above)
@@ -472,6 +501,8 @@ def load_manager(record):
 
 # --- the manager ----------------------------------------------------------------------
 
+_prepared = set()     # `pycontainer` parents this process has prepared (_prepare_parents)
+
 class CgroupManager:
     """One container's cgroups: an optional v2 dir (`unified`) and v1 dirs by controller.
     Co-mounted v1 controllers (cpu,cpuacct) map to the same dir."""
@@ -536,9 +567,14 @@ class CgroupManager:
         made = []
         try:
             for path in self._dirs():
-                _make_parents(os.path.dirname(path), made)
                 try:
                     os.mkdir(path, 0o755)
+                except FileNotFoundError:           # the first container below a parent
+                    _make_parents(os.path.dirname(path), made)
+                    try:
+                        os.mkdir(path, 0o755)
+                    except OSError as exc:
+                        raise ContainerSystemError(exc.errno, f"mkdir {path}") from None
                 except OSError as exc:
                     raise ContainerSystemError(exc.errno, f"mkdir {path}") from None
                 made.append(path)
@@ -562,7 +598,9 @@ class CgroupManager:
         def ours(path):
             parent = os.path.dirname(path)
             chain = [d for d in made if d != path and _is_ancestor(d, path)]
-            if self.default_parent and parent not in chain:
+            # Our `pycontainer` parent is prepared once per process; a parent that was
+            # removed and made again is in `made`.
+            if self.default_parent and parent not in chain and parent not in _prepared:
                 chain.append(parent)
             return sorted(chain, key=len)
 
@@ -577,6 +615,8 @@ class CgroupManager:
             parent = os.path.dirname(cpuset)
             if not (self.default_parent and v1.cpuset_inherited(parent)):
                 v1.fill_cpuset(cpuset)
+        if self.default_parent:
+            _prepared.update(os.path.dirname(d) for d in self._dirs())
 
     def set_resources(self, resources):
         """Change the limits of a live container (same writers as create)."""
@@ -607,8 +647,7 @@ class CgroupManager:
         hybrid host both apply and both must allow)."""
         from .. import devices
         if "devices" in self.v1:
-            for name, line in devices.v1_writes(rules):
-                write_text(os.path.join(self.v1["devices"], name), line)
+            write_lines(self.v1["devices"], devices.v1_writes(rules))
         if self.unified:
             # The program is loaded (and verified) once per process and only attached
             # here, so having it on a hybrid host too costs one bpf() call.
