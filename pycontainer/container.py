@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 import warnings
+import weakref
 
 from . import _core, cgroups, network
 from .config import ProcessConfig
@@ -80,8 +81,26 @@ def _remove(path):
         shutil.rmtree(path)
 
 
-def build_plan(config, state_dir):
-    """The Config in the C form the child reads, made once per Container object."""
+_DERIVED = {}       # id(Config) -> {name: value}; an entry goes with its Config
+
+
+def derived(config, name, make):
+    """make(config), made once per Config object (Configs are frozen): containers that
+    share a Config share its C forms and device policy, and a create with a Config used
+    before builds none of them again."""
+    key = id(config)
+    cache = _DERIVED.get(key)
+    if cache is None:
+        cache = _DERIVED[key] = {}
+        weakref.finalize(config, _DERIVED.pop, key, None)
+    value = cache.get(name)
+    if value is None:
+        value = cache[name] = make(config)
+    return value
+
+
+def build_plan(config):
+    """The Config in the C form the child reads (shared through derived())."""
     host = config.rootfs is None
     # The namespaces the init's clone makes: not those it joins by path, nor the network
     # namespace that network.setup() makes and configures for veths (joined the same way).
@@ -118,13 +137,18 @@ def _host_id(mappings, container_id):
 
 
 def device_policy(config):
-    """The device cgroup rules: the Config's, or runc's default (deny all but the default
-    nodes), plus an allow rule for every device node the Config adds."""
-    from .devices import DEFAULT_RULES, DeviceRule
+    """The device cgroup policy (a devices.DevicePolicy): the Config's rules, or runc's
+    default (deny all but the default nodes), plus an allow rule for every device node
+    the Config adds."""
+    return derived(config, "device_policy", _device_policy)
+
+
+def _device_policy(config):
+    from .devices import DEFAULT_RULES, DevicePolicy, DeviceRule
     rules = list(DEFAULT_RULES if config.device_rules is None else config.device_rules)
     rules += [DeviceRule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm")
               for d in config.devices]
-    return rules
+    return DevicePolicy(rules)
 
 
 def build_security(config, process_rlimits=()):
@@ -232,10 +256,11 @@ class Container:
         self._id = record.id
         self._nonce = record.nonce
         self._config = config
-        self._plan = build_plan(config, state_dir)
-        self._security = build_security(config)
+        self._plan = derived(config, "plan", build_plan)
+        self._security = derived(config, "security", build_security)
         # Joins enter all of the init's namespaces, those it joined by path included.
-        self._ns_flags = _core.namespace_flags(config.namespaces)
+        self._ns_flags = derived(config, "ns_flags",
+                                 lambda c: _core.namespace_flags(c.namespaces))
         self._userns = {}
         if "user" in config.namespaces:
             self._userns = dict(uid_map=_id_map(config.uid_mappings),

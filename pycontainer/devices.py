@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from .errors import ConfigInvalidError, ContainerSystemError
 
 __all__ = ["DeviceRule", "DEFAULT_RULES", "v1_writes", "bpf_program", "load", "attach",
-           "load_and_attach", "attach_cached",
+           "load_and_attach", "attach_cached", "DevicePolicy",
            "detach", "effective_rules"]
 
 _MAX_U32 = (1 << 32) - 1
@@ -364,6 +364,21 @@ def load_and_attach(program, cgroup_dir_fd):
 
 
 _loaded = {}     # rules -> fd of their loaded program, for the life of the process
+
+
+class DevicePolicy:
+    """A device policy in the forms the kernel takes, made once and shared by every
+    container with that policy: the v1 devices-file writes, and the eBPF program (loaded
+    and verified on the first attach)."""
+
+    __slots__ = ("rules", "v1_writes")
+
+    def __init__(self, rules):
+        self.rules = tuple(rules)
+        self.v1_writes = v1_writes(self.rules)
+
+    def attach(self, cgroup_dir_fd):
+        attach_cached(self.rules, cgroup_dir_fd)
 
 
 def attach_cached(rules, cgroup_dir_fd):

@@ -118,8 +118,11 @@ class Factory:
             except ContainerError as exc:
                 raise in_context(exc, container_id, "create") from None
         try:
-            os.makedirs(self.root, mode=0o700, exist_ok=True)
-            os.mkdir(state_dir, 0o700)
+            try:
+                os.mkdir(state_dir, 0o700)
+            except FileNotFoundError:                  # the root's first container
+                os.makedirs(self.root, mode=0o700, exist_ok=True)
+                os.mkdir(state_dir, 0o700)
         except FileExistsError:
             raise IdInUseError("a container with this id exists", container_id=container_id,
                                operation="create") from None

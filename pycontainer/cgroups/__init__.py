@@ -389,23 +389,43 @@ def new_manager(container_id, parent=None, resources=None, scope=None):
     if scope:
         # Two state roots may hold the same id: the scope keeps their cgroups apart.
         name = f"{scope}-{name}"
-
-    def container_dir(h):
-        if parent is None:
-            base = f"{h.own}/{DEFAULT_PARENT}"
-        else:
-            base = parent if parent.startswith("/") else f"{h.own.rstrip('/')}/{parent}"
-        return os.path.join(h.dir_of(base), name)
-
-    wanted = V1_CONTROLLERS if host.unified else V1_CONTROLLERS + ("freezer",)
-    v1_dirs = {c: container_dir(host.v1[c]) for c in wanted if c in host.v1}
-    unified = container_dir(host.unified) if host.unified else None
+    parents = _parent_dirs(host, parent)
+    v1_dirs = {c: os.path.join(d, name) for c, d in parents.items() if c is not None}
+    unified = os.path.join(parents[None], name) if None in parents else None
     if unified is None and not v1_dirs:
         raise ContainerSystemError(errno.ENOENT,
                                    f"no usable cgroup hierarchy in /proc/self/mountinfo "
                                    f"(mode {host.mode})", container_id=container_id)
     return CgroupManager(container_id, name, unified, v1_dirs, resources,
                          default_parent=parent is None)
+
+
+_parents = {}     # (id(host), parent) -> (host, _parent_dirs' result)
+
+
+def _parent_dirs(host, parent):
+    """{v1 controller: the dir its containers go in, None: the v2 one} for Config's
+    cgroup_parent `parent` (None: the default), worked out once per detected host."""
+    key = (id(host), parent)
+    hit = _parents.get(key)
+    if hit is not None and hit[0] is host:
+        return hit[1]
+
+    def parent_dir(h):
+        if parent is None:
+            base = f"{h.own}/{DEFAULT_PARENT}"
+        else:
+            base = parent if parent.startswith("/") else f"{h.own.rstrip('/')}/{parent}"
+        return h.dir_of(base)
+
+    wanted = V1_CONTROLLERS if host.unified else V1_CONTROLLERS + ("freezer",)
+    dirs = {c: parent_dir(host.v1[c]) for c in wanted if c in host.v1}
+    if host.unified:
+        dirs[None] = parent_dir(host.unified)
+    if len(_parents) >= 64:      # a parent per container (podman's) must not pile up
+        _parents.clear()
+    _parents[key] = (host, dirs)
+    return dirs
 
 
 def delegated(container_id, parent=None, scope=None):
@@ -562,7 +582,7 @@ class CgroupManager:
 
     def create(self, device_rules=None):
         """mkdir every dir (and missing parents), prepare parents, apply resources and the
-        device policy (a list of devices.DeviceRule; None: leave devices alone).
+        device policy (a devices.DevicePolicy or DeviceRules; None: leave devices alone).
         On any failure every dir this call made is removed again."""
         made = []
         try:
@@ -595,6 +615,9 @@ class CgroupManager:
         and new v1 cpuset dirs start with empty cpus/mems, which refuse every task (ENOSPC):
         copy the parent's values. Only dirs this call made and our own `pycontainer` parent
         are touched, top-down so each copies from a prepared parent."""
+        if (self.default_parent and len(made) == len(self._dirs()) and
+                all(os.path.dirname(d) in _prepared for d in made)):
+            return          # only the container's dirs are new, below parents done before
         def ours(path):
             parent = os.path.dirname(path)
             chain = [d for d in made if d != path and _is_ancestor(d, path)]
@@ -641,13 +664,15 @@ class CgroupManager:
                 raise ContainerSystemError(errno.ENOTSUP,
                                            f"{knob}: no '{ctl}' cgroup controller is mounted")
 
-    def _apply_devices(self, rules):
-        """The device policy, in every place the kernel checks it: the v1 devices
-        controller, and an eBPF device program on the v2 dir (pure v2 has only that; on a
-        hybrid host both apply and both must allow)."""
+    def _apply_devices(self, policy):
+        """The device policy (a devices.DevicePolicy, or DeviceRules), in every place the
+        kernel checks it: the v1 devices controller, and an eBPF device program on the v2
+        dir (pure v2 has only that; on a hybrid host both apply and both must allow)."""
         from .. import devices
+        if not isinstance(policy, devices.DevicePolicy):
+            policy = devices.DevicePolicy(policy)
         if "devices" in self.v1:
-            write_lines(self.v1["devices"], devices.v1_writes(rules))
+            write_lines(self.v1["devices"], policy.v1_writes)
         if self.unified:
             # The program is loaded (and verified) once per process and only attached
             # here, so having it on a hybrid host too costs one bpf() call.
@@ -656,7 +681,7 @@ class CgroupManager:
             except OSError as exc:
                 raise ContainerSystemError(exc.errno, f"open {self.unified}") from None
             try:
-                devices.attach_cached(tuple(rules), fd)
+                policy.attach(fd)
             finally:
                 os.close(fd)
 
