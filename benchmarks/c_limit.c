@@ -3,10 +3,38 @@
  * a container runtime cannot avoid, done in a tight C loop.
  *
  *   gcc -O2 -o c_limit benchmarks/c_limit.c            (add -DSTEP_TIMES for a per-step split)
- *   ./c_limit full ROOTFS N    N full lifecycles: cgroups, clone3 into new namespaces,
+ *   ./c_limit full ROOTFS N [SECURITY_FILE]
+ *                              N full lifecycles: cgroups, clone3 into new namespaces,
  *                              rootfs + /proc /sys /dev setup, exec /bin/true, reap, rmdir
- *   ./c_limit join ROOTFS N    one long-lived container (/bin/sleep 1000), then N joins:
+ *   ./c_limit join ROOTFS N [SECURITY_FILE]
+ *                              one long-lived container (/bin/sleep 1000), then N joins:
  *                              setns(init pidfd) helper + CLONE_PARENT clone3, exec /bin/true
+ *
+ * Without SECURITY_FILE ("bare") no security work is done. With it, c_limit also does the
+ * kernel work of a runtime's default security settings, as the file lists them. The file
+ * is read once at startup; one directive a line, blank lines and lines starting with '#'
+ * ignored, the argument is the rest of the line after one space:
+ *
+ *   ro PATH          read-only path: mount(PATH, PATH, MS_BIND|MS_REC), then
+ *                    mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY); absent (ENOENT) = skipped
+ *   mask PATH        masked path: a directory gets an empty read-only tmpfs (size=0),
+ *                    anything else /dev/null bound over it; absent (ENOENT) = skipped
+ *   devdeny RULE     written to devices.deny of the container's v1 devices cgroup
+ *   devallow RULE    written to devices.allow, e.g. "devallow c 1:3 rwm"
+ *                    (device rules: in file order, each in a write(2) of its own, one
+ *                    descriptor per file, right after the devices cgroup's mkdir)
+ *   caps HEXMASK     capabilities kept: PR_CAPBSET_DROP of every other cap up to
+ *                    /proc/sys/kernel/cap_last_cap, capset(v3) effective = permitted = mask,
+ *                    inheritable = 0, then PR_CAP_AMBIENT_CLEAR_ALL
+ *   nnp              prctl(PR_SET_NO_NEW_PRIVS, 1)
+ *   seccomp FILE     FILE holds a raw struct sock_filter array (8 bytes an instruction),
+ *                    loaded with seccomp(SECCOMP_SET_MODE_FILTER, 0) after nnp, just before
+ *                    execve (so seccomp needs nnp: without it the load needs CAP_SYS_ADMIN)
+ *
+ * In the container child, after the mounts, hostname and lo: read-only paths, masked paths
+ * (both inside the container, after pivot_root), capability drop + capset, nnp, seccomp,
+ * execve - the order of pycontainer's C core. In `join` mode the init gets all of it and
+ * every joined process caps, nnp and seccomp before its execve.
  *
  * Prints one JSON line with the median/p90/p99 latency in microseconds.
  * Needs root. All cgroups go below <own cgroup>/pycontainer/climit-<pid> in every
@@ -18,6 +46,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -48,6 +79,25 @@
 #ifndef MNT_DETACH
 #define MNT_DETACH 2
 #endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#endif
+#ifndef PR_CAP_AMBIENT_CLEAR_ALL
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+#ifndef BPF_MAXINSNS
+#define BPF_MAXINSNS 4096
+#endif
+
+struct cl_mount_attr {          /* struct mount_attr (linux/mount.h), MOUNT_ATTR_SIZE_VER0 */
+	uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
 
 struct cl_args {
 	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal;
@@ -84,6 +134,19 @@ static volatile int g_pidfds[MAXPIDFD] = { -1, -1, -1, -1, -1, -1, -1, -1 };
 static pid_t g_mainpid;
 static int g_errpipe = -1;  /* in the join init child: setup errors go to the parent */
 static const char *g_rootfs;
+
+/* The security work of SECURITY_FILE (see the top); all zero/empty without it. */
+#define MAXSEC 64
+static struct {
+	int on;                             /* a SECURITY_FILE was given */
+	char *ro[MAXSEC]; int nro;          /* read-only paths */
+	char *mask[MAXSEC]; int nmask;      /* masked paths */
+	char *dev[MAXSEC]; int devallow[MAXSEC]; int ndev;   /* device rules, file order */
+	int has_caps; uint64_t caps; int last_cap;
+	int nnp;
+	struct sock_filter *filter; unsigned short nfilter;
+} g_sec;
+static int g_devidx = -1;           /* index in g_v1 of the devices hierarchy */
 
 /* A cgroup set: one dir per v1 hierarchy (cgroup.procs fds) + one cgroup2 dir fd. */
 struct cg {
@@ -180,6 +243,16 @@ static void cfail(const char *step)
 	putstr(2, buf);
 	if (g_errpipe >= 0) { ssize_t r = write(g_errpipe, &e, sizeof e); (void)r; }
 	_exit(125);
+}
+
+/* cfail for a step about one path: "step path: strerror". */
+static void cfailp(const char *step, const char *path)
+{
+	int e = errno;
+	char buf[PATH_MAX + 64];
+	snprintf(buf, sizeof buf, "%s %s", step, path);
+	errno = e;
+	cfail(buf);
 }
 
 static ssize_t read_file(const char *path, char *buf, size_t sz)
@@ -418,13 +491,140 @@ static void teardown_base(void)
 	}
 }
 
-/* Per container: mkdir in every hierarchy, cpuset values, open cgroup.procs. */
+/* ------------------------------------------------------------------ SECURITY_FILE */
+
+static char *xstrdup(const char *s)
+{
+	char *d = strdup(s);
+	if (!d) die("strdup");
+	return d;
+}
+
+static void sec_fail(const char *file, int lineno, const char *msg)
+{
+	char buf[PATH_MAX + 256];
+	snprintf(buf, sizeof buf, "%s:%d: %s", file, lineno, msg);
+	die_msg("security file", buf);
+}
+
+/* The raw struct sock_filter array of a `seccomp FILE` line. */
+static void sec_read_filter(const char *file, int lineno, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) { fprintf(stderr, "c_limit: open %s: %s\n", path, strerror(errno)); sec_fail(file, lineno, "cannot open the seccomp filter"); }
+	struct stat st;
+	if (fstat(fd, &st) < 0) die("fstat seccomp filter");
+	if (st.st_size <= 0 || st.st_size % (off_t)sizeof(struct sock_filter) ||
+	    st.st_size / (off_t)sizeof(struct sock_filter) > BPF_MAXINSNS)
+		sec_fail(file, lineno, "seccomp filter: not a non-empty struct sock_filter array of at most BPF_MAXINSNS");
+	size_t len = (size_t)st.st_size, n = 0;
+	char *buf = malloc(len);
+	if (!buf) die("malloc seccomp filter");
+	while (n < len) {
+		ssize_t r = read(fd, buf + n, len - n);
+		if (r < 0) { if (errno == EINTR) continue; die("read seccomp filter"); }
+		if (r == 0) sec_fail(file, lineno, "seccomp filter: short read");
+		n += (size_t)r;
+	}
+	close(fd);
+	g_sec.filter = (struct sock_filter *)(void *)buf;
+	g_sec.nfilter = (unsigned short)(len / sizeof(struct sock_filter));
+}
+
+static void parse_security(const char *file)
+{
+	static char text[65536];
+	if (read_file(file, text, sizeof text) < 0) die("read security file");
+	if (strlen(text) >= sizeof text - 1) die_msg("security file", "larger than 64 KiB");
+	g_sec.on = 1;
+	int lineno = 0;
+	for (char *line = text, *next; line && *line; line = next) {
+		lineno++;
+		next = strchr(line, '\n');
+		if (next) *next++ = 0;
+		size_t len = strlen(line);
+		while (len && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t')) line[--len] = 0;
+		if (!len || line[0] == '#') continue;
+		char *arg = strchr(line, ' ');
+		if (arg) *arg++ = 0;
+		const char *kw = line;
+		if (!strcmp(kw, "nnp")) {
+			if (arg) sec_fail(file, lineno, "nnp takes no argument");
+			g_sec.nnp = 1;
+			continue;
+		}
+		if (!arg || !*arg) sec_fail(file, lineno, "missing argument");
+		if (!strcmp(kw, "ro") || !strcmp(kw, "mask")) {
+			int ro = kw[0] == 'r';
+			if (arg[0] != '/') sec_fail(file, lineno, "path must be absolute");
+			if ((ro ? g_sec.nro : g_sec.nmask) >= MAXSEC) sec_fail(file, lineno, "too many paths");
+			if (ro) g_sec.ro[g_sec.nro++] = xstrdup(arg);
+			else g_sec.mask[g_sec.nmask++] = xstrdup(arg);
+		} else if (!strcmp(kw, "devdeny") || !strcmp(kw, "devallow")) {
+			if (g_sec.ndev >= MAXSEC) sec_fail(file, lineno, "too many device rules");
+			g_sec.devallow[g_sec.ndev] = kw[3] == 'a';
+			g_sec.dev[g_sec.ndev++] = xstrdup(arg);
+		} else if (!strcmp(kw, "caps")) {
+			char *end;
+			errno = 0;
+			unsigned long long m = strtoull(arg, &end, 16);
+			if (errno || *end) sec_fail(file, lineno, "caps: not a hex mask");
+			g_sec.has_caps = 1;
+			g_sec.caps = (uint64_t)m;
+		} else if (!strcmp(kw, "seccomp")) {
+			if (g_sec.filter) sec_fail(file, lineno, "more than one seccomp filter");
+			sec_read_filter(file, lineno, arg);
+		} else {
+			sec_fail(file, lineno, "unknown directive (ro mask devdeny devallow caps nnp seccomp)");
+		}
+	}
+	if (g_sec.filter && !g_sec.nnp)
+		die_msg("security file", "seccomp without nnp: c_limit loads the filter after no_new_privs");
+	if (g_sec.has_caps) {
+		char buf[32];
+		if (read_file("/proc/sys/kernel/cap_last_cap", buf, sizeof buf) < 0) die("read /proc/sys/kernel/cap_last_cap");
+		char *end;
+		long last = strtol(buf, &end, 10);
+		if (end == buf || last < 0) die_msg("read /proc/sys/kernel/cap_last_cap", "not a number");
+		g_sec.last_cap = last > 63 ? 63 : (int)last;
+	}
+}
+
+/* Per container, after the mkdir of its v1 devices cgroup `dir`: the device rules. */
+static void dev_rules(const char *dir)
+{
+	char f[PATH_MAX];
+	int fds[2] = { -1, -1 };        /* devices.deny, devices.allow */
+	for (int i = 0; i < g_sec.ndev; i++) {
+		int a = g_sec.devallow[i];
+		const char *name = a ? "devices.allow" : "devices.deny";
+		path_join(f, dir, name);
+		if (fds[a] < 0 && (fds[a] = open(f, O_WRONLY | O_CLOEXEC)) < 0) {
+			fprintf(stderr, "c_limit: open %s: %s\n", f, strerror(errno));
+			die("device rules");
+		}
+		size_t len = strlen(g_sec.dev[i]);
+		ssize_t r = write(fds[a], g_sec.dev[i], len);
+		if (r != (ssize_t)len) {
+			int e = r < 0 ? errno : EIO;
+			fprintf(stderr, "c_limit: write '%s' to %s: %s\n", g_sec.dev[i], f, strerror(e));
+			for (int j = 0; j < 2; j++) if (fds[j] >= 0) close(fds[j]);
+			errno = e;
+			die("device rules");
+		}
+	}
+	for (int j = 0; j < 2; j++)
+		if (fds[j] >= 0 && close(fds[j]) < 0) die("close device rules file");
+}
+
+/* Per container: mkdir in every hierarchy, cpuset values, device rules, open cgroup.procs. */
 static void cg_create(struct cg *cg, const char *name)
 {
 	char p[PATH_MAX], f[PATH_MAX];
 	for (int i = 0; i < g_nv1; i++) {
 		path_join(p, g_v1[i].base, name);
 		cg_mkdir(p);
+		if (i == g_devidx && g_sec.ndev) dev_rules(p);
 		if (g_v1[i].cpuset) {
 			path_join(f, p, "cpuset.cpus");
 			if (write_str(f, g_cpus) < 0) die("write cpuset.cpus");
@@ -455,7 +655,8 @@ static void cg_destroy(struct cg *cg, const char *name)
 /* ------------------------------------------------------------------ per-step timing */
 
 #ifdef STEP_TIMES
-enum { T_P0, T_P1, T_C0, T_C1, T_C2, T_C3, T_C4, T_C5, T_C6, T_C7, T_C8, T_C9, T_C10, T_P3, T_P4, T_MAX };
+enum { T_P0, T_P1, T_C0, T_C1, T_C2, T_C3, T_C4, T_C5, T_C6, T_C7, T_C8, T_C9, T_C10, T_C11, T_C12,
+       T_P3, T_P4, T_MAX };
 static volatile uint64_t *g_ts;     /* MAP_SHARED: the child writes, the parent reads */
 #define TS(i) (g_ts[(i)] = now_ns())
 #else
@@ -468,6 +669,57 @@ static void child_procs(const struct cg *cg)
 {
 	for (int i = 0; i < g_nv1; i++)
 		if (write(cg->procs[i], "0", 1) != 1) cfail("write cgroup.procs");
+}
+
+/* SECURITY_FILE, in the container (after pivot_root): read-only paths, then masked ones. */
+static void child_paths(void)
+{
+	static const struct cl_mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY };
+	for (int i = 0; i < g_sec.nro; i++) {
+		const char *p = g_sec.ro[i];
+		if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0) {
+			if (errno == ENOENT) continue;          /* not in this image: nothing to protect */
+			cfailp("readonly path: bind", p);
+		}
+		if (syscall(SYS_mount_setattr, AT_FDCWD, p, AT_RECURSIVE, &ro, sizeof ro) < 0)
+			cfailp("readonly path: mount_setattr", p);
+	}
+	for (int i = 0; i < g_sec.nmask; i++) {
+		const char *p = g_sec.mask[i];
+		struct stat st;
+		if (stat(p, &st) < 0) {
+			if (errno == ENOENT) continue;
+			cfailp("masked path: stat", p);
+		}
+		if (S_ISDIR(st.st_mode)) {
+			if (mount("tmpfs", p, "tmpfs", MS_RDONLY, "size=0") < 0) cfailp("masked path: tmpfs", p);
+		} else if (mount("/dev/null", p, NULL, MS_BIND, NULL) < 0) {
+			cfailp("masked path: bind /dev/null", p);
+		}
+	}
+}
+
+/* SECURITY_FILE, last before execve: capabilities, no_new_privs, seccomp. */
+static void child_hardening(void)
+{
+	if (g_sec.has_caps) {
+		/* Dropping from the bounding set needs CAP_SETPCAP: before capset. */
+		for (int cap = 0; cap <= g_sec.last_cap; cap++)
+			if (!(g_sec.caps & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+				cfail("PR_CAPBSET_DROP");
+		struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+		struct __user_cap_data_struct data[2];
+		memset(data, 0, sizeof data);
+		for (int i = 0; i < 2; i++)
+			data[i].effective = data[i].permitted = (uint32_t)(g_sec.caps >> (32 * i));
+		if (syscall(SYS_capset, &hdr, data) < 0) cfail("capset");
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) cfail("PR_CAP_AMBIENT_CLEAR_ALL");
+	}
+	if (g_sec.nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) cfail("PR_SET_NO_NEW_PRIVS");
+	if (g_sec.filter) {
+		struct sock_fprog prog = { .len = g_sec.nfilter, .filter = g_sec.filter };
+		if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) cfail("seccomp");
+	}
 }
 
 static void child_setup(const struct cg *cg)
@@ -516,6 +768,10 @@ static void child_setup(const struct cg *cg)
 	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) cfail("SIOCSIFFLAGS lo");
 	close(s);
 	TS(T_C10);
+	child_paths();
+	TS(T_C11);
+	child_hardening();
+	TS(T_C12);
 }
 
 /* clone3 a new container into cg; returns its pidfd (tracked). */
@@ -584,9 +840,9 @@ static void print_stats(const char *mode, uint64_t *lat, int n, const char *extr
 	qsort(lat, (size_t)n, sizeof *lat, cmp_u64);
 	uint64_t sum = 0;
 	for (int i = 0; i < n; i++) sum += lat[i];
-	printf("{\"tool\":\"c_limit\",\"mode\":\"%s\",\"n\":%d,\"median_us\":%.1f,\"p90_us\":%.1f,"
+	printf("{\"tool\":\"c_limit\",\"mode\":\"%s\",\"security\":%s,\"n\":%d,\"median_us\":%.1f,\"p90_us\":%.1f,"
 	       "\"p99_us\":%.1f,\"min_us\":%.1f,\"max_us\":%.1f,\"mean_us\":%.1f%s}\n",
-	       mode, n, pct(lat, n, 0.5), pct(lat, n, 0.9), pct(lat, n, 0.99),
+	       mode, g_sec.on ? "true" : "false", n, pct(lat, n, 0.5), pct(lat, n, 0.9), pct(lat, n, 0.99),
 	       (double)lat[0] / 1000.0, (double)lat[n - 1] / 1000.0, (double)sum / n / 1000.0, extra);
 	fflush(stdout);
 }
@@ -617,7 +873,7 @@ static void run_full(int n, uint64_t *lat)
 #ifdef STEP_TIMES
 	static const char *const names[] = { "cgroup_mkdir", "clone3", "cgroup_procs_v1", "rprivate", "bind_rootfs",
 		"pivot_root", "mount_proc", "mount_sys", "dev_tmpfs_mknod", "pts_shm_mqueue", "hostname", "lo_up",
-		"exec_exit_reap", "cgroup_rmdir" };
+		"ro_mask_paths", "caps_nnp_seccomp", "exec_exit_reap", "cgroup_rmdir" };
 	enum { NS = sizeof names / sizeof *names };
 	uint64_t *steps[NS];
 	for (int s = 0; s < NS; s++) if (!(steps[s] = calloc((size_t)n, sizeof(uint64_t)))) die("calloc");
@@ -637,7 +893,7 @@ static void run_full(int n, uint64_t *lat)
 #ifdef STEP_TIMES
 		static const int seq[][2] = { { T_P0, T_P1 }, { T_P1, T_C0 }, { T_C0, T_C1 }, { T_C1, T_C2 }, { T_C2, T_C3 },
 			{ T_C3, T_C4 }, { T_C4, T_C5 }, { T_C5, T_C6 }, { T_C6, T_C7 }, { T_C7, T_C8 }, { T_C8, T_C9 },
-			{ T_C9, T_C10 }, { T_C10, T_P3 }, { T_P3, T_P4 } };
+			{ T_C9, T_C10 }, { T_C10, T_C11 }, { T_C11, T_C12 }, { T_C12, T_P3 }, { T_P3, T_P4 } };
 		for (int s = 0; s < NS; s++) steps[s][i] = dt(seq[s][0], seq[s][1]);
 #endif
 	}
@@ -677,9 +933,9 @@ static void run_join(int n, uint64_t *lat)
 	if (pipe2(pp, O_CLOEXEC) < 0) die("pipe2");
 #ifdef STEP_TIMES
 	/* P0 start, C0 helper runs, C1 after setns, C2 helper's clone3 returned, C3 grandchild runs,
-	 * C4 grandchild before execve, P3 helper reaped, P4 grandchild reaped */
+	 * C4 after its cgroup.procs writes, C5 before execve, P3 helper reaped, P4 grandchild reaped */
 	static const char *const names[] = { "clone3_helper", "setns", "clone3_parent", "cgroup_procs_v1",
-		"exec_exit_reap", "helper_exit_reap" };
+		"caps_nnp_seccomp", "exec_exit_reap", "helper_exit_reap" };
 	enum { NS = sizeof names / sizeof *names };
 	uint64_t *steps[NS];
 	for (int s = 0; s < NS; s++) if (!(steps[s] = calloc((size_t)n, sizeof(uint64_t)))) die("calloc");
@@ -712,6 +968,8 @@ static void run_join(int n, uint64_t *lat)
 				TS(T_C3);
 				child_procs(&icg);
 				TS(T_C4);
+				child_hardening();      /* pycontainer hardens joined processes too */
+				TS(T_C5);
 				execve(true_argv[0], true_argv, envp);
 				cfail("execve /bin/true");
 			}
@@ -738,8 +996,9 @@ static void run_join(int n, uint64_t *lat)
 		steps[1][i] = dt(T_C0, T_C1);
 		steps[2][i] = dt(T_C1, T_C3);
 		steps[3][i] = dt(T_C3, T_C4);
-		steps[4][i] = dt(T_C4, T_P4);
-		steps[5][i] = dt(T_C2, T_P3);
+		steps[4][i] = dt(T_C4, T_C5);
+		steps[5][i] = dt(T_C5, T_P4);
+		steps[6][i] = dt(T_C2, T_P3);
 #endif
 	}
 	close(pp[0]);
@@ -764,8 +1023,8 @@ static void run_join(int n, uint64_t *lat)
 
 int main(int argc, char **argv)
 {
-	if (argc != 4 || (strcmp(argv[1], "full") && strcmp(argv[1], "join"))) {
-		fprintf(stderr, "usage: %s full|join ROOTFS N\n", argv[0]);
+	if ((argc != 4 && argc != 5) || (strcmp(argv[1], "full") && strcmp(argv[1], "join"))) {
+		fprintf(stderr, "usage: %s full|join ROOTFS N [SECURITY_FILE]\n", argv[0]);
 		return 2;
 	}
 	char *end;
@@ -791,7 +1050,12 @@ int main(int argc, char **argv)
 	uint64_t *lat = calloc((size_t)n, sizeof *lat);
 	if (!lat) die("calloc");
 
+	if (argc == 5) parse_security(argv[4]);
 	discover();
+	for (int i = 0; i < g_nv1; i++)
+		if (has_word(g_v1[i].ctrl, "devices")) g_devidx = i;
+	if (g_sec.ndev && g_devidx < 0)
+		die_msg("security file", "device rules, but no v1 devices hierarchy to write them to");
 	for (int i = 0; i < g_nv1; i++) setup_base(&g_v1[i]);
 	setup_base(&g_uni);
 
