@@ -8,10 +8,12 @@
   shuffled order, so drift and neighbours' load hit every contender alike;
 - small C helpers compiled with gcc into the run's temp dir: c_limit (from c_limit.c),
   `nsumount` (crun 1.8 on a hybrid cgroup host) and `exitwatch` (kernel exit times);
+- c_limit's SECURITY_FILE, read from pycontainer's own defaults (climit_security_lines);
 - a cleanup stack that runs on success, on an exception and on Ctrl-C/SIGTERM;
 - cgroup paths of this process, and the plot.
 
-Nothing here needs pycontainer; the scenarios import it.
+Only climit_security_lines and pycontainer_security_defaults import pycontainer (lazily);
+the scenarios import it themselves.
 """
 from __future__ import annotations
 
@@ -292,6 +294,83 @@ def write_oci_bundle(bundle, rootfs, args, cgroups_path, hostname="bench", secur
     return bundle
 
 
+CLIMIT_SECURITY_WORK = ("masked/read-only paths, device policy, capability drop, no_new_privs, "
+                        "seccomp")
+
+
+def climit_security_lines(rootfs, seccomp_path):
+    """The SECURITY_FILE lines for c_limit (format: the top of c_limit.c) that make it do
+    the kernel work of a default pycontainer Config's security settings, read from the
+    library itself so the two cannot drift; the compiled seccomp filter is written to
+    `seccomp_path`. (lines, notes): what the library cannot provide is left out, with a note."""
+    lines, notes = [], []
+    try:
+        import pycontainer as pc
+        cfg = pc.Config(rootfs=rootfs)
+    except Exception as exc:            # noqa: BLE001 - any failure: bare c_limit, noted
+        return [], [f"c_limit security file: no pycontainer Config ({exc!r}): c_limit does no "
+                    "security work"]
+    try:
+        lines += [f"ro {p}" for p in cfg.readonly_paths]
+        lines += [f"mask {p}" for p in cfg.masked_paths]
+    except AttributeError as exc:
+        notes.append(f"c_limit security file: no read-only/masked paths ({exc})")
+    try:
+        from pycontainer.container import device_policy
+        from pycontainer.devices import v1_writes
+        policy = device_policy(cfg)
+        # a list of DeviceRule, or (since the policy is cached per Config) an object with .rules
+        writes = v1_writes(getattr(policy, "rules", policy))
+        if not any("devices" in ctls for _, _, ctls, _ in own_cgroups()):
+            notes.append("c_limit security file: no v1 devices hierarchy here, so no device rules "
+                         "(pycontainer uses only its eBPF device program then)")
+        else:
+            for name, rule in writes:
+                kw = {"devices.deny": "devdeny", "devices.allow": "devallow"}[name]
+                lines.append(f"{kw} {rule}")
+            if hybrid_unified_mount():
+                notes.append("c_limit security file: on this hybrid host pycontainer also attaches "
+                             "its eBPF device program to the container's cgroup2 dir (a bpf() "
+                             "call per create); c_limit writes only the v1 device rules")
+    except Exception as exc:            # noqa: BLE001 - the library's API moved: noted
+        notes.append(f"c_limit security file: no device rules ({exc!r})")
+    try:
+        from pycontainer.security import kernel_last_cap
+        if cfg.capabilities is not None:
+            bnd, eff, prm, inh, amb = cfg.capabilities.masks(kernel_last_cap())
+            lines.append(f"caps {bnd:x}")
+            if not (bnd == eff == prm):
+                notes.append(f"c_limit security file: capability sets differ (bounding {bnd:#x}, "
+                             f"effective {eff:#x}, permitted {prm:#x}); c_limit keeps the bounding "
+                             "one in all three")
+            if inh or amb:
+                notes.append(f"c_limit security file: inheritable {inh:#x} / ambient {amb:#x} not "
+                             "reproduced (c_limit sets both empty)")
+    except (ImportError, AttributeError) as exc:
+        notes.append(f"c_limit security file: no capability drop ({exc!r})")
+    nnp = bool(getattr(cfg, "no_new_privileges", False))
+    if nnp:
+        lines.append("nnp")
+    try:
+        from pycontainer.seccomp import DEFAULT_PROFILE, compile_profile, filter_flags
+        prof = getattr(cfg, "seccomp", None)
+        if prof is not None:
+            prof = DEFAULT_PROFILE if prof == "default" else prof
+            if not nnp:
+                notes.append("c_limit security file: seccomp without no_new_privileges is not "
+                             "reproduced (c_limit loads its filter after nnp): no seccomp line")
+            else:
+                with open(seccomp_path, "wb") as f:
+                    f.write(compile_profile(prof))
+                lines.append(f"seccomp {seccomp_path}")
+                if filter_flags(prof):
+                    notes.append(f"c_limit security file: seccomp flags {filter_flags(prof):#x} "
+                                 "not reproduced (c_limit loads with flags 0)")
+    except Exception as exc:            # noqa: BLE001 - ImportError, libseccomp missing ...
+        notes.append(f"c_limit security file: no seccomp filter ({exc!r})")
+    return lines, notes
+
+
 # --- cgroups of this process --------------------------------------------------------------
 
 def _mounts():
@@ -566,6 +645,18 @@ class Tools:
         self.c_limit = self._build("c_limit", os.path.join(HERE, "c_limit.c"))
         self.nsumount = self._build("nsumount", NSUMOUNT_C)
         self.exitwatch = self._build("exitwatch", EXITWATCH_C)
+        # c_limit's SECURITY_FILE: the kernel work of a default Config's security settings
+        self.climit_security = None
+        self.climit_security_lines = []
+        if self.c_limit:
+            lines, notes = climit_security_lines(self.rootfs,
+                                                 os.path.join(self.tmp, "climit-seccomp.bpf"))
+            self.notes += notes
+            self.climit_security_lines = lines
+            self.climit_security = os.path.join(self.tmp, "climit-security")
+            with open(self.climit_security, "w") as f:
+                f.write("# c_limit SECURITY_FILE from pycontainer's default Config "
+                        "(format: benchmarks/c_limit.c)\n" + "".join(x + "\n" for x in lines))
 
     def _build(self, name, src):
         try:
@@ -660,18 +751,27 @@ class OciRuntime:
 
 # --- c_limit ------------------------------------------------------------------------------
 
+CLIMIT_PIDS = set()         # every c_limit this process ran: verify_clean looks for their cgroups
+
+
 class CLimit:
-    """Runs `c_limit MODE ROOTFS k` as one chunk; pseudo-samples from its quantiles.
-    If we are interrupted it gets SIGTERM (it cleans up on that) and, should it have died
-    of SIGKILL, its climit-<pid> cgroups are removed here."""
+    """Runs `c_limit MODE ROOTFS k [SECURITY_FILE]` as one chunk; pseudo-samples from its
+    quantiles. secure=True passes the tools' security file (the default Config's security
+    work), secure=False runs it bare. If we are interrupted it gets SIGTERM (it cleans up
+    on that) and, should it have died of SIGKILL, its climit-<pid> cgroups are removed here."""
 
     def __init__(self, tools, cleanup):
         self.tools = tools
         self.cleanup = cleanup
 
-    def chunk(self, mode, k):
-        p = subprocess.Popen([self.tools.c_limit, mode, self.tools.rootfs, str(k)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def chunk(self, mode, k, secure=True):
+        argv = [self.tools.c_limit, mode, self.tools.rootfs, str(k)]
+        if secure:
+            if not self.tools.climit_security:
+                raise RuntimeError("c_limit: no security file")
+            argv.append(self.tools.climit_security)
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        CLIMIT_PIDS.add(p.pid)
         entry = self.cleanup.push(self._stop, p)
         try:
             out, err = p.communicate()
@@ -799,6 +899,7 @@ def plot(path, data):
             data_ms = [[v / 1000 for v in c["samples_us"]] for _, c in cons]
             labels = [n.replace(" (", "\n(") for n, _ in cons]
             colors = ["tab:red" if n == "pycontainer" else "lightcoral" if n.startswith("pycontainer") else
+                      "yellowgreen" if n.startswith("c_limit") and "(bare)" in n else
                       ("tab:green" if n.startswith("c_limit") or n.startswith("bare") else "tab:gray")
                       for n, _ in cons]
             bp = ax.boxplot(data_ms, vert=False, whis=(1, 99), showfliers=True, patch_artist=True,
@@ -883,7 +984,7 @@ def plot(path, data):
     fig.suptitle(f"pycontainer benchmarks ({'quick' if data.get('options', {}).get('quick') else 'full'} run; "
                  f"{ctx.get('cpus')} CPUs, Linux {ctx.get('kernel')}, load avg before "
                  f"{', '.join(f'{x:.2f}' for x in ctx.get('loadavg', []))})  red: pycontainer, "
-                 f"green: kernel-work limit", fontsize=11)
+                 f"green: kernel-work limit (light: c_limit bare, no security work)", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=90)

@@ -10,9 +10,13 @@ in a shuffled order, so drift and a neighbour's load hit all of them alike):
 1. full lifecycle: Factory.create + start(/bin/true) + exit status from the queue +
    destroy, default Config on a busybox rootfs; against `crun run`, `runc run` (an OCI
    bundle with the same image, namespaces and mounts), subprocess.run(["/bin/true"]) and
-   `c_limit full` (the kernel work alone).
+   `c_limit full` (the kernel work alone, including the kernel work of the default
+   Config's security settings: masked/read-only paths, device policy, capability drop,
+   no_new_privs, seccomp); `c_limit full (bare)` (none of the security work) is an
+   information row for `pycontainer (no seccomp/caps/masks)`.
 2. join: start(/bin/true) into a running container + its exit status; against
-   `crun exec`, `runc exec`, `nsenter -a -t <init pid> /bin/true` and `c_limit join`.
+   `crun exec`, `runc exec`, `nsenter -a -t <init pid> /bin/true`, `c_limit join` and
+   `c_limit join (bare)`.
 3. pause + resume: pause(), poll run_state() until PAUSED, resume(); against
    `crun pause` + `crun resume`, `runc pause` + `runc resume`, and the bare cgroup2
    writes (cgroup.freeze 1, read cgroup.events until "frozen 1", cgroup.freeze 0).
@@ -266,11 +270,7 @@ def run_scenarios(args, ctx):
         contenders.append(C.Contender(
             "nsumount /bin/true", timed_cmd([tools.nsumount, runtimes["crun"].wrapped, "/bin/true"]),
             k, note="crun's wrapper alone: subtract its excess over subprocess.run from the crun rows"))
-    if climit:
-        contenders.append(C.Contender("c_limit full", lambda n: climit.chunk("full", n), k,
-                                      note="in-C loop; pooled from per-chunk quantiles"))
-    else:
-        extra_rows.append(skipped("c_limit full", "not built (gcc missing)"))
+    add_climit(contenders, extra_rows, climit, "full", k)
     orders = C.interleave(contenders, rounds, seed=1, progress=progress("full"))
     texts.append(C.table("1. full lifecycle: create + start(/bin/true) + exit status + destroy (us)",
                          contenders + extra_rows, reference="pycontainer"))
@@ -315,11 +315,7 @@ def run_scenarios(args, ctx):
     contenders.append(C.Contender("nsenter -a", timed_cmd(
         ["nsenter", "-a", "-t", str(init_pid), "/bin/true"]), k,
         note="joins the namespaces only, not the cgroups"))
-    if climit:
-        contenders.append(C.Contender("c_limit join", lambda n: climit.chunk("join", n), k,
-                                      note="in-C loop; pooled from per-chunk quantiles"))
-    else:
-        extra_rows.append(skipped("c_limit join", "not built (gcc missing)"))
+    add_climit(contenders, extra_rows, climit, "join", k)
     orders = C.interleave(contenders, rounds, seed=2, progress=progress("join"))
     texts.append(C.table("2. join: start(/bin/true) into a running container + exit status (us)",
                          contenders + extra_rows, reference="pycontainer"))
@@ -350,6 +346,28 @@ def run_scenarios(args, ctx):
                          contenders + extra_rows, reference="pycontainer"))
     results["pause"] = scenario_record(contenders + extra_rows, orders)
     return results, texts
+
+
+CLIMIT_SECURE_NOTE = f"c_limit does the default Config's security work: {C.CLIMIT_SECURITY_WORK}"
+CLIMIT_BARE_NOTE = ("no security work (c_limit without SECURITY_FILE): compare with "
+                    f"'{BARE_NAME}'")
+
+
+def add_climit(contenders, extra_rows, climit, mode, k):
+    """`c_limit <mode>` with the security file (the target's reference) and
+    `c_limit <mode> (bare)` without it, as contenders of the same interleaved rounds."""
+    secure, bare = f"c_limit {mode}", f"c_limit {mode} (bare)"
+    if not climit:
+        for name in (secure, bare):
+            extra_rows.append(C.Contender(name, None, 0, note="not built (gcc missing)"))
+        return
+    how = "in-C loop; pooled from per-chunk quantiles"
+    missing = [n for n in climit.tools.notes if n.startswith("c_limit security file")]
+    note = f"{CLIMIT_SECURE_NOTE}; {how}" + (f" (but: {'; '.join(missing)})" if missing else "")
+    contenders.append(C.Contender(secure, lambda n: climit.chunk(mode, n, secure=True), k,
+                                  note=note))
+    contenders.append(C.Contender(bare, lambda n: climit.chunk(mode, n, secure=False), k,
+                                  note=f"{CLIMIT_BARE_NOTE}; {how}"))
 
 
 def scenario_record(contenders, orders, extra=None):
@@ -397,13 +415,16 @@ def evaluate_targets(results, scaling):
                   TARGETS["full_vs_c_limit"])
         ratio_row("join <= 1.3x c_limit join", "join", "pycontainer", "c_limit join",
                   TARGETS["join_vs_c_limit"])
+        if median_of(results, "full", "c_limit full") or median_of(results, "join", "c_limit join"):
+            out.append(("  c_limit full/join do the Config's security work:",
+                        C.CLIMIT_SECURITY_WORK, "info"))
         ratio_row("pause+resume <= 3x bare freezer writes", "pause", "pycontainer",
                   "bare cgroup.freeze writes", TARGETS["pause_vs_bare"])
         for scen, what in (("full", "full lifecycle"), ("join", "join")):
             a = median_of(results, scen, BARE_NAME)
-            b = median_of(results, scen, f"c_limit {scen}")
+            b = median_of(results, scen, f"c_limit {scen} (bare)")
             if a and b:
-                out.append((f"  (info) {what}, no seccomp/caps/masks, vs c_limit",
+                out.append((f"  (info) {what}, no seccomp/caps/masks, vs c_limit (bare)",
                             f"{a / b:.2f}x (median {a:.0f} vs {b:.0f} us)", "info"))
     if scaling:
         out.extend(scaling.get("targets", []))
@@ -412,10 +433,11 @@ def evaluate_targets(results, scaling):
 
 def print_targets(rows):
     lines = ["\n== targets =="]
+    w = max([52] + [len(label) + 1 for label, _, _ in rows])
     for label, measured, met in rows:
         verdict = "n/a" if met is None else (met if isinstance(met, str) else
                                              ("MET" if met else "NOT MET"))
-        lines.append(f"{label:<52} {verdict:<8} {measured}")
+        lines.append(f"{label:<{w}} {verdict:<8} {measured}")
     text = "\n".join(lines)
     print(text, flush=True)
     return text
@@ -444,6 +466,7 @@ def main(argv=None):
         tools = C.Tools(cleanup)
         for n in tools.notes:
             C.log("note:", n)
+        data["c_limit_security_file"] = tools.climit_security_lines
         root = f"/run/{C.RUN_TAG}"
         factory = pc.Factory(root=root)
         cleanup.push(destroy_all, factory)
