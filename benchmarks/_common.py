@@ -9,6 +9,7 @@
 - small C helpers compiled with gcc into the run's temp dir: c_limit (from c_limit.c),
   `nsumount` (crun 1.8 on a hybrid cgroup host) and `exitwatch` (kernel exit times);
 - c_limit's SECURITY_FILE, read from pycontainer's own defaults (climit_security_lines);
+- the state roots of pycontainer, runc and crun: by default on a private tmpfs (StateRoots);
 - a cleanup stack that runs on success, on an exception and on Ctrl-C/SIGTERM;
 - cgroup paths of this process, and the plot.
 
@@ -18,6 +19,7 @@ the scenarios import it themselves.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import json
 import os
@@ -667,6 +669,112 @@ class Tools:
             return None
 
 
+# --- state roots --------------------------------------------------------------------------
+
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MNT_DETACH = 0x2, 0x4, 0x8, 0x2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(source, target, fstype, flags, data):
+    if _libc.mount(source.encode(), target.encode(), fstype.encode(), ctypes.c_ulong(flags),
+                   data.encode()) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"mount {fstype} on {target}: {os.strerror(e)}")
+
+
+def _umount2(target, flags=0):
+    if _libc.umount2(target.encode(), flags) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"umount {target}: {os.strerror(e)}")
+
+
+def mounts_of(tag=RUN_TAG):
+    """Mount points whose source or mount point carries `tag` (a state tmpfs left mounted)."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields, tail = left.split(), right.split()
+            src = tail[1] if len(tail) > 1 else ""
+            if tag in fields[4] or tag in src:
+                out.append(fields[4])
+    return out
+
+
+class StateRoots:
+    """Where pycontainer (its Factory root), runc and crun (`--root`) keep their state.
+
+    Default: a private tmpfs at <run temp dir>/state (source `pcbench-<pid>-state`, mode
+    0700, 64 MiB, nosuid/nodev/noexec as systemd's /run), with one dir per runtime, so
+    that a state file write costs the same for all three and no disk journal is involved.
+    It is unmounted by the cleanup stack after every container is gone (it is pushed
+    before any container exists). on_disk=True: the old behaviour, /run/<tag> for
+    pycontainer and the runtimes' default roots (/run/runc, /run/crun), wherever /run is."""
+
+    def __init__(self, tools, cleanup, on_disk=False):
+        self.on_disk = on_disk
+        self.tmpfs = None
+        if on_disk:
+            self.pycontainer = f"/run/{RUN_TAG}"
+            self.runc = self.crun = None
+            return
+        mnt = os.path.join(tools.tmp, "state")
+        os.mkdir(mnt, 0o700)
+        _mount(f"{RUN_TAG}-state", mnt, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+               "mode=0700,size=64m")
+        self.tmpfs = mnt
+        cleanup.push(self.unmount)
+        self.pycontainer = os.path.join(mnt, "pycontainer")
+        self.runc = os.path.join(mnt, "runc")
+        self.crun = os.path.join(mnt, "crun")
+        for d in (self.runc, self.crun):
+            os.mkdir(d, 0o700)
+
+    def runtime_root(self, name):
+        """`--root` for runc/crun; None: the runtime's default."""
+        return getattr(self, name, None)
+
+    def default_runtime_root(self, name):
+        return f"/run/{name}"
+
+    def describe(self):
+        if self.on_disk:
+            fs = _fstype_of("/run")
+            return (f"on disk (--state-on-disk): pycontainer {self.pycontainer}, runc and crun "
+                    f"their defaults /run/runc, /run/crun; /run is {fs}")
+        return (f"private tmpfs {self.tmpfs}: pycontainer {self.pycontainer}, runc --root "
+                f"{self.runc}, crun --root {self.crun}")
+
+    def record(self):
+        return {"kind": "disk" if self.on_disk else "tmpfs", "tmpfs": self.tmpfs,
+                "pycontainer": self.pycontainer,
+                "runc": self.runc or self.default_runtime_root("runc"),
+                "crun": self.crun or self.default_runtime_root("crun"),
+                "run_fstype": _fstype_of("/run"), "description": self.describe()}
+
+    def unmount(self):
+        try:
+            _umount2(self.tmpfs)
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+            log(f"cleanup: {self.tmpfs} busy, detached lazily")
+            _umount2(self.tmpfs, MNT_DETACH)
+
+
+def _fstype_of(path):
+    """The fstype of the mount holding `path` (longest mount point prefix)."""
+    best, fs = "", "?"
+    real = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            mp = left.split()[4]
+            if (real == mp or real.startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best):
+                best, fs = mp, right.split()[0]
+    return fs
+
+
 # --- runc / crun --------------------------------------------------------------------------
 
 class OciRuntime:
@@ -674,10 +782,13 @@ class OciRuntime:
 
     crun 1.8 on a hybrid cgroup host runs through `nsumount` (a private mount namespace
     with the cgroup2 mount unmounted), so every crun command pays one unshare(CLONE_NEWNS)
-    (a copy of the mount table) and one exec more; `wrapper_cost` measures that."""
+    (a copy of the mount table) and one exec more; `wrapper_cost` measures that.
+    root: its state root (`--root`, a global flag: right after the binary), None for the
+    runtime's default (/run/runc, /run/crun)."""
 
-    def __init__(self, name, tools, cgroups, cleanup):
+    def __init__(self, name, tools, cgroups, cleanup, root=None):
         self.name = name
+        self.root = root
         self.binary = shutil.which(name)
         self.tools = tools
         self.cgroups = cgroups
@@ -699,6 +810,8 @@ class OciRuntime:
                 else:
                     self.prefix = [tools.nsumount, mnt, self.binary]
                     self.wrapped = mnt
+        if self.binary and root:
+            self.prefix += ["--root", root]
 
     def new_id(self, kind):
         cid = f"{RUN_TAG}-{self.name}-{kind}-{len(self.ids)}"
@@ -836,24 +949,52 @@ def write_json(path, data):
         json.dump(data, f, indent=1, default=str)
 
 
-def verify_clean(settle=5.0):
-    """What the run left behind: our cgroups, runc/crun containers, state dir, processes.
-    Processes die and cgroups empty asynchronously: retried for up to `settle` seconds."""
+def verify_clean(state=None, settle=5.0):
+    """What the run left behind: our cgroups (and those of the c_limits we ran), runc/crun
+    containers (in the state roots used and the default ones), pycontainer state dirs, the
+    state tmpfs still mounted, processes. `state`: the StateRoots of the run (None: only
+    the /run places). Processes die and cgroups empty asynchronously: retried for up to
+    `settle` seconds."""
     deadline = time.monotonic() + settle
     while True:
-        out = _leftovers()
+        out = _leftovers(state)
         if out["clean"] or time.monotonic() > deadline:
             return out
         time.sleep(0.1)
 
 
-def _leftovers():
-    out = {"cgroups": pycontainer_cgroup_leftovers()}
+def climit_cgroup_leftovers(pids=None):
+    """climit-<pid> cgroups below a `pycontainer` dir, for the c_limits this process ran."""
+    names = {f"climit-{p}" for p in (CLIMIT_PIDS if pids is None else pids)}
+    found = []
+    if not names:
+        return found
+    for _, own, _, _ in own_cgroups():
+        for n in names:
+            d = os.path.join(own, "pycontainer", n)
+            if os.path.exists(d):
+                found.append(d)
+    return found
+
+
+def _leftovers(state=None):
+    out = {"cgroups": pycontainer_cgroup_leftovers() + climit_cgroup_leftovers()}
     for rt in ("runc", "crun"):
         if shutil.which(rt):
-            r = subprocess.run([rt, "list", "-q"], capture_output=True, text=True)
-            out[rt] = [x for x in r.stdout.split() if x.startswith(RUN_TAG)]
-    out["state_dir"] = os.path.exists(f"/run/{RUN_TAG}")
+            ids = []
+            roots = [None]
+            if state is not None and state.runtime_root(rt):
+                roots.append(state.runtime_root(rt))
+            for root in roots:
+                if root is not None and not os.path.isdir(root):
+                    continue                    # gone with the tmpfs
+                cmd = [rt] + (["--root", root] if root else []) + ["list", "-q"]
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                ids += [x for x in r.stdout.split() if x.startswith(RUN_TAG)]
+            out[rt] = ids
+    dirs = {f"/run/{RUN_TAG}"} | ({state.pycontainer} if state is not None else set())
+    out["state_dir"] = sorted(d for d in dirs if os.path.exists(d))
+    out["state_tmpfs_mounted"] = mounts_of(RUN_TAG)
     procs = []
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -864,7 +1005,7 @@ def _leftovers():
                             procs.append((int(name), g.read().replace(b"\0", b" ").decode()[:80]))
     out["processes"] = procs
     out["clean"] = not any([out["cgroups"], out.get("runc"), out.get("crun"), out["state_dir"],
-                            procs])
+                            out["state_tmpfs_mounted"], procs])
     return out
 
 
@@ -981,7 +1122,9 @@ def plot(path, data):
         for i in range(3, cols):
             axes[r][i].axis("off")
     ctx = data.get("context_before", {})
+    where = (data.get("state_roots") or {}).get("kind", "?")
     fig.suptitle(f"pycontainer benchmarks ({'quick' if data.get('options', {}).get('quick') else 'full'} run; "
+                 f"state roots on {where}; "
                  f"{ctx.get('cpus')} CPUs, Linux {ctx.get('kernel')}, load avg before "
                  f"{', '.join(f'{x:.2f}' for x in ctx.get('loadavg', []))})  red: pycontainer, "
                  f"green: kernel-work limit (light: c_limit bare, no security work)", fontsize=11)

@@ -484,6 +484,8 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--json")
     ap.add_argument("--plot")
+    ap.add_argument("--state-on-disk", action="store_true",
+                    help="pycontainer's state root in /run/<tag> (default: a private tmpfs)")
     ap.add_argument("--worker-heap", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--worker-rootfs", help=argparse.SUPPRESS)
     ap.add_argument("--worker-root", help=argparse.SUPPRESS)
@@ -495,6 +497,7 @@ def main(argv=None):
     rest = ["--only-scaling"] + (["--quick"] if args.quick else [])
     rest += ["--json", args.json] if args.json else []
     rest += ["--plot", args.plot] if args.plot else []
+    rest += ["--state-on-disk"] if args.state_on_disk else []
     return start_latency.main(rest)
 
 

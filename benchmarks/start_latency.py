@@ -2,7 +2,7 @@
 """Start latency of pycontainer against runc, crun, plain subprocess and the C limit.
 
     python benchmarks/start_latency.py [--quick] [--runs N] [--json FILE] [--plot FILE.png]
-                                       [--scaling]
+                                       [--scaling] [--state-on-disk]
 
 Scenarios (every one in interleaved rounds: each round runs one chunk of every contender,
 in a shuffled order, so drift and a neighbour's load hit all of them alike):
@@ -21,8 +21,10 @@ in a shuffled order, so drift and a neighbour's load hit all of them alike):
    `crun pause` + `crun resume`, `runc pause` + `runc resume`, and the bare cgroup2
    writes (cgroup.freeze 1, read cgroup.events until "frozen 1", cgroup.freeze 0).
 
---scaling also runs benchmarks/scaling.py's measurements. Needs root. Everything made is
-removed on success, on error and on Ctrl-C (see benchmarks/README.md).
+The state roots of pycontainer, runc and crun are on a private tmpfs mounted for the run
+(--state-on-disk: /run/<tag> and the runtimes' default roots, as before). --scaling also
+runs benchmarks/scaling.py's measurements. Needs root. Everything made is removed on
+success, on error and on Ctrl-C (see benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -232,7 +234,9 @@ def run_scenarios(args, ctx):
     rounds, k, k_rt = plan(args)
     cg = C.RuntimeCgroups()
     cleanup.push(cg.remove_created)
-    runtimes = {n: C.OciRuntime(n, tools, cg, cleanup) for n in ("crun", "runc")}
+    state = ctx["state"]
+    runtimes = {n: C.OciRuntime(n, tools, cg, cleanup, root=state.runtime_root(n))
+                for n in ("crun", "runc")}
     climit = C.CLimit(tools, cleanup) if tools.c_limit else None
     results, texts = {}, []
 
@@ -450,6 +454,9 @@ def main(argv=None):
     ap.add_argument("--json", help="write every sample and summary here")
     ap.add_argument("--plot", help="draw the distributions and scaling curves into this PNG")
     ap.add_argument("--scaling", action="store_true", help="also run benchmarks/scaling.py")
+    ap.add_argument("--state-on-disk", action="store_true",
+                    help="state roots as before: /run/<tag> for pycontainer, the default roots of "
+                         "runc and crun (default: a private tmpfs for all three)")
     ap.add_argument("--only-scaling", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -462,15 +469,22 @@ def main(argv=None):
     t_start = time.monotonic()
     data = {"options": vars(args), "context_before": C.machine_context(), "tag": C.RUN_TAG}
     texts = []
+    state = None
     try:
         tools = C.Tools(cleanup)
         for n in tools.notes:
             C.log("note:", n)
+        # Before any container exists: the cleanup stack unmounts it after they are all gone.
+        state = C.StateRoots(tools, cleanup, on_disk=args.state_on_disk)
+        data["state_roots"] = state.record()
+        data["options"]["state_root"] = data["state_roots"]["kind"]
         data["c_limit_security_file"] = tools.climit_security_lines
-        root = f"/run/{C.RUN_TAG}"
-        factory = pc.Factory(root=root)
+        header = f"pycontainer benchmarks {C.RUN_TAG}: state roots {state.describe()}"
+        print(header, flush=True)
+        texts.append(header)
+        factory = pc.Factory(root=state.pycontainer)
         cleanup.push(destroy_all, factory)
-        ctx = {"pc": pc, "factory": factory, "tools": tools, "cleanup": cleanup}
+        ctx = {"pc": pc, "factory": factory, "tools": tools, "cleanup": cleanup, "state": state}
         results = {}
         if not args.only_scaling:
             results, t = run_scenarios(args, ctx)
@@ -487,7 +501,7 @@ def main(argv=None):
         data["notes"] = tools.notes + C.pycontainer_security_defaults()[1]
     finally:
         cleanup.run()
-        check = C.verify_clean()
+        check = C.verify_clean(state)
         data["cleanup_check"] = check
         if not check["clean"] or sys.exc_info()[0] is not None:
             print(f"cleanup check: {check}", flush=True)
