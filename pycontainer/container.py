@@ -39,19 +39,29 @@ _FREEZER_TO_STATE = {"THAWED": RunState.RUNNING, "FREEZING": RunState.PAUSING,
                      "FROZEN": RunState.PAUSED}
 
 
-@contextlib.contextmanager
-def lock_container(state_dir, container_id, operation):
-    """The container's exclusive flock; ContainerNotExistError once it is destroyed."""
-    try:
-        fd = os.open(f"{state_dir}/{LOCK_FILE}", os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise ContainerNotExistError("no such container", container_id=container_id,
-                                     operation=operation) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+class lock_container:
+    """The container's exclusive flock; ContainerNotExistError once it is destroyed.
+    A class rather than a @contextmanager generator: every operation takes it, and the
+    generator machinery cost as much as the open, flock and close together."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, state_dir, container_id, operation):
+        try:
+            self._fd = os.open(f"{state_dir}/{LOCK_FILE}", os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ContainerNotExistError("no such container", container_id=container_id,
+                                         operation=operation) from None
+
+    def __enter__(self):
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def __exit__(self, *exc):
+        os.close(self._fd)
 
 
 def remove_state_dir(state_dir):
@@ -349,6 +359,24 @@ class Container:
             return None
         return fd
 
+    def _kept_state(self):
+        """The run state from the cached record without re-reading state.json, when that
+        record cannot be stale; else None (the caller re-reads). It cannot be while the
+        freezer files this handle keeps open since its first pause still read (their
+        cgroup is removed only by a destroy; a container made again under the id has
+        new ones) and the record's init, not staged, is alive: a start that records a new
+        init needs it dead, and only exec() changes a staged record."""
+        record = self._state_cache[1]
+        if record is None or record.init_pid is None or record.extra.get("staged"):
+            return None
+        fd = self._pidfds.get((record.init_pid, record.init_start_time))
+        if fd is None:
+            return None
+        frozen = self._cgroups.kept_freezer_state()
+        if frozen is None or select.select([fd], [], [], 0)[0]:
+            return None
+        return _FREEZER_TO_STATE[frozen]
+
     def _state(self, record):
         if record.init_pid is None:
             return RunState.CREATED
@@ -371,7 +399,8 @@ class Container:
 
     def run_state(self):
         """CREATED, RUNNING, PAUSING, PAUSED or STOPPED, as the kernel reports it now."""
-        return self._state(self._record("run_state"))
+        state = self._kept_state()
+        return self._state(self._record("run_state")) if state is None else state
 
     # -- starting processes ----------------------------------------------------------
 
@@ -743,7 +772,9 @@ class Container:
         until the kernel reports the cgroup frozen, then PAUSED. No-op when paused."""
         try:
             with lock_container(self._dir, self._id, "pause"):
-                state = self._state(self._record("pause"))
+                state = self._kept_state()
+                if state is None:
+                    state = self._state(self._record("pause"))
                 if state in (RunState.PAUSED, RunState.PAUSING):
                     return
                 if state != RunState.RUNNING:
@@ -756,6 +787,10 @@ class Container:
         """Thaw a paused (or pausing) container. No-op when running."""
         try:
             with lock_container(self._dir, self._id, "resume"):
+                # Kept freezer files that still read are this container's (_kept_state).
+                if self._cgroups.kept_freezer_state(thawed_only=True) not in (None, "THAWED"):
+                    self._cgroups.thaw()
+                    return
                 record = self._record("resume")
                 if self._cgroups.freezer_state() != "THAWED":
                     self._cgroups.thaw()

@@ -19,6 +19,7 @@ from .errors import ContainerError, ContainerNotExistError, InvalidIdError
 STATE_VERSION = 1
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
+_READ_SIZE = 1 << 16
 EXEC_FIFO = "exec.fifo"      # a staged init waits to open it for writing (runc's name)
 _ID = re.compile(r"[A-Za-z0-9_.+-]{1,1024}")
 _IFNAME = re.compile(r"[^/:%\s]{1,15}")
@@ -103,15 +104,18 @@ def read_state(state_dir, container_id, cache=None):
         raise StateInvalidError(f"{path}: {os.strerror(exc.errno)}", container_id=container_id,
                                 operation="read state") from None
     try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
+        # One read returns the whole of a file this small; a short one is its end.
+        data = os.read(fd, _READ_SIZE)
+        if len(data) == _READ_SIZE:
+            chunks = [data]
+            while chunk := os.read(fd, _READ_SIZE):
+                chunks.append(chunk)
+            data = b"".join(chunks)
     except OSError as exc:        # EISDIR ...
         raise StateInvalidError(f"{path}: {os.strerror(exc.errno)}", container_id=container_id,
                                 operation="read state") from None
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     if cache is not None and cache[0] == data:
         return cache[1]
     try:

@@ -478,6 +478,9 @@ class NullManager:
     def freezer_state(self):
         return "THAWED"
 
+    def kept_freezer_state(self, thawed_only=False):
+        return None
+
     def stats(self):
         return CgroupStats(cpu_stats=CpuStats())
 
@@ -795,6 +798,29 @@ class CgroupManager:
         except ContainerSystemError:
             return None
         return ("v2" if mod is v2 else "v1"), d
+
+    def kept_freezer_state(self, thawed_only=False):
+        """freezer_state() through the descriptors kept since a pause, without opening
+        anything: None when there are none, or when their cgroup was removed (ENODEV: a
+        destroy, maybe a new container under the same path since), so that the caller
+        asks again the slow way. thawed_only: THAWED or not is all the caller needs, and
+        "not" comes back as FREEZING after one read."""
+        with self._fds_guard:
+            fds = self._freezer_fds
+            if fds is None:
+                return None
+            ctl, events = fds
+            try:
+                value = os.pread(ctl, 64, 0)
+                if events < 0:
+                    return value.decode().strip()
+                if value.strip() == b"0":
+                    return THAWED
+                if thawed_only:
+                    return FREEZING
+                return v2.freezer_state_of(value, os.pread(events, 256, 0))
+            except OSError:
+                return None
 
     def freezer_state(self):
         try:

@@ -914,6 +914,51 @@ def test_same_id_after_destroy_is_a_new_container(factory, busybox_rootfs):
         new.destroy()
 
 
+def test_a_handle_that_paused_sees_another_handle_destroy_and_reuse_the_id(factory,
+                                                                          busybox_rootfs):
+    """A handle that has paused keeps its freezer files open and answers run_state, pause
+    and resume without re-reading state.json while they still read: after another handle
+    destroys the container and a new one takes the id, none of its answers may be the
+    old container's, or touch the new one."""
+    old = factory.create("kept", pc.Config(rootfs=busybox_rootfs))
+    start_bg(old, ["sleep", "100"])
+    old.pause()
+    wait_state(old, pc.RunState.PAUSED)
+    old.resume()
+    assert old.run_state() == pc.RunState.RUNNING
+    factory.load("kept").destroy()
+    new = factory.create("kept", pc.Config(rootfs=busybox_rootfs))
+    try:
+        start_bg(new, ["sleep", "100"])
+        new.pause()
+        wait_state(new, pc.RunState.PAUSED)
+        for call in (old.run_state, old.pause, old.resume):
+            with pytest.raises(pc.ContainerNotExistError):
+                call()
+        assert new.run_state() == pc.RunState.PAUSED       # old.resume did not thaw it
+        new.resume()
+        assert new.run_state() == pc.RunState.RUNNING
+    finally:
+        new.destroy()
+
+
+def test_a_handle_that_paused_sees_its_init_exit(factory, busybox_rootfs):
+    """The kept-freezer answers still ask the kernel whether the init lives."""
+    c = factory.create("kept-stop", pc.Config(rootfs=busybox_rootfs))
+    try:
+        pid, exits = start_bg(c, ["sleep", "100"])
+        c.pause()
+        wait_state(c, pc.RunState.PAUSED)
+        c.resume()
+        os.kill(pid, signal.SIGKILL)
+        assert exits.get(timeout=10) == -signal.SIGKILL
+        assert c.run_state() == pc.RunState.STOPPED
+        with pytest.raises(pc.ContainerNotRunningError):
+            c.pause()
+    finally:
+        c.destroy()
+
+
 def test_paused_processes_are_frozen(factory, busybox_rootfs, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
