@@ -319,10 +319,7 @@ def climit_security_lines(rootfs, seccomp_path):
         notes.append(f"c_limit security file: no read-only/masked paths ({exc})")
     try:
         from pycontainer.container import device_policy
-        from pycontainer.devices import v1_writes
-        policy = device_policy(cfg)
-        # a list of DeviceRule, or (since the policy is cached per Config) an object with .rules
-        writes = v1_writes(getattr(policy, "rules", policy))
+        writes = device_policy(cfg).v1_writes
         if not any("devices" in ctls for _, _, ctls, _ in own_cgroups()):
             notes.append("c_limit security file: no v1 devices hierarchy here, so no device rules "
                          "(pycontainer uses only its eBPF device program then)")
