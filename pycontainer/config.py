@@ -351,7 +351,12 @@ class Config:
     """What a container is: its root filesystem, namespaces, mounts and limits.
 
     ``rootfs=None`` is the built-in image: the host's root bind-mounted read-only, with fresh
-    /proc, /dev, /sys and writable tmpfs /tmp and /run."""
+    /proc, /dev, /sys and writable tmpfs /tmp and /run.
+
+    A Config is a value: do not change its dicts (``namespace_paths``, ``sysctl``, a seccomp
+    profile) after making it. What is derived from it (its C form, the device policy, its
+    JSON) is made once and shared by every container created with it; make a new Config
+    (``dataclasses.replace``) for a different one."""
 
     rootfs: Optional[str] = None
     hostname: Optional[str] = None

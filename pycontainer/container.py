@@ -373,7 +373,10 @@ class Container:
         if fd is None:
             return None
         frozen = self._cgroups.kept_freezer_state()
-        if frozen is None or select.select([fd], [], [], 0)[0]:
+        try:
+            if frozen is None or select.select([fd], [], [], 0)[0]:
+                return None
+        except (OSError, ValueError):       # closed meanwhile by another thread's destroy
             return None
         return _FREEZER_TO_STATE[frozen]
 

@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import json
 import os
 import secrets
 import time
@@ -109,6 +110,14 @@ class Factory:
         if extra is not None and not isinstance(extra, dict):
             raise ConfigInvalidError("extra", extra, "expected a dict",
                                      container_id=container_id, operation="create")
+        if extra:
+            # As state.json will give it back (str keys, lists): the creating handle's
+            # extra() then says what load() says, and what JSON cannot hold fails now.
+            try:
+                extra = json.loads(json.dumps(extra))
+            except (TypeError, ValueError) as exc:
+                raise ConfigInvalidError("extra", extra, f"not JSON-able: {exc}",
+                                         container_id=container_id, operation="create") from None
         rootless = os.geteuid() != 0
         if rootless:
             config = rootless_config(config, container_id, self._cgroup_scope)

@@ -276,6 +276,21 @@ def _action_value(action, ret):
     return value
 
 
+def _optimize(scmp, flt, rules):
+    """A binary search over syscall numbers instead of a linear list, for filters of 8 rules
+    or more (as runc): the kernel emulates a filter for every syscall number when it loads
+    it (the constant-action cache), so the default profile loads in about 115 us instead
+    of 210 (benchmarks/README.md). libseccomp 2.5.0-2.5.3 kill every syscall of a tree
+    filter without rules (libseccomp#370): a short filter gains nothing and keeps the list,
+    as does a libseccomp before 2.5, which has no such attribute."""
+    if rules < 8:
+        return
+    try:
+        flt.set_attr(scmp.Attr.CTL_OPTIMIZE, 2)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def _compile(p, field="seccomp"):
     scmp = _scmp
     if scmp is None:             # pragma: no cover - depends on the host
@@ -288,14 +303,6 @@ def _compile(p, field="seccomp"):
         raise ConfigInvalidError(f"{field}.defaultAction", p["defaultAction"],
                                  f"libseccomp refused it: {exc.strerror}") from None
     flt.set_attr(scmp.Attr.CTL_NNP, 0)
-    # A binary search over syscall numbers instead of a linear list: the kernel emulates
-    # the filter for every syscall number when it loads it (the constant-action cache),
-    # so the default profile loads in about 115 us instead of 210 (benchmarks/README.md).
-    # libseccomp < 2.5 has no such attribute and keeps the list.
-    try:
-        flt.set_attr(scmp.Attr.CTL_OPTIMIZE, 2)
-    except (OSError, ValueError, AttributeError):
-        pass
     for i, arch in enumerate(p["architectures"]):
         token = ARCHITECTURES[arch]
         if token == 0 or flt.exist_arch(token):
@@ -305,6 +312,7 @@ def _compile(p, field="seccomp"):
         except OSError as exc:
             raise ConfigInvalidError(f"{field}.architectures[{i}]", arch,
                                      f"libseccomp refused it: {exc.strerror}") from None
+    rules = 0
     for i, rule in enumerate(p["syscalls"]):
         action = _action_value(rule["action"], rule["errnoRet"])
         if action == default:
@@ -327,6 +335,8 @@ def _compile(p, field="seccomp"):
                     raise ConfigInvalidError(f"{field}.syscalls[{i}]", name,
                                              f"libseccomp refused the rule for syscall "
                                              f"{name!r}: {exc.strerror}") from None
+                rules += 1
+    _optimize(scmp, flt, rules)
     fd = os.memfd_create("pycontainer-seccomp", os.MFD_CLOEXEC)
     with os.fdopen(fd, "w+b") as fh:
         try:

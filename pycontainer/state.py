@@ -116,8 +116,10 @@ def read_state(state_dir, container_id, cache=None):
                                 operation="read state") from None
     finally:
         os.close(fd)
-    if cache is not None and cache[0] == data:
-        return cache[1]
+    if cache is not None:
+        cached = cache[:]        # one copy: another thread may store a new pair meanwhile
+        if cached[0] == data:
+            return cached[1]
     try:
         raw = json.loads(data)
         if not isinstance(raw, dict):

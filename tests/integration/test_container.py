@@ -919,23 +919,33 @@ def test_a_handle_that_paused_sees_another_handle_destroy_and_reuse_the_id(facto
     """A handle that has paused keeps its freezer files open and answers run_state, pause
     and resume without re-reading state.json while they still read: after another handle
     destroys the container and a new one takes the id, none of its answers may be the
-    old container's, or touch the new one."""
-    old = factory.create("kept", pc.Config(rootfs=busybox_rootfs))
-    start_bg(old, ["sleep", "100"])
-    old.pause()
-    wait_state(old, pc.RunState.PAUSED)
-    old.resume()
-    assert old.run_state() == pc.RunState.RUNNING
-    factory.load("kept").destroy()
+    old container's, or touch the new one. Each call gets a handle left paused, so each
+    fast path (resume's has no init check: the freezer files are its only guard) meets
+    the removed cgroup's files first."""
+    def paused_handle():
+        c = factory.load("kept")
+        c.resume()                 # a pause or resume that writes opens the kept files
+        c.pause()
+        wait_state(c, pc.RunState.PAUSED)
+        assert c._cgroups._freezer_fds is not None      # the fast path's precondition
+        return c
+
+    first = factory.create("kept", pc.Config(rootfs=busybox_rootfs))
+    try:
+        start_bg(first, ["sleep", "100"])
+        olds = {"resume": paused_handle(), "run_state": paused_handle(),
+                "pause": paused_handle()}
+    finally:
+        factory.load("kept").destroy()
     new = factory.create("kept", pc.Config(rootfs=busybox_rootfs))
     try:
         start_bg(new, ["sleep", "100"])
         new.pause()
         wait_state(new, pc.RunState.PAUSED)
-        for call in (old.run_state, old.pause, old.resume):
+        for name, old in olds.items():
             with pytest.raises(pc.ContainerNotExistError):
-                call()
-        assert new.run_state() == pc.RunState.PAUSED       # old.resume did not thaw it
+                getattr(old, name)()
+            assert new.run_state() == pc.RunState.PAUSED    # not thawed by an old handle
         new.resume()
         assert new.run_state() == pc.RunState.RUNNING
     finally:
@@ -987,6 +997,22 @@ def test_create_existing_id(factory, box, busybox_rootfs):
         factory.create("box1", pc.Config(rootfs=busybox_rootfs))
     assert "box1" in str(ei.value)
     assert box.run_state() == pc.RunState.CREATED     # the existing one is untouched
+
+
+def test_extra_is_what_state_json_gives_back(factory, busybox_rootfs):
+    """The creating handle's extra() says what a loaded one says (JSON's types), and
+    what JSON cannot hold is refused before anything is made."""
+    c = factory.create("extra", pc.Config(rootfs=busybox_rootfs), extra={1: (2, "x")})
+    try:
+        assert c.extra() == {"1": [2, "x"]}
+        assert factory.load("extra").extra() == {"1": [2, "x"]}
+    finally:
+        c.destroy()
+    with pytest.raises(pc.ConfigInvalidError) as ei:
+        factory.create("bad-extra", pc.Config(rootfs=busybox_rootfs), extra={"a": object()})
+    assert "extra" in str(ei.value) and "bad-extra" in str(ei.value)
+    assert factory.list() == []
+    assert not os.path.exists(os.path.join(factory.root, "bad-extra"))
 
 
 def test_list_and_load(factory, busybox_rootfs):
