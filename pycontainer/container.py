@@ -31,7 +31,7 @@ from .exits import WATCHER, process_key
 # At import: finding libseccomp needs descriptors, which may have run out at create.
 from .seccomp import DEFAULT_PROFILE, compile_profile
 from .security import kernel_last_cap, sysctl_path
-from .state import (EXEC_FIFO, LOCK_FILE, STATE_FILE, RunState, open_init_pidfd, pidns_of,
+from .state import (EXEC_FIFO, STATE_FILE, RunState, open_init_pidfd, pidns_of,
                     process_start_time, read_state, write_state)
 from .stats import ContainerStats, read_host_interfaces, read_interfaces
 
@@ -40,15 +40,17 @@ _FREEZER_TO_STATE = {"THAWED": RunState.RUNNING, "FREEZING": RunState.PAUSING,
 
 
 class lock_container:
-    """The container's exclusive flock; ContainerNotExistError once it is destroyed.
-    A class rather than a @contextmanager generator: every operation takes it, and the
-    generator machinery cost as much as the open, flock and close together."""
+    """The container's exclusive flock, taken on its state directory itself (a lock file
+    would be one more inode to make and remove per container, which costs on a disk-backed
+    state root); ContainerNotExistError once the container is destroyed. A class rather
+    than a @contextmanager generator: every operation takes it, and the generator machinery
+    cost as much as the open, flock and close together."""
 
     __slots__ = ("_fd",)
 
     def __init__(self, state_dir, container_id, operation):
         try:
-            self._fd = os.open(f"{state_dir}/{LOCK_FILE}", os.O_RDWR | os.O_CLOEXEC)
+            self._fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise ContainerNotExistError("no such container", container_id=container_id,
                                          operation=operation) from None
@@ -65,11 +67,11 @@ class lock_container:
 
 
 def remove_state_dir(state_dir):
-    """Remove a state directory and whatever a killed writer left in it (temp files),
-    without opening a directory when the known names suffice: this runs on error paths,
-    where descriptors may be what ran out."""
-    for name in (STATE_FILE, EXEC_FIFO, LOCK_FILE):
-        _remove(os.path.join(state_dir, name))
+    """Remove a state directory and whatever else is in it (an exec fifo, a killed
+    writer's temp file, an earlier version's lock file), without opening a directory when
+    state.json was all there was: this runs on error paths, where descriptors may be what
+    ran out."""
+    _remove(os.path.join(state_dir, STATE_FILE))
     try:
         os.rmdir(state_dir)
     except FileNotFoundError:
@@ -77,7 +79,7 @@ def remove_state_dir(state_dir):
     except OSError as exc:
         if exc.errno != errno.ENOTEMPTY:
             raise
-        for name in os.listdir(state_dir):          # .state.json.<pid>.tmp of a killed writer
+        for name in os.listdir(state_dir):
             _remove(os.path.join(state_dir, name))
         os.rmdir(state_dir)
 
@@ -876,9 +878,10 @@ class Container:
             raise ContainerSystemError(errno.ETIMEDOUT, f"init {record.init_pid} did not exit")
 
     def _close_pidfds(self):
-        """Close what this handle keeps open: init pidfds and the freezer files. (Not the
-        lock file: an open file in the state directory would keep its inode, and so the
-        inotify IN_DELETE_SELF that tells event streams of a destroy, alive.)"""
+        """Close what this handle keeps open: init pidfds and the freezer files. (Never the
+        state directory, whose lock is taken per call: an open descriptor would keep its
+        inode, and so the inotify IN_DELETE_SELF that tells event streams of a destroy,
+        alive.)"""
         with self._pidfds_lock:
             for fd in self._pidfds.values():
                 os.close(fd)

@@ -1,11 +1,10 @@
 """Factory: creates and loads containers by id, from any process.
 
-Each container lives in `<root>/<id>/` (mode 0700): state.json and a lock file whose flock
-serialises mutations across threads and processes.
+Each container lives in `<root>/<id>/` (mode 0700): state.json, and the flock of that
+directory serialises mutations across threads and processes.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fcntl
 import hashlib
@@ -22,7 +21,7 @@ from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      IdInUseError, in_context,
                      system_error_from)
 from .security import IdMap
-from .state import (LOCK_FILE, STATE_FILE, StateInvalidError, StateRecord, check_id,
+from .state import (STATE_FILE, StateInvalidError, StateRecord, check_id,
                     read_state, write_state)
 
 
@@ -59,19 +58,9 @@ def rootless_config(config, container_id, scope):
     return config
 
 
-@contextlib.contextmanager
-def _maybe_locked(state_dir, container_id):
-    """The container's lock when it has one (a half-made state directory may not)."""
-    if os.path.exists(os.path.join(state_dir, LOCK_FILE)):
-        with lock_container(state_dir, container_id, "destroy"):
-            yield
-    else:
-        yield
-
-
 def _locked_by_someone(state_dir):
     try:
-        fd = os.open(os.path.join(state_dir, LOCK_FILE), os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:
@@ -139,9 +128,6 @@ class Factory:
             raise system_error_from(exc, container_id=container_id, operation="create") from None
         manager = None
         try:
-            lock_fd = os.open(os.path.join(state_dir, LOCK_FILE),
-                              os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            os.close(lock_fd)
             with lock_container(state_dir, container_id, "create"):
                 if rootless and not cgroups.delegated(container_id, config.cgroup_parent,
                                                       self._cgroup_scope):
@@ -198,7 +184,7 @@ class Factory:
         if not os.path.isdir(state_dir):
             return
         try:
-            with _maybe_locked(state_dir, container_id):
+            with lock_container(state_dir, container_id, "destroy"):
                 try:
                     record = read_state(state_dir, container_id)
                     manager = cgroups.load_manager(record.cgroups)
@@ -208,8 +194,8 @@ class Factory:
                     manager = cgroups.new_manager(container_id, scope=self._cgroup_scope)
                 manager.destroy()
                 remove_state_dir(state_dir)
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, ContainerNotExistError):
+            pass                      # removed by someone else meanwhile
         except Exception as exc:
             raise in_context(exc, container_id, "destroy") from None
 

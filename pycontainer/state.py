@@ -18,7 +18,6 @@ from .errors import ContainerError, ContainerNotExistError, InvalidIdError
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
-LOCK_FILE = "lock"
 _READ_SIZE = 1 << 16
 EXEC_FIFO = "exec.fifo"      # a staged init waits to open it for writing (runc's name)
 _ID = re.compile(r"[A-Za-z0-9_.+-]{1,1024}")

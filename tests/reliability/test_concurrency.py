@@ -16,7 +16,6 @@ import pytest
 
 import pycontainer as pc
 from pycontainer.container import lock_container
-from pycontainer.state import LOCK_FILE
 from hammer import Tally, hammer
 from reliability_helpers import (HERE, cgroup_dirs, processes_in_cgroups, python_env,
                                  scope_of, settle)
@@ -141,7 +140,7 @@ def test_one_containers_lock_never_blocks_another(factory, busybox_rootfs):
             release.wait(60)
 
     def a_is_locked():
-        fd = os.open(os.path.join(a_dir, LOCK_FILE), os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(a_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             fcntl.flock(fd, fcntl.LOCK_UN)

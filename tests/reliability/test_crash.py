@@ -23,7 +23,7 @@ import time
 import pytest
 
 import pycontainer as pc
-from pycontainer.state import LOCK_FILE, STATE_FILE, write_state, read_state
+from pycontainer.state import STATE_FILE, write_state, read_state
 from reliability_helpers import (HERE, Subreaper, cgroup_dirs, children_of, force_remove,
                                  processes_in_cgroups, python_env, scope_of, settle,
                                  stable_fds, wait_for)
@@ -181,8 +181,7 @@ def run_crashes(factory, busybox_rootfs, tmp_path, batches, kills_per_batch, fre
                 assert settle(lambda: f.list() != ["survivor"]) is False, f.list()
                 assert f.list_broken() == {}
                 assert sorted(os.listdir(root)) == ["survivor"]
-                assert sorted(os.listdir(os.path.join(root, "survivor"))) == [LOCK_FILE,
-                                                                            STATE_FILE]
+                assert os.listdir(os.path.join(root, "survivor")) == [STATE_FILE]
                 left = settle(lambda: sorted(set(cgroup_dirs([f"{scope}-"]))
                                              - set(survivor_cgroups)))
                 assert not left, f"batch {batch}: cgroups left: {left}"
@@ -235,9 +234,11 @@ def _leftover_empty_dir(factory, cid, rootfs):
     os.mkdir(os.path.join(factory.root, cid), 0o700)
 
 
-def _leftover_lock_only(factory, cid, rootfs):
+def _leftover_old_lock_file(factory, cid, rootfs):
+    """What an interrupted create of an earlier version left: its lock file (this version
+    locks the directory itself) and no state."""
     _leftover_empty_dir(factory, cid, rootfs)
-    open(os.path.join(factory.root, cid, LOCK_FILE), "w").close()
+    open(os.path.join(factory.root, cid, "lock"), "w").close()
 
 
 def _leftover_state_without_cgroups(factory, cid, rootfs):
@@ -264,7 +265,7 @@ def _leftover_state_write_tmp(factory, cid, rootfs):
 
 def _leftover_tmp_in_a_dir_without_state(factory, cid, rootfs):
     """Killed during create's first state write."""
-    _leftover_lock_only(factory, cid, rootfs)
+    _leftover_empty_dir(factory, cid, rootfs)
     with open(os.path.join(factory.root, cid, f".{STATE_FILE}.999999.tmp"), "w") as f:
         f.write('{"id": ')
 
@@ -295,7 +296,7 @@ def _leftover_destroy_after_state_unlink(factory, cid, rootfs):
     os.unlink(os.path.join(factory.root, cid, STATE_FILE))
 
 
-LEFTOVERS = [_leftover_empty_dir, _leftover_lock_only, _leftover_state_without_cgroups,
+LEFTOVERS = [_leftover_empty_dir, _leftover_old_lock_file, _leftover_state_without_cgroups,
              _leftover_some_cgroups, _leftover_state_write_tmp,
              _leftover_tmp_in_a_dir_without_state, _leftover_unrecorded_init, _leftover_frozen,
              _leftover_destroy_after_state_unlink]
