@@ -526,6 +526,7 @@ def load_manager(record):
 
 _prepared = set()     # `pycontainer` parents this process has prepared (_prepare_parents)
 
+
 class CgroupManager:
     """One container's cgroups: an optional v2 dir (`unified`) and v1 dirs by controller.
     Co-mounted v1 controllers (cpu,cpuacct) map to the same dir."""
