@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import weakref
 from collections import deque
 
