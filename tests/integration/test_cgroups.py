@@ -24,6 +24,7 @@ import pytest
 from pycontainer import cgroups
 from pycontainer.config import Resources
 from pycontainer.errors import ContainerSystemError
+from helpers import wait_for  # noqa: E402  (tests/helpers.py)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create cgroups")
 
@@ -153,15 +154,6 @@ def placement_dir(m):
     """Where the container's processes are counted: the cgroup2 dir, else the v1 freezer."""
     rec = m.to_record()
     return rec["unified"] or rec["v1"]["freezer"]
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
 
 
 def cpu_ticks(pid):

@@ -17,7 +17,7 @@ import pycontainer as pc
 from pycontainer import cgroups
 from pycontainer.events import Event, OomQueue
 from pycontainer.stats import ContainerStats
-from helpers import open_fds  # noqa: E402  (tests/helpers.py)
+from helpers import open_fds, wait_for  # noqa: E402  (tests/helpers.py)
 
 MB = 1 << 20
 # 64 MiB buffer in a 32 MiB cgroup, no swap allowed: the OOM killer takes dd.
@@ -39,15 +39,6 @@ def mode(request, monkeypatch):
 
 def _oom_threads():
     return [t for t in threading.enumerate() if t.name.startswith("pycontainer-oom")]
-
-
-def _settle(check, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def _limited(factory, rootfs, name):
@@ -88,8 +79,8 @@ def test_notify_oom_reports_each_kill_and_ends_at_destroy(factory, busybox_rootf
         c.destroy()
     # The kernel signals the eventfd when the cgroup goes: the stream ends, fds closed.
     assert q.get(timeout=10) is None
-    assert _settle(lambda: not _oom_threads())
-    assert _settle(lambda: _fds() == fds_before)
+    wait_for(lambda: not _oom_threads(), what="the OOM threads to end")
+    wait_for(lambda: _fds() == fds_before, what="the descriptors to be closed")
 
 
 def test_notify_oom_when_the_init_is_the_victim(factory, busybox_rootfs):
@@ -113,14 +104,14 @@ def test_notify_oom_close_and_garbage_collection_release_everything(factory, bus
         assert len(_oom_threads()) == 1 and len(_fds()) == len(fds_before) + 2   # eventfds
         q.close()
         assert q.get(timeout=5) is None
-        assert _settle(lambda: not _oom_threads())
+        wait_for(lambda: not _oom_threads(), what="the OOM threads to end")
         assert _fds() == fds_before
         # Dropped without close(): the thread notices and closes its descriptors.
         q = c.notify_oom()
         del q
         gc.collect()
-        assert _settle(lambda: not _oom_threads())
-        assert _settle(lambda: _fds() == fds_before)
+        wait_for(lambda: not _oom_threads(), what="the OOM threads to end")
+        wait_for(lambda: _fds() == fds_before, what="the descriptors to be closed")
         # Several subscribers each get every OOM.
         qs = [c.notify_oom() for _ in range(3)]
         _, exits = c.start(pc.ProcessConfig(args=OOM_ARGS))
@@ -129,7 +120,7 @@ def test_notify_oom_close_and_garbage_collection_release_everything(factory, bus
     finally:
         c.destroy()
     assert [x.get(timeout=10) for x in qs] == [None, None, None]
-    assert _settle(lambda: _fds() == fds_before)
+    wait_for(lambda: _fds() == fds_before, what="the descriptors to be closed")
 
 
 def test_notify_oom_needs_a_live_container(factory, busybox_rootfs):
@@ -250,15 +241,15 @@ def test_events_abandoned_or_closed_leave_no_descriptor_or_thread(factory, busyb
             assert ev.type == "stats"
             break
         gc.collect()
-        assert _settle(lambda: not _event_threads())
-        assert _settle(lambda: _fds() == fds_before)
+        wait_for(lambda: not _event_threads(), what="the event threads to end")
+        wait_for(lambda: _fds() == fds_before, what="the descriptors to be closed")
         # Never iterated at all.
         stream = c.events()
         assert len(_fds()) > len(fds_before) and len(_event_threads()) == 1
         del stream
         gc.collect()
-        assert _settle(lambda: not _event_threads())
-        assert _settle(lambda: _fds() == fds_before)
+        wait_for(lambda: not _event_threads(), what="the event threads to end")
+        wait_for(lambda: _fds() == fds_before, what="the descriptors to be closed")
         # close() from another thread while next() waits: next() ends, close() returns
         # with everything closed.
         stream = c.events(interval=60)

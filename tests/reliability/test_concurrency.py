@@ -30,10 +30,17 @@ def check_nothing_left(factory):
     assert not settle(lambda: processes_in_cgroups([f"{scope}-"]))
 
 
-def report(kind, tally, seconds):
+def check_hammer(kind, tally, seconds, factory):
+    """Print the tally; no unexpected outcome, every kind of call really ran and the
+    races really happened; nothing left behind."""
     calls = sum(tally.counts.values())
     print(f"\n{kind}: {calls} calls in {seconds:.1f} s: "
           + ", ".join(f"{k}={v}" for k, v in sorted(tally.counts.items())))
+    assert not tally.unexpected, "\n".join(tally.unexpected)
+    for op in ("start: exit 0", "processes: ok", "stats: ok", "pause: ok", "resume: ok",
+               "start: ContainerPausedError"):
+        assert tally.counts[op] > 0, (op, tally.counts)
+    check_nothing_left(factory)
 
 
 def threads_hammer(factory, rootfs, seconds, nthreads=8):
@@ -58,13 +65,7 @@ def threads_hammer(factory, rootfs, seconds, nthreads=8):
     tally = Tally()
     for t in tallies:
         tally.merge(t)
-    report(f"{nthreads} threads", tally, seconds)
-    assert not tally.unexpected, "\n".join(tally.unexpected)
-    # every kind of call really ran, and the races really happened
-    for op in ("start: exit 0", "processes: ok", "stats: ok", "pause: ok", "resume: ok",
-               "start: ContainerPausedError"):
-        assert tally.counts[op] > 0, (op, tally.counts)
-    check_nothing_left(factory)
+    check_hammer(f"{nthreads} threads", tally, seconds, factory)
 
 
 def processes_hammer(factory, rootfs, tmp_path, seconds, nprocs=4):
@@ -100,12 +101,7 @@ def processes_hammer(factory, rootfs, tmp_path, seconds, nprocs=4):
                 p.kill()
                 p.wait()
     assert init_exits.get(timeout=10) == -signal.SIGKILL
-    report(f"{nprocs} processes", tally, seconds)
-    assert not tally.unexpected, "\n".join(tally.unexpected)
-    for op in ("start: exit 0", "processes: ok", "stats: ok", "pause: ok", "resume: ok",
-               "start: ContainerPausedError"):
-        assert tally.counts[op] > 0, (op, tally.counts)
-    check_nothing_left(factory)
+    check_hammer(f"{nprocs} processes", tally, seconds, factory)
 
 
 def test_eight_threads_hammer_one_container(factory, busybox_rootfs):
