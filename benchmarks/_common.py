@@ -13,7 +13,7 @@
 - a cleanup stack that runs on success, on an exception and on Ctrl-C/SIGTERM;
 - cgroup paths of this process, and the plot.
 
-Only climit_security_lines and pycontainer_security_defaults import pycontainer (lazily);
+Only climit_security_lines and write_oci_bundle import pycontainer (lazily);
 the scenarios import it themselves.
 """
 from __future__ import annotations
@@ -219,80 +219,19 @@ def build_busybox_rootfs(path):
     return path
 
 
-# The mounts a default pycontainer Config gets (README "What a container gets"); runc's
-# `runc spec` also mounts /sys/fs/cgroup, which pycontainer does not.
-OCI_MOUNTS = [
-    {"destination": "/proc", "type": "proc", "source": "proc",
-     "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-     "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-     "options": ["nosuid", "noexec", "nodev", "ro"]},
-]
-_RUNC_SPEC_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-
-
-def pycontainer_security_defaults():
-    """The security part of a default pycontainer Config in OCI form, read from the
-    library itself so the bundle follows it: capabilities, masked and read-only paths,
-    the default seccomp profile, no_new_privileges, runc's default device policy.
-    (defaults, notes): what the library does not have falls back to `runc spec`'s."""
-    out, notes = {}, []
-    try:
-        from pycontainer import security as sec
-        caps = sec.Capabilities()
-        out["capabilities"] = {k: list(getattr(caps, k)) for k in
-                               ("bounding", "effective", "permitted", "inheritable", "ambient")}
-        out["maskedPaths"] = list(sec.DEFAULT_MASKED_PATHS)
-        out["readonlyPaths"] = list(sec.DEFAULT_READONLY_PATHS)
-    except (ImportError, AttributeError) as exc:
-        notes.append(f"pycontainer has no security defaults ({exc}): runc spec's capabilities, "
-                     "no masked paths")
-        out["capabilities"] = {k: list(_RUNC_SPEC_CAPS) for k in ("bounding", "effective", "permitted")}
-    try:
-        from pycontainer.seccomp import DEFAULT_PROFILE
-        out["seccomp"] = json.loads(json.dumps(DEFAULT_PROFILE))
-    except (ImportError, AttributeError):
-        notes.append("pycontainer has no default seccomp profile: none in the bundle either")
-    out["noNewPrivileges"] = True
-    return out, notes
-
-
-def write_oci_bundle(bundle, rootfs, args, cgroups_path, hostname="bench", security=None):
-    """config.json for runc/crun, equal to a default pycontainer Config: namespaces mount
-    pid uts ipc net, the mounts above, the rootfs writable, no terminal, no resource
-    limits, no rlimits, runc's default device policy, and `security` (see
-    pycontainer_security_defaults) for capabilities, masked/read-only paths, seccomp."""
+def write_oci_bundle(bundle, rootfs, args, cgroups_path, hostname="bench"):
+    """config.json for runc/crun: a default pycontainer Config in its own OCI form
+    (pycontainer.oci.spec.to_oci: namespaces mount pid uts ipc net, the same mounts,
+    capabilities, masked and read-only paths, the default seccomp profile,
+    no_new_privileges, the device policy), running `args` in `cgroups_path`."""
+    import pycontainer as pc
+    from pycontainer.oci.spec import to_oci
+    spec = to_oci(pc.Config(rootfs=os.path.abspath(rootfs), hostname=hostname),
+                  pc.ProcessConfig(args=list(args)))
+    spec["linux"]["cgroupsPath"] = cgroups_path
     os.makedirs(bundle, exist_ok=True)
-    security = security or {}
-    process = {
-        "terminal": False, "user": {"uid": 0, "gid": 0}, "args": list(args),
-        "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "HOME=/root"],
-        "cwd": "/",
-        "capabilities": security.get("capabilities") or
-        {k: list(_RUNC_SPEC_CAPS) for k in ("bounding", "effective", "permitted")},
-        "noNewPrivileges": security.get("noNewPrivileges", True),
-    }
-    linux = {
-        "cgroupsPath": cgroups_path,
-        "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-        "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
-    }
-    for key in ("maskedPaths", "readonlyPaths", "seccomp"):
-        if key in security:
-            linux[key] = security[key]
-    cfg = {"ociVersion": "1.0.2", "process": process,
-           "root": {"path": os.path.abspath(rootfs), "readonly": False},
-           "hostname": hostname, "mounts": OCI_MOUNTS, "linux": linux}
     with open(os.path.join(bundle, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=1)
+        json.dump(spec, f, indent=1)
     return bundle
 
 
@@ -793,7 +732,6 @@ class OciRuntime:
         self.ids = []
         self.skip = None
         self.wrapped = None
-        self.security, self.security_notes = pycontainer_security_defaults()
         self.prefix = [self.binary] if self.binary else []
         if not self.binary:
             self.skip = f"{name} is not installed (apt-get install -y {name})"
@@ -818,8 +756,7 @@ class OciRuntime:
     def bundle(self, kind, args):
         cid = self.new_id(kind)
         b = write_oci_bundle(os.path.join(self.tools.tmp, "bundles", cid), self.tools.rootfs,
-                             args, self.cgroups.path(cid), hostname=kind,
-                             security=self.security)
+                             args, self.cgroups.path(cid), hostname=kind)
         return cid, b
 
     def cmd(self, *args):

@@ -38,6 +38,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(1, os.path.dirname(HERE))
 
 import pycontainer as pc  # noqa: E402
+from _common import percentile  # noqa: E402  (nearest rank, as c_limit.c)
 
 
 def fd_table():
@@ -94,12 +95,6 @@ def cgroup_leftovers(root):
     return found
 
 
-def percentile(sorted_values, p):
-    """Nearest rank."""
-    k = max(0, min(len(sorted_values) - 1, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
-    return sorted_values[k]
-
-
 def run(n, rootfs, root, warmup=50, every=0, log=None):
     """Run warmup + n cycles; a dict of what was measured."""
     factory = pc.Factory(root)
@@ -130,7 +125,7 @@ def run(n, rootfs, root, warmup=50, every=0, log=None):
         "cycles": n, "warmup": warmup, "seconds": total,
         "before": before, "after": after, "progress": progress,
         "cycle_ms": {"mean": total / n * 1e3 if n else 0.0,
-                     **{f"p{p}": percentile(samples, p) * 1e3 for p in (50, 90, 99)},
+                     **{f"p{p}": percentile(samples, p / 100) * 1e3 for p in (50, 90, 99)},
                      "max": samples[-1] * 1e3 if samples else 0.0},
         "left": left,
     }

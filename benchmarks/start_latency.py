@@ -498,7 +498,7 @@ def main(argv=None):
         rows = evaluate_targets(results, scaling)
         texts.append(print_targets(rows))
         data["targets"] = [{"target": a, "measured": b, "met": c} for a, b, c in rows]
-        data["notes"] = tools.notes + C.pycontainer_security_defaults()[1]
+        data["notes"] = tools.notes
     finally:
         cleanup.run()
         check = C.verify_clean(state)
