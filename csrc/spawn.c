@@ -6,12 +6,17 @@
  * exits, so the child may use the thread's TLS (errno) without racing it.
  *
  * New container:  caller --clone3(CLONE_NEW*, CLONE_INTO_CGROUP, CLONE_PIDFD)--> init
- * Join:           caller --clone3(CLONE_FILES)--> helper: setns(init pidfd)
+ * Join:           caller --clone3(CLONE_VM)--> intermediate --execve--> join helper
+ *                        helper: setns(init pidfd)
  *                        helper --clone3(CLONE_PARENT, CLONE_INTO_CGROUP, CLONE_PIDFD)--> process
  * CLONE_PARENT makes the joined process the caller's child, inside the container's pid
- * namespace; CLONE_FILES lets the kernel install its pidfd straight into the caller's
- * table. Children start with exit_signal 0, but execve resets it to SIGCHLD (see pidfd.c
- * for how statuses survive a waitpid(-1) elsewhere).
+ * namespace. The helper is an exec of a program of ours so that the process the
+ * container can see before it execs never shares the caller's memory (see the comment
+ * above pc_join_in_helper). Children start with exit_signal 0, but execve resets it to
+ * SIGCHLD (see pidfd.c for how statuses survive a waitpid(-1) elsewhere).
+ *
+ * Every child closes what it inherited of the caller's descriptors but what it was told
+ * to keep before it uses any path, and checks that its cwd lies inside its root.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -24,6 +29,7 @@
 #include <sys/prctl.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -33,6 +39,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "child.h"
+#include "joinreq.h"
 #include "syscalls.h"
 
 #define PC_STACK_SIZE (256 * 1024)
@@ -77,6 +84,8 @@ static const char *const stage_names[PC_STAGE_COUNT] = {
     [PC_STAGE_CLOSE_FDS] = "close_fds",
     [PC_STAGE_EXEC] = "exec",
     [PC_STAGE_TERMINAL] = "terminal",
+    [PC_STAGE_JOIN_HELPER] = "join_helper",
+    [PC_STAGE_DUMPABLE] = "dumpable",
 };
 
 const char *pc_stage_name(int stage)
@@ -98,7 +107,10 @@ struct spawn_ctx {
     int sync_r, sync_w;   /* user ns: the init waits on sync_r until its maps are written */
     int done_r, done_w;   /* user ns: EOF on done_r once the init has exec'd or exited */
     int staged;           /* the init is a fork that waits at t->exec_fifo_fd */
+    const int *join_src;  /* a join's intermediate: the descriptors to move to slots 3... */
+    int join_nsrc;
     int stdio_ready;      /* staged: stdio is in place already */
+    int privileged;       /* the caller is root in the host's user namespace */
 };
 
 /* clone3 on our trampoline; glibc's clone() where clone3 or the trampoline is missing. */
@@ -266,20 +278,55 @@ static int setup_stdio(struct spawn_ctx *ctx)
     return 0;
 }
 
-/* Every descriptor from `first` up is closed by execve: the caller's fds never reach
- * the program. */
-static int cloexec_all_fds(unsigned first)
+/* Close descriptors first..last: close_range, or one by one where it is missing (before
+ * Linux 5.9) or denied (a user's seccomp profile may be loaded already). */
+static int close_span(unsigned first, unsigned last)
 {
-    if (pc_close_range(first, ~0U, PC_CLOSE_RANGE_CLOEXEC) == 0)
+    if (pc_close_range(first, last, 0) == 0)
         return 0;
-    if (errno != ENOSYS && errno != EINVAL)
-        return -1;
     struct rlimit rl;
     if (syscall(SYS_getrlimit, RLIMIT_NOFILE, &rl) < 0)
         return -1;
     rlim_t max = rl.rlim_cur > (1 << 20) ? (1 << 20) : rl.rlim_cur;
-    for (rlim_t fd = first; fd < max; fd++)
-        fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+    for (rlim_t fd = first; fd < max && fd <= last; fd++)
+        close((int)fd);
+    return 0;
+}
+
+/* Close every descriptor from `first` up but those in keep[0..n) (sorted here; entries
+ * below `first` or -1 are ignored). What a child inherited of the caller's table ends
+ * here: nothing of the host outlives this call but what the child was told to keep. */
+static int close_all_but(unsigned first, int *keep, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            int x = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = x;
+        }
+    unsigned next = first;
+    for (int i = 0; i < n; i++) {
+        if (keep[i] < 0 || (unsigned)keep[i] < next)
+            continue;
+        if ((unsigned)keep[i] > next && close_span(next, (unsigned)keep[i] - 1) < 0)
+            return -1;
+        next = (unsigned)keep[i] + 1;
+    }
+    return close_span(next, ~0U);
+}
+
+/* The cwd must lie inside the root we are in: a path through a descriptor of the host
+ * (/proc/self/fd/N, CVE-2024-21626) reaches a directory the root does not contain, and
+ * the kernel's getcwd then starts with "(unreachable)" instead of "/". */
+static int cwd_in_root(void)
+{
+    char buf[PATH_MAX];
+    if (syscall(SYS_getcwd, buf, sizeof(buf)) < 0)
+        return -1;
+    if (buf[0] != '/') {
+        errno = EPERM;
+        return -1;
+    }
     return 0;
 }
 
@@ -377,16 +424,22 @@ static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
         if (prctl(PR_SET_PDEATHSIG, sec->pdeathsig, 0, 0, 0) < 0)
             return pc_fail(e, PC_STAGE_PDEATHSIG, -1);
         struct pollfd pfd = { .fd = ctx->errfd, .events = POLLOUT };
-        if (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR))
+        if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLERR | POLLHUP)))
             syscall(SYS_exit_group, 128 + sec->pdeathsig);
     }
-    if (chdir(p->cwd) < 0)
-        return pc_fail(e, PC_STAGE_CWD, -1);
     int rc = ctx->stdio_ready ? 0 : setup_stdio(ctx);
     if (rc < 0)
         return pc_fail(e, rc == -2 ? PC_STAGE_TERMINAL : PC_STAGE_STDIO, -1);
-    if (cloexec_all_fds((unsigned)kept_fds(p)) < 0)
+    /* Closed, not only close-on-exec, before the cwd is used: a path through
+     * /proc/self/fd must find nothing of ours. The error pipe (and the user namespace
+     * helper's done pipe) close at exec. */
+    int keep[2] = { ctx->errfd, ctx->done_w };
+    if (close_all_but((unsigned)kept_fds(p), keep, 2) < 0)
         return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
+    if (chdir(p->cwd) < 0)
+        return pc_fail(e, PC_STAGE_CWD, -1);
+    if (cwd_in_root() < 0)
+        return pc_fail(e, PC_STAGE_CWD, 1);
     umask(022);
     /* An ignored disposition survives exec: Python ignores SIGPIPE and SIGXFSZ, and any
      * thread of the caller may be ignoring more (system() ignores SIGINT and SIGQUIT
@@ -465,6 +518,36 @@ static int die(struct spawn_ctx *ctx, struct pc_child_error *e, int stage)
     return child_finish(ctx, e);
 }
 
+/* The init's first act: of the caller's descriptor table (a copy) keep only what the
+ * target and the process name, so no host descriptor is there while the container is set
+ * up, nor reachable through any path the Config or the process names. */
+static int init_close_inherited(struct spawn_ctx *ctx)
+{
+    const struct pc_target *t = ctx->t;
+    const struct pc_process *p = ctx->p;
+    int keep[16 + 2 * PC_JOIN_MAX_PROCS_FDS + PC_MAX_EXTRA_FDS], n = 0;
+    if (t->nprocs_fds > PC_JOIN_MAX_PROCS_FDS || t->nns_fds > PC_JOIN_MAX_PROCS_FDS ||
+        p->nextra_fds > PC_MAX_EXTRA_FDS) {
+        errno = E2BIG;
+        return -1;
+    }
+    keep[n++] = ctx->errfd;
+    keep[n++] = ctx->sync_r;
+    keep[n++] = ctx->done_w;
+    keep[n++] = t->exec_fifo_fd;
+    keep[n++] = ctx->legacy ? t->cgroup_fd : -1;
+    keep[n++] = p->console_fd;
+    for (int i = 0; i < 3; i++)
+        keep[n++] = p->stdio[i];
+    for (int i = 0; i < t->nprocs_fds; i++)
+        keep[n++] = t->procs_fds[i];
+    for (int i = 0; i < t->nns_fds; i++)
+        keep[n++] = t->ns_fds[i];
+    for (int i = 0; i < p->nextra_fds; i++)
+        keep[n++] = p->extra_fds[i];
+    return close_all_but(0, keep, n);
+}
+
 /* A new container's init. */
 static int init_main(void *arg)
 {
@@ -472,6 +555,8 @@ static int init_main(void *arg)
     const struct pc_container *c = ctx->t->container;
     struct pc_child_error e = { 0, 0, -1 };
 
+    if (init_close_inherited(ctx) < 0)
+        return die(ctx, &e, PC_STAGE_CLOSE_FDS);
     if (ctx->sync_r >= 0) {
         /* A new user namespace: nothing may happen in it before its maps exist. */
         char go;
@@ -484,6 +569,17 @@ static int init_main(void *arg)
         if (syscall(SYS_setresuid, 0, 0, 0) < 0)
             return die(ctx, &e, PC_STAGE_SETUID);
     }
+    /* A staged init is a fork with a memory of its own, a copy of the caller's: processes
+     * that join the container while it waits must not read it, nor reach our
+     * interpreter through /proc/1/exe. (After the id maps: the helper writes them through
+     * /proc, which a non-dumpable process's /proc denies to an unprivileged caller; it
+     * also could not read our pid namespace any more, so an unprivileged caller's staged
+     * init in a new user namespace stays dumpable: see docs/SECURITY.md.) An unstaged
+     * init shares the caller's memory, whose dumpable flag is the caller's to keep; it is
+     * alone in its new pid namespace until it execs. */
+    if (ctx->staged && (ctx->sync_r < 0 || ctx->privileged) &&
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return die(ctx, &e, PC_STAGE_DUMPABLE);
     if (ctx->legacy)
         reset_signal_handlers();
     /* Before anything else is set up in them. With a user namespace the helper has
@@ -550,25 +646,110 @@ static int clone_for_caller(struct spawn_ctx *ctx, uint64_t flags, int (*fn)(voi
     return 0;
 }
 
-/* The helper: enter the init's namespaces (setns of a pid namespace only applies to
- * children), then clone the joined process as the caller's child. It exits when that
- * process has exec'd or failed (CLONE_VFORK). The cgroup namespace is entered by the
- * process itself, after CLONE_INTO_CGROUP placed it: the kernel refuses a placement from
- * outside the namespace's root. */
-static int join_helper_main(void *arg)
+/* A join, in three processes (see the file comment):
+ *
+ *   caller --clone3(CLONE_VM | CLONE_VFORK)--> intermediate: in the caller's namespaces,
+ *       with a copy of its descriptor table. It moves the descriptors the join needs to
+ *       slots 3, 4, 5, ... (joinreq.h), closes every other one and execs the join helper,
+ *       a static program of ours held in a sealed memfd.
+ *   join helper (the same process, a fresh memory): non-dumpable from its first
+ *       instruction, reads the packed request, setns() into the container, and
+ *   helper --clone3(CLONE_PARENT | CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP)--> process:
+ *       the caller's child, in the container's pid namespace, on the helper's memory.
+ *
+ * So nothing the container can see before exec shares the caller's memory, holds a host
+ * descriptor but those asked for, or has the caller's interpreter as /proc/<pid>/exe;
+ * and it is non-dumpable, so the container's root cannot open its /proc files at all.
+ * The helper sends the process's pid and pidfd to the caller over the error socket. */
+
+
+/* Report a failure of the intermediate on `fd` and give its exit status. */
+static int join_exec_fail(int fd, struct pc_child_error *e)
+{
+    pc_fail(e, PC_STAGE_JOIN_HELPER, -1);
+    ssize_t n;
+    do {
+        n = write(fd, e, sizeof(*e));
+    } while (n < 0 && errno == EINTR);
+    return 127;
+}
+
+static int join_exec_main(void *arg)
 {
     struct spawn_ctx *ctx = arg;
-    const struct pc_target *t = ctx->t;
+    const int *src = ctx->join_src;
+    int n = ctx->join_nsrc, helper = n - 1;   /* the helper's memfd comes last */
+    int tmp[2 + PC_JOIN_MAX_FDS + 1];
     struct pc_child_error e = { 0, 0, -1 };
+    char *const argv[] = { "pycontainer-join", NULL };
+    char *const envp[] = { NULL };
 
-    if (ctx->legacy)
-        reset_signal_handlers();
+    /* Above every source and every slot, so that no dup2 below clobbers a source. */
+    int base = 3 + n;
+    for (int i = 0; i < n; i++)
+        if (src[i] >= base)
+            base = src[i] + 1;
+    for (int i = 0; i < n; i++)
+        if ((tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, base)) < 0)
+            return join_exec_fail(ctx->errfd, &e);
+    for (int i = 0; i < helper; i++)
+        if (dup2(tmp[i], 3 + i) < 0)          /* dup2 clears close-on-exec: these stay */
+            return join_exec_fail(ctx->errfd, &e);
+    if (dup3(tmp[helper], 3 + helper, O_CLOEXEC) < 0 ||
+        close_span(3 + (unsigned)n, ~0U) < 0 || close_span(0, 2) < 0)
+        return join_exec_fail(ctx->errfd, &e);
+    syscall(SYS_execveat, 3 + helper, "", argv, envp, AT_EMPTY_PATH);
+    return join_exec_fail(PC_JOIN_ERR_FD, &e);
+}
+
+/* The helper's report: the process's pid (in index) and its pidfd, as SCM_RIGHTS. */
+static int send_pid(int sock, pid_t pid, int pidfd)
+{
+    struct pc_child_error msg = { PC_STAGE_NONE, 0, (int32_t)pid };
+    struct iovec iov = { .iov_base = &msg, .iov_len = sizeof(msg) };
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    memset(&u, 0, sizeof(u));
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &pidfd, sizeof(int));
+    ssize_t n;
+    do {
+        n = sendmsg(sock, &m, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof(msg) ? 0 : -1;
+}
+
+int pc_join_in_helper(const struct pc_target *t, const struct pc_process *p, int errfd)
+{
+    struct spawn_ctx ctx = {
+        .t = t, .p = p, .errfd = errfd, .join_pidfd_out = -1, .join_pid_out = -1,
+        .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1,
+    };
+    struct pc_child_error e = { 0, 0, -1 };
+    ctx.stack2 = mmap(NULL, PC_STACK_SIZE, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (ctx.stack2 == MAP_FAILED)
+        return die(&ctx, &e, PC_STAGE_CLONE);
+    /* setns of a pid namespace applies to our children. The cgroup namespace is entered
+     * by the process itself, after CLONE_INTO_CGROUP placed it: the kernel refuses a
+     * placement from outside the namespace's root. */
     uint64_t ns = t->join_ns & ~(uint64_t)CLONE_NEWCGROUP;
     if (ns && setns(t->join_pidfd, (int)ns) < 0)
-        return die(ctx, &e, PC_STAGE_SETNS);
-
-    if (clone_for_caller(ctx, CLONE_VM | CLONE_VFORK, joined_main) < 0)
-        return die(ctx, &e, PC_STAGE_CLONE);
+        return die(&ctx, &e, PC_STAGE_SETNS);
+    if (clone_for_caller(&ctx, CLONE_VM | CLONE_VFORK, joined_main) < 0)
+        return die(&ctx, &e, PC_STAGE_CLONE);
+    /* It has exec'd or failed (CLONE_VFORK); either way the caller must reap it. */
+    if (send_pid(errfd, ctx.join_pid_out, ctx.join_pidfd_out) < 0) {
+        syscall(SYS_pidfd_send_signal, ctx.join_pidfd_out, SIGKILL, NULL, 0);
+        return die(&ctx, &e, PC_STAGE_CLONE);
+    }
     return 0;
 }
 
@@ -644,6 +825,148 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+/* Read the join's reports until every writer has gone (the helper exited, the process
+ * exec'd or exited): the first error, and the pid and pidfd the helper sends. */
+static int read_join_reports(int sock, struct pc_child_error *cerr, pid_t *pid, int *pidfd)
+{
+    for (;;) {
+        struct pc_child_error msg;
+        struct iovec iov = { .iov_base = &msg, .iov_len = sizeof(msg) };
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } u;
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+                            .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+        ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : 0;
+        int fd = -1;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+        if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+            cm->cmsg_len == CMSG_LEN(sizeof(int)))
+            memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+        if (n == (ssize_t)sizeof(msg) && msg.err == 0 && fd >= 0 && *pidfd < 0 &&
+            !(m.msg_flags & MSG_CTRUNC)) {
+            *pid = (pid_t)msg.index;
+            *pidfd = fd;
+            continue;
+        }
+        if (fd >= 0)
+            close(fd);
+        if (cerr->err == 0) {
+            if (n == (ssize_t)sizeof(msg) && msg.err != 0) {
+                *cerr = msg;
+            } else {
+                cerr->stage = PC_STAGE_NONE;
+                cerr->err = EPROTO;
+                cerr->index = -1;
+            }
+        }
+    }
+}
+
+static int spawn_join(const struct pc_target *t, const struct pc_process *p,
+                      pid_t *pid_out, int *pidfd_out, struct pc_child_error *cerr)
+{
+    int sv[2] = { -1, -1 }, reqfd = -1, pidfd = -1, rc = 0;
+    int src[2 + PC_JOIN_MAX_FDS + 1];
+    pid_t pid = -1;
+    struct pc_join_request *req = NULL;
+    size_t size = 0;
+    char *stack = MAP_FAILED;
+    sigset_t all, old;
+
+    if (t->join_helper_fd < 0)
+        return -ENOEXEC;
+    /* The process's own descriptors, checked here so that a bad one is reported as the
+     * stdio failure it is, not as the intermediate's. */
+    for (int i = 0; i < 3 + p->nextra_fds; i++) {
+        int fd = i < 3 ? p->stdio[i] : p->extra_fds[i - 3];
+        if (fd >= 0 && fcntl(fd, F_GETFD) < 0) {
+            cerr->stage = PC_STAGE_STDIO;
+            cerr->err = errno;
+            return -errno;
+        }
+    }
+    int n = pc_join_fds(t, p, src + 2);
+    if (n < 0)
+        return n;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        goto fail_errno;
+    if (!(req = pc_join_pack(t, p, &size)))
+        goto fail_errno;
+    if ((reqfd = (int)syscall(SYS_memfd_create, "pycontainer-join-request", MFD_CLOEXEC)) < 0)
+        goto fail_errno;
+    for (size_t done = 0; done < size; ) {
+        ssize_t w = write(reqfd, (char *)req + done, size - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            goto fail_errno;
+        done += (size_t)w;
+    }
+    src[0] = reqfd;                  /* PC_JOIN_REQUEST_FD */
+    src[1] = sv[1];                  /* PC_JOIN_ERR_FD */
+    src[2 + n] = t->join_helper_fd;  /* last: the exec target */
+    stack = mmap(NULL, PC_STACK_SIZE, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (stack == MAP_FAILED)
+        goto fail_errno;
+
+    struct spawn_ctx ctx = { .t = t, .p = p, .errfd = sv[1], .join_src = src, .join_nsrc = n + 3,
+                             .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1 };
+    struct clone_args a;
+    memset(&a, 0, sizeof(a));
+    a.flags = CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND;
+    a.stack = (uint64_t)(uintptr_t)stack;
+    a.stack_size = PC_STACK_SIZE;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    long ret = clone_vm(&a, join_exec_main, &ctx);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close_fd(&sv[1]);
+    close_fd(&reqfd);
+    if (ret < 0) {
+        rc = (int)ret;
+        goto out;
+    }
+    /* The intermediate has exec'd the helper (or failed): our stack is free again. */
+    int rr = read_join_reports(sv[0], cerr, &pid, &pidfd);
+    reap(-1, (pid_t)ret);
+    if (rr < 0 && cerr->err == 0) {
+        cerr->stage = PC_STAGE_NONE;
+        cerr->err = -rr;
+    }
+    if (cerr->err == 0 && pidfd < 0)
+        cerr->err = EPROTO;      /* the helper died without a word */
+    if (cerr->err != 0) {
+        rc = -cerr->err;
+        if (pidfd >= 0) {
+            syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+            reap(pidfd, pid);
+            close_fd(&pidfd);
+        }
+        goto out;
+    }
+    *pid_out = pid;
+    *pidfd_out = pidfd;
+    goto out;
+
+fail_errno:
+    rc = -errno;
+out:
+    close_fd(&sv[0]);
+    close_fd(&sv[1]);
+    close_fd(&reqfd);
+    free(req);
+    if (stack != MAP_FAILED)
+        munmap(stack, PC_STACK_SIZE);
+    return rc;
+}
+
 int pc_spawn(const struct pc_target *t, const struct pc_process *p,
              pid_t *pid_out, int *pidfd_out, struct pc_child_error *cerr)
 {
@@ -661,6 +984,9 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
 
     memset(cerr, 0, sizeof(*cerr));
     cerr->index = -1;
+    if (joining)
+        return spawn_join(t, p, pid_out, pidfd_out, cerr);
+    ctx.privileged = geteuid() == 0;
     if (pipe2(errpipe, O_CLOEXEC) < 0)
         return -errno;
     ctx.errfd = errpipe[1];
@@ -684,10 +1010,10 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
     a.stack = (uint64_t)(uintptr_t)stacks;
     a.stack_size = PC_STACK_SIZE;
     int (*fn)(void *);
-    if (joining || userns) {
-        /* A helper in our namespaces clones the real process (see the file comment). */
+    if (userns) {
+        /* A helper in our namespaces clones the init (see the file comment). */
         a.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_CLEAR_SIGHAND;
-        fn = joining ? join_helper_main : userns_helper_main;
+        fn = userns_helper_main;
     } else {
         /* Staged, the init is a fork: it must outlive this call (and our stacks). */
         a.flags = (ctx.staged ? 0 : CLONE_VM | CLONE_VFORK) | CLONE_PIDFD | CLONE_CLEAR_SIGHAND |
@@ -711,7 +1037,7 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
         rc = (int)ret;
         goto out;
     }
-    if (joining || userns) {
+    if (userns) {
         reap(-1, (pid_t)ret);          /* the helper has exited: CLONE_VFORK */
         pid = ctx.join_pid_out;
         pidfd = ctx.join_pidfd_out;

@@ -49,6 +49,8 @@ enum pc_stage {
     PC_STAGE_CLOSE_FDS,
     PC_STAGE_EXEC,
     PC_STAGE_TERMINAL,     /* the pty: open, unlock, send the master, make it the ctty */
+    PC_STAGE_JOIN_HELPER,  /* moving descriptors for, or exec of, the join helper */
+    PC_STAGE_DUMPABLE,     /* PR_SET_DUMPABLE 0 */
     PC_STAGE_COUNT
 };
 
@@ -162,6 +164,10 @@ struct pc_target {
      * found, reports ready and then blocks opening this fifo (an O_PATH descriptor) for
      * writing; exec follows once someone opens the fifo for reading and reads a byte. */
     int exec_fifo_fd;
+    /* A join (join_pidfd >= 0): the join helper executable, a sealed memfd. The process
+     * that enters the container's namespaces is started from a fresh exec of it, so it
+     * never shares the caller's memory and is non-dumpable from its first instruction. */
+    int join_helper_fd;
     /* A new user namespace (CLONE_NEWUSER in ns_flags): what the helper writes to the
      * init's /proc/<pid>/uid_map and gid_map before letting it go on. */
     const char *uid_map;

@@ -104,6 +104,7 @@ cdef extern from "spawn.h" nogil:
         const int *procs_fds
         int nprocs_fds
         int exec_fifo_fd
+        int join_helper_fd
         const char *uid_map
         const char *gid_map
         int deny_setgroups

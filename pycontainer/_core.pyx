@@ -10,7 +10,9 @@ from libc.string cimport memset
 from libc.errno cimport errno
 from cpython.bytes cimport PyBytes_AS_STRING
 
+import fcntl
 import os
+import threading
 
 from pycontainer.errors import ContainerSystemError
 
@@ -188,6 +190,48 @@ cdef class ContainerPlan:
             free(<void *><Py_ssize_t>addr)
 
 
+# The join helper (csrc/join_helper.c), built next to this module. Joins exec it from a
+# sealed memfd copy made once per process: /proc/<pid>/exe of a joining process is then
+# that copy, which no one can write, and the file on disk is read only here.
+JOIN_HELPER = os.path.join(os.path.dirname(__file__), "_join_helper")
+_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+_join_helper_lock = threading.Lock()
+_join_helper = None         # (fd, st_ino): the inode tells a closed and reused fd number
+
+
+def join_helper_fd():
+    """The sealed memfd of the join helper, made on first use (and again when something
+    closed ours, e.g. a forked child's closerange)."""
+    global _join_helper
+    with _join_helper_lock:
+        if _join_helper is not None:
+            fd, ino = _join_helper
+            try:
+                st = os.fstat(fd)
+                if st.st_ino == ino and fcntl.fcntl(fd, fcntl.F_GET_SEALS) == _SEALS:
+                    return fd
+            except OSError:
+                pass
+            _join_helper = None
+        try:
+            with open(JOIN_HELPER, "rb") as f:
+                image = f.read()
+        except OSError as exc:
+            raise ContainerSystemError(exc.errno, f"join helper {JOIN_HELPER} (reinstall "
+                                       "pycontainer: the build makes it)") from None
+        fd = os.memfd_create("pycontainer-join", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            view = memoryview(image)
+            while view:
+                view = view[os.write(fd, view):]
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+        except BaseException:
+            os.close(fd)
+            raise
+        _join_helper = (fd, os.fstat(fd).st_ino)
+        return fd
+
+
 def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned int uid, unsigned int gid, groups,
           stdio, int cgroup_fd=-1, procs_fds=(), int join_pidfd=-1, uint64_t join_ns=0,
           uid_map=None, gid_map=None, deny_setgroups=False, ns_fds=(), int exec_fifo_fd=-1,
@@ -254,6 +298,7 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned i
         target.procs_fds = cprocs
         target.nprocs_fds = nprocs
         target.exec_fifo_fd = exec_fifo_fd
+        target.join_helper_fd = join_helper_fd() if join_pidfd >= 0 else -1
         target.uid_map = _cstr(keep, uid_map)
         target.gid_map = _cstr(keep, gid_map)
         target.deny_setgroups = 1 if deny_setgroups else 0
@@ -296,6 +341,9 @@ cdef _raise_spawn_error(ContainerPlan plan, SecurityPlan security, int err,
         what = argv[0]
     elif stage == PC_STAGE_CWD:
         what = cwd
+        if cerr.index == 1:
+            what = (f"{cwd}: the working directory would be outside the container's root "
+                    "(a path through a host descriptor?); refused")
     raise ContainerSystemError(err, what, stage=name)
 
 

@@ -47,10 +47,12 @@ def busybox_rootfs(tmp_path_factory):
 
 def _new_fds(before):
     # Descriptors kept for the life of the process by design are not leaks: the exit
-    # watcher's epoll set, and each device-policy eBPF program (loaded once, attached to
-    # every container cgroup with that policy).
-    from pycontainer import devices
+    # watcher's epoll set, each device-policy eBPF program (loaded once, attached to
+    # every container cgroup with that policy), and the join helper's sealed memfd.
+    from pycontainer import _core, devices
     kept = set(devices._loaded.values())
+    if _core._join_helper is not None:
+        kept.add(_core._join_helper[0])
     return sorted({(fd, t) for fd, t in open_fds()
                    if "[eventpoll]" not in t and fd not in kept} - before)
 

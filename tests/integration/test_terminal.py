@@ -61,18 +61,19 @@ def test_terminal_excludes_stdio():
 
 @pytest.mark.parametrize("operation", ["start"])
 def test_terminal_failure_leaves_nothing(factory, busybox_rootfs, operation):
-    """No descriptor left for the pty (RLIMIT_NOFILE 3, applied before it is opened):
-    stage `terminal`, EMFILE, no process, no fd. (A staged init opens its pty before
-    its limits apply, as runc's does, so this cannot fail it.)"""
+    """RLIMIT_NOFILE 3, applied before the pty is opened: the child has closed every
+    inherited descriptor by then, so the pty gets 0 and 1, and moving the descriptors
+    into place (above 0-2 first) fails: stage `stdio`, EINVAL, no process, no fd. (A
+    staged init opens its pty before its limits apply, as runc's does, so this cannot
+    fail it.)"""
     c = factory.create("notty", pc.Config(rootfs=busybox_rootfs))
     nofile = pc.config.Rlimit("RLIMIT_NOFILE", 3, 3)
     try:
         with pytest.raises(pc.ContainerSystemError) as info:
             getattr(c, operation)(pc.ProcessConfig(args=["sh"], terminal=True,
                                                    rlimits=[nofile]))
-        assert (info.value.stage, info.value.errno) == ("terminal", errno.EMFILE)
-        assert f"container 'notty': {operation}: terminal:" in str(info.value)
-        assert "container 'notty': start: terminal:" in str(info.value)
+        assert (info.value.stage, info.value.errno) == ("stdio", errno.EINVAL)
+        assert f"container 'notty': {operation}: stdio:" in str(info.value)
         assert c.processes() == []
     finally:
         c.destroy()
