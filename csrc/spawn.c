@@ -617,6 +617,15 @@ static int joined_main(void *arg)
         return child_finish(ctx, &e);
     if ((ctx->t->join_ns & CLONE_NEWCGROUP) && setns(ctx->t->join_pidfd, CLONE_NEWCGROUP) < 0)
         return die(ctx, &e, PC_STAGE_CGROUP_NS);
+    /* Done with the cgroup descriptors and the init's pidfd: gone at once, not at the
+     * general close before the cwd, to keep them out of reach of a container that may
+     * trace us (CAP_SYS_PTRACE granted). */
+    const struct pc_target *t = ctx->t;
+    for (int i = 0; i < t->nprocs_fds; i++)
+        close(t->procs_fds[i]);
+    if (t->cgroup_fd >= 0)
+        close(t->cgroup_fd);
+    close(t->join_pidfd);
     exec_process(ctx, &e);
     return child_finish(ctx, &e);
 }

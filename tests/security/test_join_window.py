@@ -1,0 +1,105 @@
+"""Issue 18, item 2: a process joining a running container is open to the container's root
+before it execs. Root in the container (/attacker, attacker.c, polling /proc) must get
+nothing of ours: not /proc/<pid>/mem (once the caller's memory), not /proc/<pid>/fd/*
+(host descriptors), not /proc/<pid>/exe (the host interpreter) to write later."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import pycontainer as pc
+from pycontainer.security import DEFAULT_CAPS, Capabilities
+from attack_helpers import Attacker, join_until_seen
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _true(c, **kw):
+    _, exits = c.start(pc.ProcessConfig(args=["/bin/true"], **kw))
+    assert exits.get(timeout=30) == 0
+
+
+@pytest.mark.parametrize("caps", ["default", "ptrace"])
+def test_joined_processes_are_closed_to_the_container(factory, attacker_rootfs, caps):
+    """The default capabilities: the joining process is non-dumpable, so root inside gets
+    no mem, fd or exe of it. With CAP_SYS_PTRACE granted as well, root inside may open
+    them, but they are the join helper's, not the caller's. (Before: a CLONE_VM child of
+    the caller, whose mem was the caller's and whose exe was the host interpreter.)"""
+    kw = {}
+    if caps == "ptrace":
+        names = DEFAULT_CAPS + ("CAP_SYS_PTRACE",)
+        kw["capabilities"] = Capabilities(bounding=names, effective=names, permitted=names)
+    c = factory.create("join-window", pc.Config(rootfs=attacker_rootfs, **kw))
+    try:
+        attacker = Attacker(c)
+        join_until_seen(attacker, lambda: _true(c))
+        attacker.finish()
+        if caps == "default":
+            assert attacker.breaches() == []
+        else:
+            # CAP_SYS_PTRACE over the host's user namespace passes the dumpable check:
+            # what it reaches is the join helper (its sealed exe, its own memory), never
+            # the caller's interpreter or memory, and the exe cannot be written.
+            exes = {" ".join(l[3:]) for l in attacker.lines if l[:1] == ["got"] and l[2] == "exe"}
+            assert exes <= {"/memfd:pycontainer-join (deleted)"}
+            assert ["exewrite", "ok"] not in attacker.lines
+    finally:
+        c.destroy()
+
+
+def test_hooks_are_closed_to_the_container(factory, attacker_rootfs):
+    """run_hook joins the container privileged: the same window, the same answer."""
+    c = factory.create("hook-window", pc.Config(rootfs=attacker_rootfs))
+    try:
+        attacker = Attacker(c)
+
+        def hook():
+            status, _ = c.run_hook(["/bin/true"])
+            assert status == 0
+        join_until_seen(attacker, hook)
+        attacker.finish()
+        assert attacker.breaches() == []
+    finally:
+        c.destroy()
+
+
+def test_cli_exec_is_closed_to_the_container(factory, attacker_rootfs, tmp_path):
+    """`pycontainer exec`, run by a copy of the interpreter: nothing of it reachable while
+    it joins, and once it has exited nothing the attacker kept opens it for writing."""
+    python = tmp_path / "python3"
+    shutil.copy2(os.path.realpath(sys.executable), python)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO] + [p for p in sys.path if p]))
+    c = factory.create("cli-window", pc.Config(rootfs=attacker_rootfs))
+    try:
+        attacker = Attacker(c)
+
+        def cli_exec():
+            subprocess.run([str(python), "-m", "pycontainer", "--root", factory.root, "exec",
+                            "cli-window", "/bin/true"], env=env, check=True, timeout=60,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        join_until_seen(attacker, cli_exec, want=1, limit=300)
+        attacker.finish()
+        assert attacker.breaches() == []
+        assert not [l for l in attacker.lines if l[0] == "exewrite"], \
+            "the attacker kept an exe of ours"
+    finally:
+        c.destroy()
+
+
+def test_staged_init_is_closed_to_the_container(factory, attacker_rootfs):
+    """A staged init (a fork of the caller: a copy of its memory) waits as pid 1 while
+    processes join; released with exec(), it drops to the container's capabilities before
+    its exec. The attacker, joined while it waits, gets nothing of it either time."""
+    c = factory.create("stage-window", pc.Config(rootfs=attacker_rootfs))
+    try:
+        c.stage(pc.ProcessConfig(args=["/bin/sleep", "1000"]))
+        attacker = Attacker(c)
+        attacker.wait_for(lambda: any(l[:2] == ["seen", "1"] for l in attacker.lines),
+                          "pid 1 caught")
+        c.exec()
+        attacker.finish()
+        assert attacker.breaches() == []
+    finally:
+        c.destroy()
