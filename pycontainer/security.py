@@ -29,6 +29,24 @@ DEFAULT_CAPS = (
     "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 )
 
+# The host image (Config.rootfs None) shows the host's own files. Its default leaves out
+# what lets root in the container read files that are not its own: DAC_OVERRIDE and
+# DAC_READ_SEARCH skip the permission check, SETUID and SETGID become a file's owner or
+# group, CHOWN and FOWNER take a file over or open its mode where a host directory is
+# bound writable. (Files of root itself it reads as their owner: HOST_SECRET_PATHS.)
+HOST_IMAGE_DROPPED_CAPS = ("CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_SETUID",
+                           "CAP_SETGID", "CAP_CHOWN", "CAP_FOWNER")
+HOST_IMAGE_CAPS = tuple(c for c in DEFAULT_CAPS if c not in HOST_IMAGE_DROPPED_CAPS)
+
+# Root-owned secrets found on most hosts, masked in the host image by default: uid 0 in
+# the container owns them, which no capability set changes. Missing ones are skipped.
+HOST_SECRET_PATHS = (
+    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",
+    "/etc/security/opasswd", "/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_dsa_key",
+    "/etc/ssh/ssh_host_ecdsa_key", "/etc/ssh/ssh_host_ed25519_key", "/etc/ssl/private",
+    "/etc/krb5.keytab", "/root/.ssh",
+)
+
 # As `runc spec` generates them.
 DEFAULT_MASKED_PATHS = (
     "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
