@@ -364,7 +364,8 @@ static int plain_names(const char *rel)
     for (const char *p = rel; ; ) {
         const char *slash = strchr(p, '/');
         size_t len = slash ? (size_t)(slash - p) : strlen(p);
-        if (len == 0 || len > NAME_MAX || (p[0] == '.' && (len == 1 || (len == 2 && p[1] == '.'))))
+        int dots = p[0] == '.' && (len == 1 || (len == 2 && p[1] == '.'));
+        if (len == 0 || len > NAME_MAX || dots)
             return 0;
         if (!slash)
             return 1;

@@ -251,36 +251,37 @@ def _state_name(container):
     return str(container.run_state())
 
 
-def _pid_file_dir(path):
+def _pid_file_dir(path, where):
     """An open descriptor of --pid-file's directory, refused when others may write to it
     without the sticky bit: anyone could then replace the pid file we write, and the
-    client would signal the pid they chose."""
+    client would signal the pid they chose. `where`: "container 'x': create" ..."""
     import stat
-    where = os.path.dirname(os.path.abspath(path))
+    parent = os.path.dirname(os.path.abspath(path))
     try:
-        fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        raise Failure(f"--pid-file {path}: {where}: {exc.strerror}") from None
+        raise Failure(f"{where}: --pid-file {path}: {parent}: {exc.strerror}") from None
     mode = os.fstat(fd).st_mode
     if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
         os.close(fd)
-        raise Failure(f"--pid-file {path}: the directory {where} is writable by others "
-                      "without the sticky bit: refused (anyone could replace the pid file)")
+        raise Failure(f"{where}: --pid-file {path}: the directory {parent} is writable by "
+                      "others without the sticky bit: refused (anyone could replace the "
+                      "pid file)")
     return fd
 
 
-def _check_pid_file(opts):
+def _check_pid_file(opts, where):
     """--pid-file refused before anything is made."""
     if opts.pid_file:
-        os.close(_pid_file_dir(opts.pid_file))
+        os.close(_pid_file_dir(opts.pid_file, where))
 
 
-def _write_pid_file(path, pid):
+def _write_pid_file(path, pid, where):
     """Atomically, as runc: a temporary file renamed over `path`. Its name is random and it
     is made O_EXCL | O_NOFOLLOW, so nothing planted in the directory is written through;
     the rename replaces a symlink at `path` rather than following it."""
     import secrets
-    dir_fd = _pid_file_dir(path)
+    dir_fd = _pid_file_dir(path, where)
     try:
         name = os.path.basename(path)
         tmp = f".{name}.{secrets.token_hex(8)}"
@@ -297,7 +298,7 @@ def _write_pid_file(path, pid):
                 os.unlink(tmp, dir_fd=dir_fd)
             except OSError:
                 pass
-            raise Failure(f"--pid-file {path}: {exc.strerror}") from None
+            raise Failure(f"{where}: --pid-file {path}: {exc.strerror}") from None
     finally:
         os.close(dir_fd)
 
@@ -446,9 +447,9 @@ def _bundle(opts, container_id, args=None, missing_ok=False):
                        missing_ok=missing_ok)
 
 
-def _creation_flags(log, opts):
+def _creation_flags(log, opts, where):
     _preserved_fds(opts)
-    _check_pid_file(opts)
+    _check_pid_file(opts, where)
     if opts.no_pivot:
         log.warning("--no-pivot ignored: pycontainer always uses pivot_root")
     if opts.no_new_keyring:
@@ -457,13 +458,13 @@ def _creation_flags(log, opts):
 
 def cmd_create(g, log, opts, pos):
     container_id = _one_id(pos, "create")
-    _creation_flags(log, opts)
+    _creation_flags(log, opts, f"container {container_id!r}: create")
     bundle = _bundle(opts, container_id)
     _check_console(opts, bundle.terminal, "create", detached=True)
     container, started = _create(g, log, opts, container_id, bundle)
     if opts.pid_file:
         try:
-            _write_pid_file(opts.pid_file, started.pid)
+            _write_pid_file(opts.pid_file, started.pid, f"container {container_id!r}: create")
         except BaseException:
             container.destroy()
             raise
@@ -501,7 +502,7 @@ def _start_container(container, extra, operation):
 def cmd_run(g, log, opts, pos):
     container_id = _one_id(pos, "run", extra_ok=True)
     args = pos[1:] or None
-    _creation_flags(log, opts)
+    _creation_flags(log, opts, f"container {container_id!r}: run")
     if opts.detach and (opts.rm or opts.keep):
         raise UsageError("--rm and --keep do not go with --detach")
     bundle = _bundle(opts, container_id, args=args, missing_ok=True)
@@ -519,7 +520,7 @@ def cmd_run(g, log, opts, pos):
                 forwarder.target(container)
             _poststart(log, container, extra)
             if opts.pid_file:
-                _write_pid_file(opts.pid_file, pid)
+                _write_pid_file(opts.pid_file, pid, f"container {container_id!r}: run")
         except BaseException:
             _remove(log, container, extra)
             raise
@@ -729,7 +730,7 @@ def cmd_exec(g, log, opts, pos):
     container_id = _one_id(pos[:1], "exec")
     args = pos[1:]
     _preserved_fds(opts)
-    _check_pid_file(opts)
+    _check_pid_file(opts, f"container {container_id!r}: exec")
     for flag in ("process_label", "apparmor", "cgroup"):
         if opts[flag]:
             raise Failure(f"--{flag.replace('_', '-')}: not supported")
@@ -777,7 +778,7 @@ def cmd_exec(g, log, opts, pos):
         if forwarder:
             forwarder.target(container, pid)
         if opts.pid_file:
-            _write_pid_file(opts.pid_file, pid)
+            _write_pid_file(opts.pid_file, pid, f"container {container_id!r}: exec")
         if opts.detach:
             return 0
         return _exit_code(_wait(exits, console))

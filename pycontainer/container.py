@@ -489,8 +489,8 @@ class Container:
                     cgroup_fd, procs_fds = self._cgroups.placement()
                     theirs += [cgroup_fd, *procs_fds]
                     security = self._security if mount else None
-                    _, pidfd = _core.spawn(self._plan, security, list(args), list(env), "/", 0, 0,
-                                           [], (stdin_r, -1, err_w), cgroup_fd=cgroup_fd,
+                    _, pidfd = _core.spawn(self._plan, security, list(args), list(env), "/",
+                                           0, 0, [], (stdin_r, -1, err_w), cgroup_fd=cgroup_fd,
                                            procs_fds=procs_fds, join_pidfd=init_fd,
                                            join_ns=mask)
                 except BaseException:

@@ -33,8 +33,8 @@ class Cli:
         with tempfile.TemporaryFile() as err:
             p = subprocess.run([sys.executable, "-m", "pycontainer", "--root", self.root,
                                 *args], stdout=subprocess.DEVNULL, stderr=err, cwd=REPO,
-                               env=ENV, timeout=60,
-                               input=input, stdin=None if input is not None else subprocess.DEVNULL)
+                               env=ENV, timeout=60, input=input,
+                               stdin=None if input is not None else subprocess.DEVNULL)
             err.seek(0)
             return p.returncode, err.read().decode(errors="replace")
 
