@@ -27,7 +27,10 @@
 #ifndef SYS_openat2
 #define SYS_openat2 437
 #endif
+#define PC_RESOLVE_NO_XDEV 0x01
 #define PC_RESOLVE_NO_MAGICLINKS 0x02
+#define PC_RESOLVE_NO_SYMLINKS 0x04
+#define PC_RESOLVE_BENEATH 0x08
 #define PC_RESOLVE_IN_ROOT 0x10
 
 struct pc_open_how {
@@ -355,6 +358,99 @@ int pc_write_file(const char *path, const char *value)
     return 0;
 }
 
+/* Whether `rel` is plain names joined by '/': no empty, "." or ".." component. */
+static int plain_names(const char *rel)
+{
+    for (const char *p = rel; ; ) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        int dots = p[0] == '.' && (len == 1 || (len == 2 && p[1] == '.'));
+        if (len == 0 || len > NAME_MAX || dots)
+            return 0;
+        if (!slash)
+            return 1;
+        p = slash + 1;
+    }
+}
+
+/* openat(dir, rel) for writing where openat2 is missing (before Linux 5.6): one plain
+ * name at a time, none a symlink (O_NOFOLLOW), none on another filesystem than dir. */
+static int open_beneath_by_hand(int dir, const char *rel)
+{
+    struct stat top, st;
+    if (fstat(dir, &top) < 0)
+        return -1;
+    int cur = dir;
+    for (const char *p = rel; ; ) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        char name[NAME_MAX + 1];
+        memcpy(name, p, len);
+        name[len] = '\0';
+        int fd = openat(cur, name, (slash ? O_PATH | O_DIRECTORY : O_WRONLY) | O_NOFOLLOW |
+                        O_CLOEXEC);
+        if (fd >= 0 && fstat(fd, &st) == 0 && st.st_dev != top.st_dev) {
+            close(fd);
+            fd = -1;
+            errno = EXDEV;
+        }
+        int saved = errno;
+        if (cur != dir)
+            close(cur);
+        errno = saved;
+        if (fd < 0 || !slash)
+            return fd;
+        cur = fd;
+        p = slash + 1;
+    }
+}
+
+/* A sysctl file ("/proc/sys/<rel>") opened for writing so that it cannot be another file
+ * than the key named: <rel> must be plain names (a ".." would climb from the namespace
+ * the Config checked, net/.., to a host-wide one, kernel/core_pattern, without ever
+ * leaving /proc/sys), resolved beneath /proc/sys with no symlink, magic link or other
+ * mount. The Config checks each key already; this holds for a key that got past it. */
+static int open_sysctl(const char *path)
+{
+    static const char prefix[] = "/proc/sys/";
+    const char *rel = path + sizeof(prefix) - 1;
+    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0 || !plain_names(rel)) {
+        errno = EINVAL;
+        return -1;
+    }
+    int dir = open("/proc/sys", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dir < 0)
+        return -1;
+    struct pc_open_how how = {
+        .flags = O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+        .resolve = PC_RESOLVE_BENEATH | PC_RESOLVE_NO_SYMLINKS | PC_RESOLVE_NO_MAGICLINKS |
+                   PC_RESOLVE_NO_XDEV,
+    };
+    int fd = (int)syscall(SYS_openat2, dir, rel, &how, sizeof(how));
+    if (fd < 0 && errno == ENOSYS)
+        fd = open_beneath_by_hand(dir, rel);
+    int saved = errno;
+    close(dir);
+    errno = saved;
+    return fd;
+}
+
+static int write_sysctl(const char *path, const char *value)
+{
+    int fd = open_sysctl(path);
+    if (fd < 0)
+        return -1;
+    ssize_t len = (ssize_t)strlen(value);
+    ssize_t n = write(fd, value, (size_t)len);
+    int saved = errno;
+    close(fd);
+    if (n != len) {
+        errno = n < 0 ? saved : EIO;
+        return -1;
+    }
+    return 0;
+}
+
 /* A path that does not exist in this image is nothing to protect. */
 static int readonly_path(const char *path)
 {
@@ -475,7 +571,7 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
             return pc_fail(e, PC_STAGE_DEVICES, i);
     /* sysctls go through /proc/sys, so before it turns read-only. */
     for (int i = 0; i < c->nsysctl; i++)
-        if (pc_write_file(c->sysctl_paths[i], c->sysctl_values[i]) < 0)
+        if (write_sysctl(c->sysctl_paths[i], c->sysctl_values[i]) < 0)
             return pc_fail(e, PC_STAGE_SYSCTL, i);
     for (int i = 0; i < c->nreadonly; i++)
         if (readonly_path(c->readonly_paths[i]) < 0)

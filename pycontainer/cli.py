@@ -251,12 +251,56 @@ def _state_name(container):
     return str(container.run_state())
 
 
-def _write_pid_file(path, pid):
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+def _pid_file_dir(path, where):
+    """An open descriptor of --pid-file's directory, refused when others may write to it
+    without the sticky bit: anyone could then replace the pid file we write, and the
+    client would signal the pid they chose. `where`: "container 'x': create" ..."""
+    import stat
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise Failure(f"{where}: --pid-file {path}: {parent}: {exc.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        os.close(fd)
+        raise Failure(f"{where}: --pid-file {path}: the directory {parent} is writable by "
+                      "others without the sticky bit: refused (anyone could replace the "
+                      "pid file)")
+    return fd
+
+
+def _check_pid_file(opts, where):
+    """--pid-file refused before anything is made."""
+    if opts.pid_file:
+        os.close(_pid_file_dir(opts.pid_file, where))
+
+
+def _write_pid_file(path, pid, where):
+    """Atomically, as runc: a temporary file renamed over `path`. Its name is random and it
+    is made O_EXCL | O_NOFOLLOW, so nothing planted in the directory is written through;
+    the rename replaces a symlink at `path` rather than following it."""
+    import secrets
+    dir_fd = _pid_file_dir(path, where)
+    try:
+        name = os.path.basename(path)
+        tmp = f".{name}.{secrets.token_hex(8)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
+                         os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+            try:
+                os.write(fd, str(pid).encode())
+            finally:
+                os.close(fd)
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError as exc:
+            try:
+                os.unlink(tmp, dir_fd=dir_fd)
+            except OSError:
+                pass
+            raise Failure(f"{where}: --pid-file {path}: {exc.strerror}") from None
+    finally:
+        os.close(dir_fd)
 
 
 def _stdio(process, terminal, opts):
@@ -403,8 +447,9 @@ def _bundle(opts, container_id, args=None, missing_ok=False):
                        missing_ok=missing_ok)
 
 
-def _creation_flags(log, opts):
+def _creation_flags(log, opts, where):
     _preserved_fds(opts)
+    _check_pid_file(opts, where)
     if opts.no_pivot:
         log.warning("--no-pivot ignored: pycontainer always uses pivot_root")
     if opts.no_new_keyring:
@@ -413,13 +458,13 @@ def _creation_flags(log, opts):
 
 def cmd_create(g, log, opts, pos):
     container_id = _one_id(pos, "create")
-    _creation_flags(log, opts)
+    _creation_flags(log, opts, f"container {container_id!r}: create")
     bundle = _bundle(opts, container_id)
     _check_console(opts, bundle.terminal, "create", detached=True)
     container, started = _create(g, log, opts, container_id, bundle)
     if opts.pid_file:
         try:
-            _write_pid_file(opts.pid_file, started.pid)
+            _write_pid_file(opts.pid_file, started.pid, f"container {container_id!r}: create")
         except BaseException:
             container.destroy()
             raise
@@ -457,7 +502,7 @@ def _start_container(container, extra, operation):
 def cmd_run(g, log, opts, pos):
     container_id = _one_id(pos, "run", extra_ok=True)
     args = pos[1:] or None
-    _creation_flags(log, opts)
+    _creation_flags(log, opts, f"container {container_id!r}: run")
     if opts.detach and (opts.rm or opts.keep):
         raise UsageError("--rm and --keep do not go with --detach")
     bundle = _bundle(opts, container_id, args=args, missing_ok=True)
@@ -475,7 +520,7 @@ def cmd_run(g, log, opts, pos):
                 forwarder.target(container)
             _poststart(log, container, extra)
             if opts.pid_file:
-                _write_pid_file(opts.pid_file, pid)
+                _write_pid_file(opts.pid_file, pid, f"container {container_id!r}: run")
         except BaseException:
             _remove(log, container, extra)
             raise
@@ -639,19 +684,9 @@ def cmd_delete(g, log, opts, pos):
 def _process_from_json(path, container):
     """exec --process: an OCI process object, checked against what the container's
     processes get (capabilities and the rest are the Config's for every process)."""
-    import json
-    from .oci.reader import MISSING, SpecError
+    from .oci.reader import SpecError
     from .oci.spec import parse_process
-    try:
-        if path == "-":
-            doc = json.load(sys.stdin)
-        else:
-            with open(path) as f:
-                doc = json.load(f)
-    except OSError as exc:
-        raise Failure(f"--process {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise SpecError("process", MISSING, f"{path}: not valid JSON: {exc}") from None
+    doc = _user_json(path, "--process")
     warnings = []
     spec = parse_process(doc, "process", warnings)
     config = container.config
@@ -675,11 +710,27 @@ def _process_from_json(path, container):
         spec.terminal, warnings
 
 
+def _user_json(path, flag):
+    """The JSON document of a file the user names ("-": stdin), checked as config.json is
+    (size, nesting, lone surrogates: oci.reader.load_json)."""
+    from .oci.reader import MAX_JSON_BYTES, load_json
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_JSON_BYTES + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(MAX_JSON_BYTES + 1)
+    except OSError as exc:
+        raise Failure(f"{flag} {path}: {exc.strerror}") from None
+    return load_json(data, f"{flag} {path}")
+
+
 def cmd_exec(g, log, opts, pos):
     from .config import ProcessConfig
     container_id = _one_id(pos[:1], "exec")
     args = pos[1:]
     _preserved_fds(opts)
+    _check_pid_file(opts, f"container {container_id!r}: exec")
     for flag in ("process_label", "apparmor", "cgroup"):
         if opts[flag]:
             raise Failure(f"--{flag.replace('_', '-')}: not supported")
@@ -727,7 +778,7 @@ def cmd_exec(g, log, opts, pos):
         if forwarder:
             forwarder.target(container, pid)
         if opts.pid_file:
-            _write_pid_file(opts.pid_file, pid)
+            _write_pid_file(opts.pid_file, pid, f"container {container_id!r}: exec")
         if opts.detach:
             return 0
         return _exit_code(_wait(exits, console))
@@ -914,23 +965,13 @@ def _int_flag(text, flag):
 
 def cmd_update(g, log, opts, pos):
     import dataclasses
-    import json
     from .config import Resources
     container_id = _one_id(pos, "update")
     container = _load(g, container_id)
     changes = {}
     if opts.resources:
         from .oci.spec import _resources
-        try:
-            if opts.resources == "-":
-                doc = json.load(sys.stdin)
-            else:
-                with open(opts.resources) as f:
-                    doc = json.load(f)
-        except OSError as exc:
-            raise Failure(f"--resources {opts.resources}: {exc.strerror}") from None
-        except ValueError as exc:
-            raise Failure(f"--resources {opts.resources}: not valid JSON: {exc}") from None
+        doc = _user_json(opts.resources, "--resources")
         if isinstance(doc, dict) and doc.get("devices"):
             raise Failure("linux.resources.devices: the device policy cannot be updated")
         resources, _ = _resources(doc, [])

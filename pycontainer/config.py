@@ -14,8 +14,8 @@ from dataclasses import MISSING, dataclass, field, fields, asdict
 from typing import Optional
 
 from .errors import ConfigInvalidError
-from .security import (DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, Capabilities, Device,
-                       IdMap, Rlimit, check_sysctl)
+from .security import (DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, HOST_IMAGE_CAPS,
+                       HOST_SECRET_PATHS, Capabilities, Device, IdMap, Rlimit, check_sysctl)
 
 __all__ = ["Config", "ProcessConfig", "Mount", "Resources", "Network", "NAMESPACES",
            "DEFAULT_NAMESPACES", "DEFAULT_ENV"]
@@ -346,12 +346,23 @@ def _check_namespace_file(name, path, flag):
         _bad(f"namespaces.{name}", path, f"not a {name} namespace")
 
 
+# The defaults of capabilities and masked_paths depend on the image (security.py says
+# why): these objects stand for "not given", each becoming the other when rootfs changes
+# (dataclasses.replace passes them on); anything else is the caller's choice, kept.
+_IMAGE_CAPABILITIES = Capabilities()
+_HOST_CAPABILITIES = Capabilities(HOST_IMAGE_CAPS, HOST_IMAGE_CAPS, HOST_IMAGE_CAPS)
+_HOST_MASKED_PATHS = DEFAULT_MASKED_PATHS + HOST_SECRET_PATHS
+
+
 @dataclass(frozen=True)
 class Config:
     """What a container is: its root filesystem, namespaces, mounts and limits.
 
     ``rootfs=None`` is the built-in image: the host's root bind-mounted read-only, with fresh
-    /proc, /dev, /sys and writable tmpfs /tmp and /run.
+    /proc, /dev, /sys and writable tmpfs /tmp and /run. Its default capabilities leave out
+    those that read other users' files (security.HOST_IMAGE_DROPPED_CAPS) and its default
+    masked paths add root's well-known secrets (security.HOST_SECRET_PATHS) when root in
+    the container is the host's.
 
     A Config is a value: do not change its dicts (``namespace_paths``, ``sysctl``, a seccomp
     profile) after making it. What is derived from it (its C form, the device policy, its
@@ -374,7 +385,7 @@ class Config:
     resources: Optional[Resources] = None
     cgroup_parent: Optional[str] = None
     # Isolation (see README "Security defaults"): safe unless asked otherwise.
-    capabilities: Optional[Capabilities] = Capabilities()   # None: keep every capability
+    capabilities: Optional[Capabilities] = _IMAGE_CAPABILITIES   # None: keep every one
     no_new_privileges: bool = True
     seccomp: object = "default"        # "default", None, or an OCI linux.seccomp dict
     masked_paths: tuple = DEFAULT_MASKED_PATHS
@@ -505,6 +516,10 @@ class Config:
         object.__setattr__(self, "networks", tuple(built))
 
     def _check_security(self):
+        host = self.rootfs is None
+        if self.capabilities is _IMAGE_CAPABILITIES or self.capabilities is _HOST_CAPABILITIES:
+            object.__setattr__(self, "capabilities",
+                               _HOST_CAPABILITIES if host else _IMAGE_CAPABILITIES)
         caps = self.capabilities
         if isinstance(caps, dict):
             object.__setattr__(self, "capabilities", _build(Capabilities, caps, "capabilities"))
@@ -538,6 +553,13 @@ class Config:
                 _bad(name, maps, "id mappings need the 'user' namespace")
         if "user" in self.namespaces and not (self.uid_mappings and self.gid_mappings):
             _bad("namespaces", "user", "a user namespace needs uid_mappings and gid_mappings")
+        if self.masked_paths is DEFAULT_MASKED_PATHS or self.masked_paths is _HOST_MASKED_PATHS:
+            # Root's secrets are readable (and so to be masked) when root in the container
+            # is the host's uid 0; another root cannot even look at them (/root is 0700).
+            host_root = "user" not in self.namespaces or any(
+                m.container_id == 0 and m.host_id == 0 for m in self.uid_mappings)
+            object.__setattr__(self, "masked_paths", _HOST_MASKED_PATHS if host and host_root
+                               else DEFAULT_MASKED_PATHS)
 
     @property
     def image_is_host(self):

@@ -464,8 +464,11 @@ class Container:
         set up, before exec) and in its cgroup, as the OCI container hooks run:
         mount=True (startContainer) in the container's mount namespace too, so `args[0]`
         resolves in the container; mount=False (createContainer) in the caller's, so it
-        resolves on the host. Privileged: none of the Config's capabilities, seccomp or
-        no_new_privs apply. `input` goes to its stdin, stdout is discarded. Waits for it;
+        resolves on the host. A program from the container (mount=True) is the container's
+        code: it gets the Config's capabilities, no_new_privs, seccomp filter and rlimits,
+        as runc runs startContainer hooks from the init. A host program (mount=False,
+        named by whoever made the container) runs privileged, as runc's createContainer
+        hooks do. `input` goes to its stdin, stdout is discarded. Waits for it;
         after `timeout` seconds it is killed. Returns (status, stderr): status as the
         exits queues give it (-9 after a timeout), stderr as bytes."""
         try:
@@ -485,8 +488,9 @@ class Container:
                     ours.append(err_r)
                     cgroup_fd, procs_fds = self._cgroups.placement()
                     theirs += [cgroup_fd, *procs_fds]
-                    _, pidfd = _core.spawn(self._plan, None, list(args), list(env), "/", 0, 0,
-                                           [], (stdin_r, -1, err_w), cgroup_fd=cgroup_fd,
+                    security = self._security if mount else None
+                    _, pidfd = _core.spawn(self._plan, security, list(args), list(env), "/",
+                                           0, 0, [], (stdin_r, -1, err_w), cgroup_fd=cgroup_fd,
                                            procs_fds=procs_fds, join_pidfd=init_fd,
                                            join_ns=mask)
                 except BaseException:

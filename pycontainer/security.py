@@ -29,6 +29,24 @@ DEFAULT_CAPS = (
     "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 )
 
+# The host image (Config.rootfs None) shows the host's own files. Its default leaves out
+# what lets root in the container read files that are not its own: DAC_OVERRIDE and
+# DAC_READ_SEARCH skip the permission check, SETUID and SETGID become a file's owner or
+# group, CHOWN and FOWNER take a file over or open its mode where a host directory is
+# bound writable. (Files of root itself it reads as their owner: HOST_SECRET_PATHS.)
+HOST_IMAGE_DROPPED_CAPS = ("CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_SETUID",
+                           "CAP_SETGID", "CAP_CHOWN", "CAP_FOWNER")
+HOST_IMAGE_CAPS = tuple(c for c in DEFAULT_CAPS if c not in HOST_IMAGE_DROPPED_CAPS)
+
+# Root-owned secrets found on most hosts, masked in the host image by default: uid 0 in
+# the container owns them, which no capability set changes. Missing ones are skipped.
+HOST_SECRET_PATHS = (
+    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",
+    "/etc/security/opasswd", "/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_dsa_key",
+    "/etc/ssh/ssh_host_ecdsa_key", "/etc/ssh/ssh_host_ed25519_key", "/etc/ssl/private",
+    "/etc/krb5.keytab", "/root/.ssh",
+)
+
 # As `runc spec` generates them.
 DEFAULT_MASKED_PATHS = (
     "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -47,16 +65,21 @@ RLIMITS = {
 }
 RLIM_INFINITY = (1 << 64) - 1
 
-# Sysctls that belong to a namespace the container has of its own, by namespace.
+# Sysctls that belong to a namespace the container has of its own, by namespace (the key's
+# components are names already: see _is_sysctl_name).
 _NAMESPACED_SYSCTLS = (
-    (re.compile(r"net\.[A-Za-z0-9_.\-/]+"), "net"),
+    (re.compile(r"net\..+"), "net"),
     (re.compile(r"kernel\.(shm[a-z_]+|msg[a-z_]+|sem)"), "ipc"),
     (re.compile(r"fs\.mqueue\.[a-z_]+"), "ipc"),
     (re.compile(r"kernel\.(hostname|domainname)"), "uts"),
 )
 
 
-_SYSCTL_KEY = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_/-]+)+")
+# One component of a sysctl name, a directory or file below /proc/sys: what the kernel's
+# tables and interface names (eth0.100, br-1a2b) use. '.', '..' and names starting with
+# '.' are refused below: with sysctl(8)'s '/' for a '.' inside a component, "net.//.x"
+# would otherwise climb from /proc/sys/net to /proc/sys/x on the host.
+_SYSCTL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 def _bad(field, value, reason):
@@ -199,8 +222,10 @@ def check_sysctl(sysctl, namespaces):
     if not isinstance(sysctl, dict):
         _bad("sysctl", sysctl, "expected a dict of name -> value")
     for key, value in sysctl.items():
-        if not isinstance(key, str) or not _SYSCTL_KEY.fullmatch(key):
-            _bad("sysctl", key, "expected a sysctl name such as 'net.ipv4.ip_forward'")
+        if not isinstance(key, str) or not _is_sysctl_name(key):
+            _bad("sysctl", key, "expected a sysctl name such as 'net.ipv4.ip_forward' (each "
+                 "'.'-separated component a name: letters, digits, '_', '-', and '/' for a "
+                 "'.' inside one; no empty, '.' or '..' component)")
         if not isinstance(value, str) or "\0" in value:
             _bad(f"sysctl[{key!r}]", value, "expected a string value")
         for pattern, ns in _NAMESPACED_SYSCTLS:
@@ -213,6 +238,14 @@ def check_sysctl(sysctl, namespaces):
             _bad(f"sysctl[{key!r}]", value, "not a namespaced sysctl: it would change the host")
 
 
+def _is_sysctl_name(key):
+    """Whether every component of `key` is a file name below /proc/sys. sysctl(8) spells
+    a '.' inside a component (an interface name) as '/'."""
+    names = [part.replace("/", ".") for part in key.split(".")]
+    return len(names) >= 2 and all(_SYSCTL_NAME.fullmatch(n) for n in names)
+
+
 def sysctl_path(key):
-    # sysctl(8) spells a '.' inside a component (an interface name) as '/'.
+    """The /proc/sys file of a key (check_sysctl has accepted it; the init opens it with a
+    resolver that cannot leave /proc/sys all the same: csrc/rootfs.c, open_sysctl)."""
     return "/proc/sys/" + key.replace(".", "\0").replace("/", ".").replace("\0", "/")

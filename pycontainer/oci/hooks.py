@@ -11,7 +11,9 @@ a warning) and poststop (after delete; a failure is a warning). createContainer 
 createRuntime) and startContainer (at start, before the program runs) run in the
 container's namespaces, through Container.run_hook: createContainer with the path
 resolved on the host (our mount namespace: the container's root is pivoted already, where
-runc would run it just before pivot_root), startContainer inside the container.
+runc would run it just before pivot_root), privileged as in runc; startContainer inside the
+container, with the container's capabilities, no_new_privs and seccomp filter, as runc
+runs it from the init: the image chose that program.
 """
 from __future__ import annotations
 

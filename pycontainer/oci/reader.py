@@ -7,11 +7,12 @@ The readers take the parent path and a key, so callers never build paths by hand
 from __future__ import annotations
 
 import json
+import re
 
 from ..errors import ConfigInvalidError, ContainerError
 
 __all__ = ["SpecError", "MISSING", "join", "fail", "obj", "string", "integer", "boolean",
-           "array", "strings", "from_library"]
+           "array", "strings", "from_library", "load_json", "MAX_JSON_BYTES"]
 
 MISSING = object()
 _MAX_U32 = (1 << 32) - 1
@@ -46,6 +47,62 @@ class SpecError(ConfigInvalidError):
 
 def _rebuild(path, value, reason, container_id, operation):
     return SpecError(path, value, reason, container_id=container_id, operation=operation)
+
+
+# A document from the user: nothing real comes near these (config.json nests 6 deep with a
+# seccomp profile); deeper nesting would exhaust the recursion of json and of what reads it.
+MAX_JSON_BYTES = 16 << 20
+MAX_JSON_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+
+
+def load_json(data, what):
+    """The JSON document in `data` (bytes, at most MAX_JSON_BYTES), from the user: `what`
+    names it in errors (config.json, --process FILE). SpecError when it is not JSON, too
+    large, nested more than MAX_JSON_DEPTH deep, or has a lone surrogate (a "\\ud800"
+    escape: JSON allows it, but it is no character, and no argv, path or file can hold
+    it) in a string or key."""
+    if len(data) > MAX_JSON_BYTES:
+        raise SpecError(what, MISSING, f"larger than {MAX_JSON_BYTES >> 20} MiB")
+    try:
+        doc = json.loads(data)
+    except RecursionError:
+        raise SpecError(what, MISSING, f"nested more than {MAX_JSON_DEPTH} levels deep") \
+            from None
+    except ValueError as exc:                       # UnicodeDecodeError too
+        raise SpecError(what, MISSING, f"not valid JSON: {exc}") from None
+    # Both checks iterate: what they look for would overflow a recursion. A lone surrogate
+    # can only come from a \\uD800-\\uDFFF escape (UTF-8 cannot carry one): the walk with
+    # paths for the message only runs when the text has such an escape.
+    stack = [(doc, 0)] if isinstance(doc, (dict, list)) else []
+    while stack:
+        value, depth = stack.pop()
+        if depth >= MAX_JSON_DEPTH:
+            raise SpecError(what, MISSING, f"nested more than {MAX_JSON_DEPTH} levels deep")
+        items = value.values() if isinstance(value, dict) else value
+        stack.extend((v, depth + 1) for v in items if isinstance(v, (dict, list)))
+    if _SURROGATE_ESCAPE.search(data):
+        _refuse_surrogates(doc, what)
+    return doc
+
+
+def _refuse_surrogates(doc, what):
+    stack = [(doc, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise SpecError(f"{what}: {path}" if path else what, value,
+                                "contains a lone surrogate (not a Unicode character)")
+        elif isinstance(value, list):
+            stack.extend((item, join(path, i)) for i, item in enumerate(value))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _SURROGATE.search(key):
+                    raise SpecError(f"{what}: {path}" if path else what, key,
+                                    "has a key with a lone surrogate (not a Unicode character)")
+                stack.append((item, join(path, key)))
 
 
 def join(path, key):

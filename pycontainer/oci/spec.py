@@ -166,7 +166,7 @@ def load_bundle(bundle_dir, args=None, container_id=None, missing_ok=False):
     path = os.path.join(bundle_dir, "config.json")
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(r.MAX_JSON_BYTES + 1)
     except FileNotFoundError:
         if missing_ok and os.path.isdir(bundle_dir):
             return builtin_bundle(bundle_dir, args)
@@ -174,10 +174,7 @@ def load_bundle(bundle_dir, args=None, container_id=None, missing_ok=False):
             from None
     except OSError as exc:
         raise SpecError("config.json", MISSING, f"cannot read {path}: {exc.strerror}") from None
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SpecError("config.json", MISSING, f"not valid JSON: {exc}") from None
+    doc = r.load_json(data, "config.json")
     return parse_spec(doc, bundle_dir, args=args, container_id=container_id)
 
 
