@@ -10,10 +10,11 @@ import pycontainer as pc
 class Attacker:
     """/attacker running in container `c` (as its init, or joined), reporting on a pipe."""
 
-    def __init__(self, c):
+    def __init__(self, c, program="/attacker", own=()):
+        """own: exe paths of the container's programs besides busybox's (attacker.c)."""
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
-            self.pid, self.exits = c.start(pc.ProcessConfig(args=["/attacker"], stdout=w))
+            self.pid, self.exits = c.start(pc.ProcessConfig(args=[program, *own], stdout=w))
         finally:
             os.close(w)
         self.lines = []

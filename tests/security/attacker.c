@@ -17,7 +17,8 @@
  *   exewrite RESULT       on SIGTERM: each kept exe reopened O_WRONLY and its first byte
  *                         written back ("ok" or errno)
  *
- * then "done" and exit 0 on SIGTERM. Arguments: none. */
+ * then "done" and exit 0 on SIGTERM. Arguments: more programs of the container's own
+ * (their exe paths) besides /bin/busybox and /attacker. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -29,6 +30,17 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop;
+static char **own_programs;    /* argv: the container's own programs, never ours */
+
+static int is_own(const char *exe)
+{
+    if (strcmp(exe, "/bin/busybox") == 0 || strcmp(exe, "/attacker") == 0)
+        return 1;
+    for (char **p = own_programs; p && *p; p++)
+        if (strcmp(exe, *p) == 0)
+            return 1;
+    return 0;
+}
 static int kept[4096], nkept;
 static unsigned char state[1 << 16];   /* by pid: what we have had of it */
 
@@ -48,7 +60,7 @@ static int still_ours(int pid)
     if (n < 0)
         return errno != ENOENT;
     target[n] = 0;
-    return strcmp(target, "/bin/busybox") != 0 && strcmp(target, "/attacker") != 0;
+    return !is_own(target);
 }
 
 /* Called on every scan while the process has not exec'd: a refusal now may be a grant a
@@ -62,7 +74,7 @@ static void try_pid(int pid)
     int err = errno;
     if (n >= 0) {
         target[n] = 0;
-        if (strcmp(target, "/bin/busybox") == 0 || strcmp(target, "/attacker") == 0)
+        if (is_own(target))
             return;   /* the container's own programs: fair game, not ours */
     } else if (err == ENOENT) {
         return;       /* gone, or a zombie */
@@ -84,7 +96,7 @@ static void try_pid(int pid)
         snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
         ssize_t g = readlink(self, got, sizeof(got) - 1);
         got[g >= 0 ? g : 0] = 0;
-        if (strcmp(got, "/bin/busybox") == 0) {
+        if (is_own(got)) {
             close(fd);
         } else {
             *st |= GOT_EXE;
@@ -127,8 +139,10 @@ static void try_pid(int pid)
     fflush(stdout);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    own_programs = argv + 1;
     struct sigaction sa = { .sa_handler = on_term };
     sigaction(SIGTERM, &sa, NULL);
     setvbuf(stdout, NULL, _IOLBF, 0);
