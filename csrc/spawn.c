@@ -699,8 +699,11 @@ static int join_exec_main(void *arg)
         if (src[i] >= base)
             base = src[i] + 1;
     for (int i = 0; i < n; i++)
-        if ((tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, base)) < 0)
+        if ((tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, base)) < 0) {
+            if (errno == EINVAL)
+                errno = EMFILE;     /* base is past RLIMIT_NOFILE: out of descriptors */
             return join_exec_fail(ctx->errfd, &e);
+        }
     for (int i = 0; i < helper; i++)
         if (dup2(tmp[i], 3 + i) < 0)          /* dup2 clears close-on-exec: these stay */
             return join_exec_fail(ctx->errfd, &e);

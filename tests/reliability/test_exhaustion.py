@@ -18,7 +18,7 @@ from reliability_helpers import cgroup_dirs, python_env, scope_of, settle, wait_
 NOFILE_SWEEP = r"""
 import errno, json, os, resource, sys, traceback, hashlib, time
 import pycontainer as pc
-from pycontainer import devices
+from pycontainer import _core, devices
 
 root, rootfs, lo, hi, warm = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "warm"
 f = pc.Factory(root)
@@ -33,7 +33,11 @@ def fds():
             t = os.readlink(f"/proc/self/fd/{n}")
         except OSError:
             continue
-        if "[eventpoll]" not in t and int(n) not in set(devices._loaded.values()):
+        # The library's own, kept for the life of the process: the exit watcher's epoll,
+        # device-policy programs, the join helper's memfd.
+        helper = _core._join_helper[0] if _core._join_helper else -1
+        if "[eventpoll]" not in t and int(n) not in set(devices._loaded.values()) \
+                and int(n) != helper:
             out[int(n)] = t
     return out
 
