@@ -341,10 +341,9 @@ static int make_device(const struct pc_device *d)
     return chown(d->path, d->uid, d->gid);
 }
 
-/* The whole of `value` in one write(2), as /proc and cgroup files want it. */
-int pc_write_file(const char *path, const char *value)
+/* The whole of `value` in one write(2) to fd, which is closed; -1 with errno. */
+static int write_all_close(int fd, const char *value)
 {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
     ssize_t len = (ssize_t)strlen(value);
@@ -356,6 +355,12 @@ int pc_write_file(const char *path, const char *value)
         return -1;
     }
     return 0;
+}
+
+/* The whole of `value` in one write(2), as /proc and cgroup files want it. */
+int pc_write_file(const char *path, const char *value)
+{
+    return write_all_close(open(path, O_WRONLY | O_CLOEXEC), value);
 }
 
 /* Whether `rel` is plain names joined by '/': no empty, "." or ".." component. */
@@ -437,18 +442,7 @@ static int open_sysctl(const char *path)
 
 static int write_sysctl(const char *path, const char *value)
 {
-    int fd = open_sysctl(path);
-    if (fd < 0)
-        return -1;
-    ssize_t len = (ssize_t)strlen(value);
-    ssize_t n = write(fd, value, (size_t)len);
-    int saved = errno;
-    close(fd);
-    if (n != len) {
-        errno = n < 0 ? saved : EIO;
-        return -1;
-    }
-    return 0;
+    return write_all_close(open_sysctl(path), value);
 }
 
 /* A path that does not exist in this image is nothing to protect. */

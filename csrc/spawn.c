@@ -194,11 +194,10 @@ static int bring_up_loopback(void)
     return rc;
 }
 
-/* Send one descriptor over a unix socket. */
-static int send_fd(int sock, int fd)
+/* Send `len` bytes and one descriptor (SCM_RIGHTS) over a unix socket in one message. */
+static int send_with_fd(int sock, const void *buf, size_t len, int fd)
 {
-    char byte = 0;
-    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
     union {
         struct cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int))];
@@ -215,7 +214,13 @@ static int send_fd(int sock, int fd)
     do {
         n = sendmsg(sock, &msg, MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
-    return n == 1 ? 0 : -1;
+    return n == (ssize_t)len ? 0 : -1;
+}
+
+static int send_fd(int sock, int fd)
+{
+    char byte = 0;
+    return send_with_fd(sock, &byte, 1, fd);
 }
 
 /* A pty of the devpts we are in (the container's, after pivot_root or setns), as runc
@@ -718,24 +723,7 @@ static int join_exec_main(void *arg)
 static int send_pid(int sock, pid_t pid, int pidfd)
 {
     struct pc_child_error msg = { PC_STAGE_NONE, 0, (int32_t)pid };
-    struct iovec iov = { .iov_base = &msg, .iov_len = sizeof(msg) };
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } u;
-    memset(&u, 0, sizeof(u));
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &pidfd, sizeof(int));
-    ssize_t n;
-    do {
-        n = sendmsg(sock, &m, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    return n == (ssize_t)sizeof(msg) ? 0 : -1;
+    return send_with_fd(sock, &msg, sizeof(msg), pidfd);
 }
 
 int pc_join_in_helper(const struct pc_target *t, const struct pc_process *p, int errfd)
