@@ -30,6 +30,8 @@ STATE_MAX = 16 << 20
 # A state file is opened without following a symlink (one to /dev/zero would be read
 # forever) and without blocking (a FIFO would wait for a writer forever).
 _STATE_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+          (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
 _short = reprlib.Repr()
 _short.maxlevel, _short.maxstring, _short.maxother = 2, 60, 60
 EXEC_FIFO = "exec.fifo"      # a staged init waits to open it for writing (runc's name)
@@ -129,7 +131,8 @@ def read_state(state_dir, container_id, cache=None, dir_fd=None):
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise StateInvalidError(f"{path}: not a regular file (mode {st.st_mode:o})",
+            kind = next((what for test, what in _KINDS if test(st.st_mode)), "special")
+            raise StateInvalidError(f"{path}: a {kind} file, not a regular one",
                                     container_id=container_id, operation="read state")
         # One read returns the whole of a file this small; a short one is its end.
         data = os.read(fd, _READ_SIZE)
