@@ -669,10 +669,13 @@ def cmd_delete(g, log, opts, pos):
             raise
         factory.destroy(container_id)
         return 0
-    state = _state_name(container)
-    if state in ("running", "paused", "pausing") and not opts.force:
-        raise Failure(f"container {container_id!r}: delete: cannot delete a container that "
-                      f"is {state} (use --force)")
+    if not opts.force:
+        # Only a refusal needs the state; with --force it may already be gone (another
+        # delete), which destroy() takes in its stride.
+        state = _state_name(container)
+        if state in ("running", "paused", "pausing"):
+            raise Failure(f"container {container_id!r}: delete: cannot delete a container "
+                          f"that is {state} (use --force)")
     try:
         extra = container.extra()
     except ContainerError:
@@ -832,8 +835,10 @@ def cmd_ps(g, log, opts, pos):
 
 
 def cmd_list(g, log, opts, pos):
+    """Containers whose state cannot be read are left out, with a warning on stderr
+    naming each and why (stdout stays what clients parse); `delete --force` removes them."""
     import json
-    from .errors import ContainerError
+    from .errors import ContainerError, ContainerNotExistError
     from .oci.state import state_document
     if pos:
         raise UsageError(f"list: unexpected arguments {pos}")
@@ -844,8 +849,10 @@ def cmd_list(g, log, opts, pos):
     for container_id in factory.list():
         try:
             docs.append(state_document(factory.load(container_id)))
-        except ContainerError:
+        except ContainerNotExistError:
             continue            # destroyed meanwhile, or being created
+        except ContainerError as exc:
+            log.warning(f"list: skipped container {container_id!r}: {exc.detail}")
     if opts.quiet:
         for d in docs:
             print(d["id"])
@@ -853,7 +860,7 @@ def cmd_list(g, log, opts, pos):
         print(json.dumps(docs))
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-        rows += [(d["id"], str(d["pid"]), d["status"], d["bundle"], d["created"], d["owner"])
+        rows += [tuple(str(d[k]) for k in ("id", "pid", "status", "bundle", "created", "owner"))
                  for d in docs]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:

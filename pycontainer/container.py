@@ -22,7 +22,7 @@ import time
 import warnings
 import weakref
 
-from . import _core, cgroups, network
+from . import _core, network
 from .config import ProcessConfig
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
                      ContainerNotStoppedError, ContainerPausedError, ContainerSystemError,
@@ -44,13 +44,16 @@ class lock_container:
     would be one more inode to make and remove per container, which costs on a disk-backed
     state root); ContainerNotExistError once the container is destroyed. A class rather
     than a @contextmanager generator: every operation takes it, and the generator machinery
-    cost as much as the open, flock and close together."""
+    cost as much as the open, flock and close together. `with` gives the directory's
+    descriptor, to work inside it without a path. A symlink planted in its place is not
+    followed (the state root is ours and nobody else's to plant in: Factory checks it)."""
 
     __slots__ = ("_fd",)
 
     def __init__(self, state_dir, container_id, operation):
         try:
-            self._fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW |
+                               os.O_CLOEXEC)
         except FileNotFoundError:
             raise ContainerNotExistError("no such container", container_id=container_id,
                                          operation=operation) from None
@@ -61,36 +64,40 @@ class lock_container:
         except BaseException:
             os.close(self._fd)
             raise
+        return self._fd
 
     def __exit__(self, *exc):
         os.close(self._fd)
 
 
-def remove_state_dir(state_dir):
-    """Remove a state directory and whatever else is in it (an exec fifo, a killed
-    writer's temp file, an earlier version's lock file), without opening a directory when
-    state.json was all there was: this runs on error paths, where descriptors may be what
-    ran out."""
-    _remove(os.path.join(state_dir, STATE_FILE))
+def remove_state_dir(dir_fd, state_dir, root_fd=None):
+    """Remove a state directory (`dir_fd`, open; `state_dir`, its path; `root_fd`, when
+    given, the state root it is in) and whatever else is in it (an exec fifo, a killed
+    writer's temp file, an earlier version's lock file). Its entries are removed through
+    dir_fd, never followed, and nothing new is opened when state.json was all there was:
+    this runs on error paths, where descriptors may be what ran out. (rmdir does not
+    follow a symlink either.)"""
+    _remove(STATE_FILE, dir_fd)
+    name = os.path.basename(state_dir) if root_fd is not None else state_dir
     try:
-        os.rmdir(state_dir)
+        os.rmdir(name, dir_fd=root_fd)
     except FileNotFoundError:
         pass
     except OSError as exc:
         if exc.errno != errno.ENOTEMPTY:
             raise
-        for name in os.listdir(state_dir):
-            _remove(os.path.join(state_dir, name))
-        os.rmdir(state_dir)
+        for entry in os.listdir(dir_fd):
+            _remove(entry, dir_fd)
+        os.rmdir(name, dir_fd=root_fd)
 
 
-def _remove(path):
+def _remove(path, dir_fd=None):
     try:
-        os.unlink(path)
+        os.unlink(path, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
     except IsADirectoryError:                       # a state.json someone made a directory
-        shutil.rmtree(path)
+        shutil.rmtree(path, dir_fd=dir_fd)          # (symlinks in it are not followed)
 
 
 _DERIVED = {}       # id(Config) -> {name: value}; an entry goes with its Config
@@ -263,7 +270,8 @@ def _feed_and_wait(pidfd, exits, stdin_w, err_r, data, timeout):
 class Container:
     def __init__(self, state_dir, record, config, written=None, manager=None):
         """`written`: the bytes of state.json that `record` was read from or written as;
-        `manager`: the record's cgroup manager when the caller has it (Factory.create)."""
+        `manager`: the container's cgroup manager, made or checked by the Factory (the
+        record's cgroup paths are not trusted as written: cgroups.load_manager)."""
         self._dir = state_dir
         self._id = record.id
         self._nonce = record.nonce
@@ -279,7 +287,9 @@ class Container:
                                 gid_map=_id_map(config.gid_mappings),
                                 # Unprivileged, gid_map may only be written after this.
                                 deny_setgroups=os.geteuid() != 0)
-        self._cgroups = manager or cgroups.load_manager(record.cgroups)
+        if manager is None:
+            raise TypeError("Container: the Factory makes containers (manager is missing)")
+        self._cgroups = manager
         self._pidfds = {}                 # (pid, start time) -> pidfd of an init we looked at
         self._state_cache = [written, record]   # state.json's bytes and their record
         self._pidfds_lock = threading.Lock()
@@ -591,9 +601,7 @@ class Container:
         fifo_fd = -1
         try:
             if state == RunState.RUNNING:
-                init_fd = self._init_pidfd(record)
-                return _spawn(process, self._plan, *args, cgroup_fd=cgroup_fd,
-                              procs_fds=procs_fds, join_pidfd=init_fd, join_ns=self._ns_flags)
+                return self._join(process, record, args, cgroup_fd, procs_fds)
             self._open_namespaces(ns_fds)
             if self._config.veth_networks:
                 # A stopped init's veths die with its namespace, but asynchronously: a
@@ -644,6 +652,27 @@ class Container:
                 os.close(console)
             raise
         return pid, pidfd, console
+
+    def _join(self, process, record, args, cgroup_fd, procs_fds):
+        """_spawn a process into the running init's namespaces. The init may exit at any
+        moment: then the container has stopped, and the join fails in the kernel (setns
+        of an exiting process is ESRCH, a clone into a pid namespace whose init is gone
+        ENOMEM); that is ContainerNotRunningError, not a system error."""
+        init_fd = self._init_pidfd(record)
+        if init_fd is None:
+            raise ContainerNotRunningError("its init exited as the process was started")
+        try:
+            return _spawn(process, self._plan, *args, cgroup_fd=cgroup_fd,
+                          procs_fds=procs_fds, join_pidfd=init_fd, join_ns=self._ns_flags)
+        except ContainerSystemError as exc:
+            # The kernel fails the join while the init exits, before its pidfd reports
+            # the exit: for the errors an exit causes, wait for that report (it follows at
+            # once; the limit only guards against a live init that caused them).
+            wait = 1.0 if exc.errno in (errno.ESRCH, errno.ENOMEM) else 0
+            if select.select([init_fd], [], [], wait)[0]:
+                raise ContainerNotRunningError(
+                    f"its init exited as the process joined ({exc.detail})") from None
+            raise
 
     def _make_exec_fifo(self):
         """A fresh fifo in the state dir and an O_PATH descriptor of it for the init, which
@@ -843,7 +872,7 @@ class Container:
     def destroy(self):
         """Kill every process, wait for them, remove the cgroups and the state. Idempotent."""
         try:
-            with lock_container(self._dir, self._id, "destroy"):
+            with lock_container(self._dir, self._id, "destroy") as dir_fd:
                 try:
                     record = self._record("destroy")
                 except ContainerNotExistError:
@@ -852,7 +881,7 @@ class Container:
                     self._kill_init(record)
                 self._cgroups.destroy()
                 self._remove_veths(record)
-                remove_state_dir(self._dir)
+                remove_state_dir(dir_fd, self._dir)
         except ContainerNotExistError:
             pass
         except Exception as exc:

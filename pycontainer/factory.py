@@ -2,24 +2,31 @@
 
 Each container lives in `<root>/<id>/` (mode 0700): state.json, and the flock of that
 directory serialises mutations across threads and processes.
+
+The state root is the caller's: created 0700, and refused when it is a symlink, owned by
+someone else or writable by group or others (whoever can write in it could plant state).
+Entries in it are opened relative to it and never followed: a symlink, or a directory
+that is not ours, is reported as damaged, and destroying it removes the entry only.
 """
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import secrets
+import shutil
+import stat
 import time
 import warnings
 
 from . import cgroups, network
 from .config import Config
-from .container import Container, device_policy, lock_container, remove_state_dir
+from .container import Container, device_policy, remove_state_dir
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
-                     IdInUseError, in_context,
-                     system_error_from)
+                     ContainerSystemError, IdInUseError, in_context, system_error_from)
 from .security import IdMap
 from .state import (STATE_FILE, StateInvalidError, StateRecord, check_id,
                     read_state, write_state)
@@ -27,6 +34,7 @@ from .state import (STATE_FILE, StateInvalidError, StateRecord, check_id,
 
 _MAX_NAME = 255            # NAME_MAX
 _LONG_PREFIX = ".long-"
+_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def default_root():
@@ -58,10 +66,10 @@ def rootless_config(config, container_id, scope):
     return config
 
 
-def _locked_by_someone(state_dir):
+def _locked_by_someone(root_fd, name):
     try:
-        fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = os.open(name, _DIR_OPEN, dir_fd=root_fd)
+    except OSError:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -72,6 +80,28 @@ def _locked_by_someone(state_dir):
         os.close(fd)
 
 
+def _kind(root_fd, name):
+    """What a directory entry that is not a directory is, for messages."""
+    try:
+        mode = os.stat(name, dir_fd=root_fd, follow_symlinks=False).st_mode
+    except OSError:
+        return "not a directory"
+    for test, what in ((stat.S_ISLNK, "a symlink"), (stat.S_ISREG, "a regular file"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a directory"
+
+
+def _not_ours(st):
+    """Why a state root or directory (its stat) cannot be trusted, or None."""
+    if st.st_uid != os.geteuid():
+        return f"is owned by uid {st.st_uid}, not by uid {os.geteuid()} (this process)"
+    if st.st_mode & 0o022:
+        return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
 class Factory:
     def __init__(self, root=None):
         self.root = os.path.abspath(root or default_root())
@@ -80,19 +110,109 @@ class Factory:
         self._cgroup_scope = None if self.root == default_root() else \
             hashlib.sha256(self.root.encode()).hexdigest()[:8]
 
-    def _dir(self, container_id):
-        """The state directory. An id longer than a file name may be is stored under a
-        hash of it; such names start with '.', which no id does."""
+    def _name(self, container_id):
+        """The state directory's name in the root. An id longer than a file name may be
+        is stored under a hash of it; such names start with '.', which no id does."""
         name = check_id(container_id)
         if len(name) > _MAX_NAME:
             name = _LONG_PREFIX + hashlib.sha256(name.encode()).hexdigest()
-        return os.path.join(self.root, name)
+        return name
+
+    def _dir(self, container_id):
+        """The state directory's path."""
+        return os.path.join(self.root, self._name(container_id))
+
+    # -- the state root and its entries -------------------------------------------------
+
+    def _open_root(self, container_id, operation, create=False):
+        """The state root, opened (not followed if a symlink) and checked to be ours alone;
+        None when it does not exist, unless `create`: then it is made, 0700."""
+        made = False
+        try:
+            fd = os.open(self.root, _DIR_OPEN)
+        except FileNotFoundError:
+            if not create:
+                return None
+            fd, made = self._make_root(container_id, operation)
+        except OSError as exc:
+            what = f"state root {self.root}"
+            if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                what += f" is {_kind(None, self.root)}"
+            raise ContainerSystemError(exc.errno, what, container_id=container_id,
+                                       operation=operation) from None
+        try:
+            if made:
+                os.fchmod(fd, 0o700)        # exactly, whatever the umask took away
+            problem = _not_ours(os.fstat(fd))
+            if problem:
+                raise ContainerSystemError(errno.EACCES, f"state root {self.root} {problem}",
+                                           container_id=container_id, operation=operation)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _make_root(self, container_id, operation):
+        """(descriptor, made by us) of a new state root: its parents as `mkdir -p` makes
+        them, the root itself 0700."""
+        try:
+            os.makedirs(os.path.dirname(self.root), exist_ok=True)
+            try:
+                os.mkdir(self.root, 0o700)
+                made = True
+            except FileExistsError:         # another process's first container
+                made = False
+            return os.open(self.root, _DIR_OPEN), made
+        except OSError as exc:
+            raise ContainerSystemError(exc.errno, f"make state root {self.root}",
+                                       container_id=container_id, operation=operation) from None
+
+    def _open_entry(self, root_fd, name, container_id, operation):
+        """The state directory `name` in the root, opened: ContainerNotExistError when there
+        is none, StateInvalidError when the entry is not a directory of ours."""
+        try:
+            fd = os.open(name, _DIR_OPEN, dir_fd=root_fd)
+        except FileNotFoundError:
+            raise ContainerNotExistError("no such container", container_id=container_id,
+                                         operation=operation) from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                raise StateInvalidError(f"{os.path.join(self.root, name)} is "
+                                        f"{_kind(root_fd, name)}, not a state directory",
+                                        container_id=container_id, operation=operation) from None
+            raise system_error_from(exc, os.path.join(self.root, name),
+                                    container_id=container_id, operation=operation) from None
+        try:
+            problem = _not_ours(os.fstat(fd))
+        except BaseException:
+            os.close(fd)
+            raise
+        if problem:
+            os.close(fd)
+            raise StateInvalidError(f"{os.path.join(self.root, name)} {problem}",
+                                    container_id=container_id, operation=operation)
+        return fd
+
+    def _entries(self, operation):
+        """(root descriptor, [(name, is a directory)]) of the root, or (None, [])."""
+        root_fd = self._open_root(None, operation)
+        if root_fd is None:
+            return None, []
+        try:
+            with os.scandir(root_fd) as it:
+                return root_fd, [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        except BaseException:
+            os.close(root_fd)
+            raise
+
+    # -- the interface ------------------------------------------------------------------
 
     def create(self, container_id, config, extra=None):
         """Make the container's cgroups and state; no process runs until start().
         `extra`: a JSON-able dict stored with the state for the caller (Container.extra();
         the OCI layer keeps the bundle path, annotations and hooks there)."""
-        state_dir = self._dir(container_id)
+        name = self._name(container_id)
+        state_dir = os.path.join(self.root, name)
         if not isinstance(config, Config):
             raise ConfigInvalidError("config", config, "expected a pycontainer.Config",
                                      container_id=container_id, operation="create")
@@ -104,7 +224,7 @@ class Factory:
             # extra() then says what load() says, and what JSON cannot hold fails now.
             try:
                 extra = json.loads(json.dumps(extra))
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:
                 raise ConfigInvalidError("extra", extra, f"not JSON-able: {exc}",
                                          container_id=container_id, operation="create") from None
         rootless = os.geteuid() != 0
@@ -115,39 +235,53 @@ class Factory:
                 network.check_available()
             except ContainerError as exc:
                 raise in_context(exc, container_id, "create") from None
+        root_fd = self._open_root(container_id, "create", create=True)
         try:
             try:
-                os.mkdir(state_dir, 0o700)
-            except FileNotFoundError:                  # the root's first container
-                os.makedirs(self.root, mode=0o700, exist_ok=True)
-                os.mkdir(state_dir, 0o700)
-        except FileExistsError:
-            raise IdInUseError("a container with this id exists", container_id=container_id,
-                               operation="create") from None
-        except OSError as exc:
-            raise system_error_from(exc, container_id=container_id, operation="create") from None
+                os.mkdir(name, 0o700, dir_fd=root_fd)
+            except FileExistsError:
+                raise IdInUseError("a container with this id exists", container_id=container_id,
+                                   operation="create") from None
+            except OSError as exc:
+                raise system_error_from(exc, state_dir, container_id=container_id,
+                                        operation="create") from None
+            try:
+                dir_fd = os.open(name, _DIR_OPEN, dir_fd=root_fd)
+            except OSError as exc:            # EMFILE: nothing may stay
+                os.rmdir(name, dir_fd=root_fd)
+                raise system_error_from(exc, state_dir, container_id=container_id,
+                                        operation="create") from None
+            try:
+                return self._create_in(dir_fd, root_fd, state_dir, container_id, config, extra,
+                                       rootless)
+            finally:
+                os.close(dir_fd)
+        finally:
+            os.close(root_fd)
+
+    def _create_in(self, dir_fd, root_fd, state_dir, container_id, config, extra, rootless):
         manager = None
         try:
-            with lock_container(state_dir, container_id, "create"):
-                if rootless and not cgroups.delegated(container_id, config.cgroup_parent,
-                                                      self._cgroup_scope):
-                    manager = cgroups.NullManager(container_id)
-                    warnings.warn(f"container {container_id!r}: no cgroups are delegated to "
-                                  f"uid {os.geteuid()}; running without cgroups (no limits, "
-                                  "pause, or cgroup statistics)", RuntimeWarning, stacklevel=2)
-                else:
-                    manager = cgroups.new_manager(container_id, config.cgroup_parent,
-                                                  config.resources, self._cgroup_scope)
-                # The record first: if this process dies while making the cgroups, the
-                # container can still be loaded and destroyed by anyone.
-                record = StateRecord(id=container_id, nonce=secrets.token_hex(8),
-                                     created=time.time(), config=config.to_dict(),
-                                     cgroups=manager.to_record(),
-                                     extra={"user": dict(extra)} if extra else {})
-                written = write_state(state_dir, record)
-                # An unprivileged user cannot restrict devices; the user namespace does.
-                manager.create(device_rules=None if rootless else device_policy(config))
-                return Container(state_dir, record, config, written, manager)
+            fcntl.flock(dir_fd, fcntl.LOCK_EX)
+            if rootless and not cgroups.delegated(container_id, config.cgroup_parent,
+                                                  self._cgroup_scope):
+                manager = cgroups.NullManager(container_id)
+                warnings.warn(f"container {container_id!r}: no cgroups are delegated to "
+                              f"uid {os.geteuid()}; running without cgroups (no limits, "
+                              "pause, or cgroup statistics)", RuntimeWarning, stacklevel=3)
+            else:
+                manager = cgroups.new_manager(container_id, config.cgroup_parent,
+                                              config.resources, self._cgroup_scope)
+            # The record first: if this process dies while making the cgroups, the
+            # container can still be loaded and destroyed by anyone.
+            record = StateRecord(id=container_id, nonce=secrets.token_hex(8),
+                                 created=time.time(), config=config.to_dict(),
+                                 cgroups=manager.to_record(),
+                                 extra={"user": dict(extra)} if extra else {})
+            written = write_state(state_dir, record)
+            # An unprivileged user cannot restrict devices; the user namespace does.
+            manager.create(device_rules=None if rootless else device_policy(config))
+            return Container(state_dir, record, config, written, manager)
         except BaseException as exc:
             # Nothing half-made stays: cgroups, then the state directory.
             if manager is not None:
@@ -155,15 +289,36 @@ class Factory:
                     manager.destroy()
                 except Exception:
                     pass
-            remove_state_dir(state_dir)
+            remove_state_dir(dir_fd, state_dir, root_fd)
             raise in_context(exc, container_id, "create") from None
 
     def load(self, container_id):
         """The container with this id, as any process sees it."""
-        state_dir = self._dir(container_id)
-        record = read_state(state_dir, container_id)
+        name = self._name(container_id)
+        root_fd = self._open_root(container_id, "load")
+        if root_fd is None:
+            raise ContainerNotExistError("no such container", container_id=container_id)
         try:
-            return Container(state_dir, record, Config.from_dict(record.config, stored=True))
+            return self._load_at(root_fd, name, container_id)
+        finally:
+            os.close(root_fd)
+
+    def _load_at(self, root_fd, name, container_id):
+        state_dir = os.path.join(self.root, name)
+        dir_fd = self._open_entry(root_fd, name, container_id, "load")
+        try:
+            record = read_state(state_dir, container_id, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+        try:
+            config = Config.from_dict(record.config, stored=True)
+            # The cgroups the record names must be those create() made for this id.
+            manager = cgroups.load_manager(record.cgroups, container_id, config.cgroup_parent,
+                                           self._cgroup_scope)
+            return Container(state_dir, record, config, manager=manager)
+        except RecursionError:
+            raise StateInvalidError(f"{os.path.join(state_dir, STATE_FILE)}: nested too deeply",
+                                    container_id=container_id, operation="load") from None
         except ContainerError as exc:
             # A config or cgroup record this version cannot take: the state is at fault.
             raise StateInvalidError(f"{os.path.join(state_dir, STATE_FILE)}: {exc.detail}",
@@ -171,74 +326,125 @@ class Factory:
 
     def destroy(self, container_id):
         """Remove the container with this id even when it cannot be loaded (its state is
-        truncated, from a newer version, or its creator died before writing it): kill what
-        runs in its cgroups, remove them and the state directory. Idempotent."""
-        state_dir = self._dir(container_id)
-        try:
-            self.load(container_id).destroy()
+        damaged, from a newer version, or its creator died before writing it): kill what
+        runs in its cgroups, remove them and the state directory. An entry that is not a
+        state directory of ours (a planted symlink) is removed, never followed. Idempotent."""
+        name = self._name(container_id)
+        root_fd = self._open_root(container_id, "destroy")
+        if root_fd is None:
             return
+        try:
+            try:
+                container = self._load_at(root_fd, name, container_id)
+            except (ContainerNotExistError, StateInvalidError):
+                self._destroy_damaged(root_fd, name, container_id)
+            else:
+                container.destroy()
         except ContainerNotExistError:
-            pass
-        except ContainerError:
-            pass                      # unreadable state: by hand below
-        if not os.path.isdir(state_dir):
-            return
-        try:
-            with lock_container(state_dir, container_id, "destroy"):
-                try:
-                    record = read_state(state_dir, container_id)
-                    manager = cgroups.load_manager(record.cgroups)
-                except ContainerError:
-                    # No usable record: where create() would have put the cgroups (a
-                    # container made with Config.cgroup_parent cannot be found this way).
-                    manager = cgroups.new_manager(container_id, scope=self._cgroup_scope)
-                manager.destroy()
-                remove_state_dir(state_dir)
-        except (FileNotFoundError, ContainerNotExistError):
             pass                      # removed by someone else meanwhile
         except Exception as exc:
             raise in_context(exc, container_id, "destroy") from None
+        finally:
+            os.close(root_fd)
+
+    def _destroy_damaged(self, root_fd, name, container_id):
+        """destroy() of an entry that cannot be loaded (or has no state.json yet)."""
+        try:
+            dir_fd = os.open(name, _DIR_OPEN, dir_fd=root_fd)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                raise
+            try:
+                os.unlink(name, dir_fd=root_fd)      # the entry itself, not what it names
+            except FileNotFoundError:
+                pass
+            return
+        try:
+            fcntl.flock(dir_fd, fcntl.LOCK_EX)       # a create in progress finishes first
+            st = os.fstat(dir_fd)
+            try:
+                now = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                return                # destroyed meanwhile (and maybe made again): not ours
+            self._damaged_manager(dir_fd, name, container_id, _not_ours(st)).destroy()
+            shutil.rmtree(name, dir_fd=root_fd)      # what is in it is never followed
+        finally:
+            os.close(dir_fd)
+
+    def _damaged_manager(self, dir_fd, name, container_id, not_ours):
+        """The cgroups of a container that cannot be loaded: those its record names when it
+        can still be read and they are where create() put them, else where create() puts
+        them by default (a container made with Config.cgroup_parent cannot be found then)."""
+        if not not_ours:
+            try:
+                record = read_state(os.path.join(self.root, name), container_id, dir_fd=dir_fd)
+                parent = record.config.get("cgroup_parent")
+                return cgroups.load_manager(record.cgroups, container_id,
+                                            parent if isinstance(parent, str) else None,
+                                            self._cgroup_scope)
+            except ContainerError:
+                pass
+        return cgroups.new_manager(container_id, scope=self._cgroup_scope)
 
     def list_broken(self):
-        """{id: reason} for every state directory that cannot be loaded. A container whose
-        creator still holds its lock is being created, not broken, and is left out."""
-        try:
-            names = os.listdir(self.root)
-        except FileNotFoundError:
+        """{id: reason} for every state directory that cannot be loaded (and every entry
+        in the root that is not a state directory). A container whose creator still holds
+        its lock is being created, not broken, and is left out."""
+        root_fd, entries = self._entries("list")
+        if root_fd is None:
             return {}
         broken = {}
-        for name in names:
-            path = os.path.join(self.root, name)
-            if name.startswith(".") and not name.startswith(_LONG_PREFIX) or not os.path.isdir(path):
-                continue
-            try:
-                if name.startswith(_LONG_PREFIX):
-                    read_state(path, name)
-                else:
-                    self.load(name)
-            except ContainerNotExistError:
-                if not _locked_by_someone(path):
-                    broken[name] = "no state.json: its creation was interrupted"
-            except ContainerError as exc:
-                broken[name] = exc.detail
+        try:
+            for name, _ in entries:
+                if name.startswith(".") and not name.startswith(_LONG_PREFIX):
+                    continue
+                try:
+                    if name.startswith(_LONG_PREFIX):
+                        dir_fd = self._open_entry(root_fd, name, name, "load")
+                        try:
+                            read_state(os.path.join(self.root, name), name, dir_fd=dir_fd)
+                        finally:
+                            os.close(dir_fd)
+                    else:
+                        self._load_at(root_fd, name, check_id(name))
+                except ContainerNotExistError:
+                    if not _locked_by_someone(root_fd, name):
+                        broken[name] = "no state.json: its creation was interrupted"
+                except ContainerError as exc:
+                    broken[name] = exc.detail
+        finally:
+            os.close(root_fd)
         return broken
 
     def list(self):
-        """Ids of every container with a state directory, sorted."""
-        try:
-            names = os.listdir(self.root)
-        except FileNotFoundError:
+        """Ids of every entry of the root, sorted: the containers, and entries that are not
+        state directories of ours (load() says what is wrong with them; destroy() removes
+        them)."""
+        root_fd, entries = self._entries("list")
+        if root_fd is None:
             return []
         ids = []
-        for name in names:
-            path = os.path.join(self.root, name)
-            if not os.path.isdir(path):
-                continue
-            if not name.startswith("."):
-                ids.append(name)
-            elif name.startswith(_LONG_PREFIX):
-                try:
-                    ids.append(read_state(path, name).id)
-                except ContainerError:
-                    pass     # being created or destroyed: its id is not known yet
+        try:
+            for name, is_dir in entries:
+                if not name.startswith("."):
+                    try:
+                        ids.append(check_id(name))
+                    except ContainerError:
+                        pass             # not a name this runtime makes
+                elif name.startswith(_LONG_PREFIX) and is_dir:
+                    try:
+                        dir_fd = self._open_entry(root_fd, name, name, "list")
+                        try:
+                            ids.append(read_state(os.path.join(self.root, name), name,
+                                                  dir_fd=dir_fd).id)
+                        finally:
+                            os.close(dir_fd)
+                    except ContainerError:
+                        pass     # being created or destroyed: its id is not known yet
+        finally:
+            os.close(root_fd)
         return sorted(ids)

@@ -8,17 +8,32 @@ alive or the cgroup frozen is always asked of the kernel, never stored.
 from __future__ import annotations
 
 import enum
+import errno
 import json
 import os
 import re
+import reprlib
+import stat
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
-from .errors import ContainerError, ContainerNotExistError, InvalidIdError
+from .errors import ContainerError, ContainerNotExistError, ContainerSystemError, InvalidIdError
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
 _READ_SIZE = 1 << 16
+# The largest state.json read or written. A record is a Config (env, mounts, a seccomp
+# profile), the OCI extra data (annotations, hooks) and a few numbers: real ones are a few
+# KiB, and the kernel caps what most of it can be (an execve's arguments and environment
+# together at 6 MiB). Anything bigger is not ours, and is not read into memory.
+STATE_MAX = 16 << 20
+# A state file is opened without following a symlink (one to /dev/zero would be read
+# forever) and without blocking (a FIFO would wait for a writer forever).
+_STATE_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+          (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+_short = reprlib.Repr()
+_short.maxlevel, _short.maxstring, _short.maxother = 2, 60, 60
 EXEC_FIFO = "exec.fifo"      # a staged init waits to open it for writing (runc's name)
 _ID = re.compile(r"[A-Za-z0-9_.+-]{1,1024}")
 _IFNAME = re.compile(r"[^/:%\s]{1,15}")
@@ -71,9 +86,15 @@ class StateRecord:
 
 def write_state(state_dir, record):
     """Replace state.json with `record`; returns the bytes written (read_state's cache)."""
-    tmp = os.path.join(state_dir, f".{STATE_FILE}.{os.getpid()}.tmp")
     data = record.to_json().encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    if len(data) > STATE_MAX:
+        # What could not be read back must not be written: the container could not be
+        # loaded (nor destroyed by what it recorded).
+        raise ContainerSystemError(errno.EFBIG, f"the state record is {len(data)} bytes, over "
+                                   f"the limit of {STATE_MAX}")
+    tmp = os.path.join(state_dir, f".{STATE_FILE}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
     try:
         if os.write(fd, data) != len(data):
             raise OSError(28, "short write", tmp)
@@ -90,31 +111,45 @@ def write_state(state_dir, record):
     return data
 
 
-def read_state(state_dir, container_id, cache=None):
+def read_state(state_dir, container_id, cache=None, dir_fd=None):
     """The validated StateRecord. `cache`, a [raw bytes, record] list the caller keeps:
     when the file's bytes are the same as last time, the same (not to be mutated) record
-    comes back without parsing and checking it again."""
+    comes back without parsing and checking it again. `dir_fd`: the state directory, opened
+    by the caller (state_dir then only names it in messages)."""
     path = f"{state_dir}/{STATE_FILE}"     # os.path.join costs more than the read here
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        if dir_fd is None:
+            fd = os.open(path, _STATE_OPEN)
+        else:
+            fd = os.open(STATE_FILE, _STATE_OPEN, dir_fd=dir_fd)
     except FileNotFoundError:
         raise ContainerNotExistError("no such container", container_id=container_id) from None
     except OSError as exc:
-        raise StateInvalidError(f"{path}: {os.strerror(exc.errno)}", container_id=container_id,
+        why = "a symlink" if exc.errno == errno.ELOOP else os.strerror(exc.errno)
+        raise StateInvalidError(f"{path}: {why}", container_id=container_id,
                                 operation="read state") from None
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((what for test, what in _KINDS if test(st.st_mode)), "special")
+            raise StateInvalidError(f"{path}: a {kind} file, not a regular one",
+                                    container_id=container_id, operation="read state")
         # One read returns the whole of a file this small; a short one is its end.
         data = os.read(fd, _READ_SIZE)
         if len(data) == _READ_SIZE:
-            chunks = [data]
-            while chunk := os.read(fd, _READ_SIZE):
+            chunks, size = [data], len(data)
+            while size <= STATE_MAX and (chunk := os.read(fd, _READ_SIZE)):
                 chunks.append(chunk)
+                size += len(chunk)
             data = b"".join(chunks)
-    except OSError as exc:        # EISDIR ...
+    except OSError as exc:
         raise StateInvalidError(f"{path}: {os.strerror(exc.errno)}", container_id=container_id,
                                 operation="read state") from None
     finally:
         os.close(fd)
+    if len(data) > STATE_MAX:
+        raise StateInvalidError(f"{path}: larger than the limit of {STATE_MAX} bytes",
+                                container_id=container_id, operation="read state")
     if cache is not None:
         cached = cache[:]        # one copy: another thread may store a new pair meanwhile
         if cached[0] == data:
@@ -125,15 +160,18 @@ def read_state(state_dir, container_id, cache=None):
             raise ValueError("not a JSON object")
         version = raw.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version > STATE_VERSION:
-            raise ValueError(f"state version {version!r} is newer than this pycontainer's "
-                             f"({STATE_VERSION})")
+            raise ValueError(f"state version {_short.repr(version)} is newer than this "
+                             f"pycontainer's ({STATE_VERSION})")
         record = StateRecord(**raw)
         _check_record(record, container_id)
         if cache is not None:
             cache[:] = [data, record]
         return record
+    except RecursionError:
+        raise StateInvalidError(f"{path}: nested too deeply", container_id=container_id,
+                                operation="read state") from None
     except (ValueError, TypeError) as exc:
-        raise StateInvalidError(f"{path}: {exc}", container_id=container_id,
+        raise StateInvalidError(f"{path}: {str(exc)[:200]}", container_id=container_id,
                                 operation="read state") from None
 
 
@@ -145,30 +183,34 @@ def _check_record(r, container_id):
     """Every field of the right type and range: a record that passes cannot make a later
     operation fail with anything but a ContainerError."""
     if r.id != container_id and container_id is not None and not container_id.startswith("."):
-        raise ValueError(f"id {r.id!r} is not the container's ({container_id!r})")
+        raise ValueError(f"id {_short.repr(r.id)} is not the container's ({container_id!r})")
     if not isinstance(r.id, str) or not _ID.fullmatch(r.id) or r.id.startswith("."):
-        raise ValueError(f"bad id {r.id!r}")
+        raise ValueError(f"bad id {_short.repr(r.id)}")
     if not isinstance(r.nonce, str) or not r.nonce:
-        raise ValueError(f"bad nonce {r.nonce!r}")
+        raise ValueError(f"bad nonce {_short.repr(r.nonce)}")
     if not isinstance(r.created, (int, float)) or isinstance(r.created, bool):
-        raise ValueError(f"bad created {r.created!r}")
+        raise ValueError(f"bad created {_short.repr(r.created)}")
     for name in ("config", "cgroups", "extra"):
         if not isinstance(getattr(r, name), dict):
             raise ValueError(f"{name} is not an object")
     if r.init_pid is not None and not _is_int(r.init_pid, 1, (1 << 22)):
-        raise ValueError(f"bad init_pid {r.init_pid!r}")
+        raise ValueError(f"bad init_pid {_short.repr(r.init_pid)}")
     if r.init_start_time is not None and not _is_int(r.init_start_time, 0, (1 << 63) - 1):
-        raise ValueError(f"bad init_start_time {r.init_start_time!r}")
+        raise ValueError(f"bad init_start_time {_short.repr(r.init_start_time)}")
     ns = r.extra.get("init_pidns")
     if ns is not None and not isinstance(ns, str):
-        raise ValueError(f"bad extra.init_pidns {ns!r}")
+        raise ValueError(f"bad extra.init_pidns {_short.repr(ns)}")
     # The host ends of the init's veths (pycontainer.network), which destroy deletes.
     veths = r.extra.get("veths", [])
     if not isinstance(veths, list) or not all(
             isinstance(v, dict) and set(v) == {"name", "ifindex"}
             and isinstance(v["name"], str) and _IFNAME.fullmatch(v["name"])
             and _is_int(v["ifindex"], 1, (1 << 31) - 1) for v in veths):
-        raise ValueError(f"bad extra.veths {veths!r}")
+        raise ValueError(f"bad extra.veths {_short.repr(veths)}")
+    # The caller's own data (Factory.create(extra=)); the OCI layer keeps its under "oci".
+    user = r.extra.get("user", {})
+    if not isinstance(user, dict) or not isinstance(user.get("oci", {}), dict):
+        raise ValueError(f"bad extra.user {_short.repr(user)}")
 
 
 def process_start_time(pid):
@@ -197,22 +239,35 @@ def pidns_of(pid):
         return None
 
 
+_own_pidns = []       # [this process's pid namespace], read once: it never changes
+
+
+def own_pidns():
+    if not _own_pidns:
+        _own_pidns.append(os.readlink("/proc/self/ns/pid"))
+    return _own_pidns[0]
+
+
 def open_init_pidfd(record):
     """A new pidfd of the init the record names, or None when that process is gone (never
     started, exited and reaped, or its pid now belongs to another process). A pidfd of an
-    exited but unreaped init is returned: it polls readable."""
-    if record.init_pid is None:
+    exited but unreaped init is returned: it polls readable.
+
+    The record is not trusted to name our init: the process must have the recorded start
+    time and pid namespace, and that namespace must not be ours (an init is pid 1 of a
+    namespace of its own; a host process is in ours). A record without either is not
+    believed: the process is taken for gone, so nothing is signalled or killed."""
+    pid, start, ns = record.init_pid, record.init_start_time, record.extra.get("init_pidns")
+    if pid is None or start is None or not isinstance(ns, str) or ns == own_pidns():
         return None
     try:
-        fd = os.pidfd_open(record.init_pid)
+        fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return None
     # Checked after opening: the pidfd now pins whichever process has the pid. Start times
     # are in clock ticks: a pid reused within one tick needs the pid namespace to tell it
     # apart.
-    if process_start_time(record.init_pid) != record.init_start_time or \
-            record.extra.get("init_pidns", pidns_of(record.init_pid)) != \
-            pidns_of(record.init_pid):
+    if process_start_time(pid) != start or pidns_of(pid) != ns:
         os.close(fd)
         return None
     return fd

@@ -506,20 +506,105 @@ class NullManager:
         pass
 
 
-def load_manager(record):
-    """The manager described by CgroupManager.to_record(). Touches no file."""
-    if isinstance(record, dict) and record.get("none"):
-        return NullManager(record.get("id"))
+def load_manager(record, container_id=None, parent=None, scope=None):
+    """The manager described by CgroupManager.to_record(). Touches no file.
+
+    With `container_id` (every load of a stored container), the record is not trusted: it
+    must name the cgroups new_manager(container_id, parent, scope=scope) would have made,
+    each hierarchy's dir being <that container's parent there>/<our name for the id>, and
+    nothing else (see _check_dir). `parent` and `scope` are the caller's (the Config's
+    cgroup_parent, the Factory's scope), never the record's. Without it the caller
+    vouches for the paths (tests of fake trees)."""
     try:
+        if not isinstance(record, dict):
+            raise ValueError("not an object")
+        if record.get("none"):
+            if container_id is not None and (os.geteuid() == 0 or
+                                             record.get("id") != container_id):
+                # Only an unprivileged create makes a container without cgroups.
+                raise ValueError("a container without cgroups")
+            return NullManager(record.get("id"))
         if record.get("version") != 1:
             raise ValueError("unknown version")
         res = record.get("resources")
-        return CgroupManager(record["id"], record["name"], record.get("unified"),
-                             dict(record.get("v1") or {}),
+        unified, v1_dirs = record.get("unified"), dict(record.get("v1") or {})
+        default_parent = bool(record.get("default_parent"))
+        if container_id is not None:
+            if record.get("id") != container_id:
+                raise ValueError("the id is not the container's")
+            name = cgroup_name(container_id)
+            if scope:
+                name = f"{scope}-{name}"
+            if record.get("name") != name:
+                raise ValueError(f"the name is not {name!r}")
+            _check_dirs(unified, v1_dirs, name, parent)
+            default_parent = parent is None
+        return CgroupManager(record["id"], record["name"], unified, v1_dirs,
                              Resources(**res) if res else None,
-                             default_parent=bool(record.get("default_parent")))
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise ContainerSystemError(errno.EINVAL, f"bad cgroup record {record!r}: {exc}") from None
+                             default_parent=default_parent)
+    except RecursionError:
+        raise ContainerSystemError(errno.EINVAL, "bad cgroup record: nested too deeply") from None
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:   # ConfigInvalidError too
+        raise ContainerSystemError(errno.EINVAL, f"bad cgroup record: {str(exc)[:300]}") from None
+
+
+_checked = set()      # (name, parent, unified, v1 items) that passed _check_dirs
+
+
+def _check_dirs(unified, v1_dirs, name, parent):
+    """The record's dirs (ValueError if not): at least one, each in the hierarchy it is
+    for, as _check_dir says. Every mounted hierarchy counts, whatever
+    PYCONTAINER_CGROUP_MODE says now: the container may have been made under another.
+    What passed once is remembered: every load of a container checks the same dirs."""
+    try:
+        key = (name, parent, unified, tuple(v1_dirs.items()))
+        if key in _checked:
+            return
+    except TypeError:                   # unhashable: a list where a path should be
+        key = None
+    host = _detect("auto")
+    if unified is None and not v1_dirs:
+        raise ValueError("it names no cgroup")
+    if unified is not None:
+        if host.unified is None:
+            raise ValueError("a cgroup2 dir, but no cgroup2 hierarchy is mounted")
+        _check_dir(unified, host.unified, name, parent, "unified")
+    for ctl, path in v1_dirs.items():
+        if ctl not in V1_CONTROLLERS + ("freezer",) or ctl not in host.v1:
+            raise ValueError(f"v1 controller {str(ctl)[:40]!r} is not one of ours or not mounted")
+        _check_dir(path, host.v1[ctl], name, parent, f"v1 {ctl}")
+    if key is not None:
+        if len(_checked) >= 1024:       # a container per id: they must not pile up
+            _checked.clear()
+        _checked.add(key)
+
+
+def _check_dir(path, h, name, parent, what):
+    """`path` must be a container dir new_manager could have made in hierarchy `h`:
+    <parent dir>/<name>, strictly below the mount, so never a hierarchy root nor the
+    parent itself. An absolute `parent` gives that parent dir exactly; the default and
+    a relative parent are below the creator's own cgroup, which need not be the caller's
+    (a CLI run from another session), so for them the parent dir must end in
+    "pycontainer" (or the relative parent) somewhere below the mount."""
+    slashed = path + "/" if isinstance(path, str) else ""
+    if slashed[:1] != "/" or slashed[-2:] == "//" or "\0" in slashed or "//" in slashed \
+            or "/./" in slashed or "/../" in slashed:
+        raise ValueError(f"{what} dir {str(path)[:300]!r} is not a normalised absolute path")
+    base, _, last = path.rpartition("/")
+    if last != name:
+        raise ValueError(f"{what} dir {path!r} is not named {name!r}")
+    mount = h.mountpoint.rstrip("/")
+    if parent is not None and parent.startswith("/"):
+        try:
+            ok = base == os.path.normpath(h.dir_of(parent))
+        except ContainerSystemError:
+            ok = False
+    else:
+        tail = "/" + (DEFAULT_PARENT if parent is None else parent.strip("/"))
+        ok = base.startswith(mount + "/") and (base == mount + tail or base.endswith(tail))
+    if not ok:
+        raise ValueError(f"{what} dir {path!r} is not below the container's cgroup parent "
+                         f"({parent or DEFAULT_PARENT!r}) in {h.mountpoint}")
 
 
 # --- the manager ----------------------------------------------------------------------
