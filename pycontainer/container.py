@@ -209,6 +209,24 @@ class StartedProcess(tuple):
     exits = property(lambda self: self[1])
 
 
+def _joining(init_fd, spawn):
+    """spawn() a process into the namespaces of the init behind init_fd. The init may exit
+    at any moment: then the container has stopped, and the join fails in the kernel
+    (setns of an exiting process is ESRCH, a clone into a pid namespace whose init is gone
+    ENOMEM); that is ContainerNotRunningError, not a system error."""
+    try:
+        return spawn()
+    except ContainerSystemError as exc:
+        # The kernel fails the join while the init exits, before its pidfd reports the
+        # exit: for the errors an exit causes, wait for that report (it follows at once;
+        # the limit only guards against a live init that caused them).
+        wait = 1.0 if exc.errno in (errno.ESRCH, errno.ENOMEM) else 0
+        if select.select([init_fd], [], [], wait)[0]:
+            raise ContainerNotRunningError(
+                f"its init exited as the process joined ({exc.detail})") from None
+        raise
+
+
 def _spawn(process, *args, **kwargs):
     """_core.spawn, with the pty master of a terminal process received over a socketpair
     (the child sends it before it execs or is staged). Returns (pid, pidfd, master)."""
@@ -499,10 +517,10 @@ class Container:
                     cgroup_fd, procs_fds = self._cgroups.placement()
                     theirs += [cgroup_fd, *procs_fds]
                     security = self._security if mount else None
-                    _, pidfd = _core.spawn(self._plan, security, list(args), list(env), "/",
-                                           0, 0, [], (stdin_r, -1, err_w), cgroup_fd=cgroup_fd,
-                                           procs_fds=procs_fds, join_pidfd=init_fd,
-                                           join_ns=mask)
+                    _, pidfd = _joining(init_fd, lambda: _core.spawn(
+                        self._plan, security, list(args), list(env), "/", 0, 0, [],
+                        (stdin_r, -1, err_w), cgroup_fd=cgroup_fd, procs_fds=procs_fds,
+                        join_pidfd=init_fd, join_ns=mask))
                 except BaseException:
                     theirs += ours
                     raise
@@ -654,25 +672,13 @@ class Container:
         return pid, pidfd, console
 
     def _join(self, process, record, args, cgroup_fd, procs_fds):
-        """_spawn a process into the running init's namespaces. The init may exit at any
-        moment: then the container has stopped, and the join fails in the kernel (setns
-        of an exiting process is ESRCH, a clone into a pid namespace whose init is gone
-        ENOMEM); that is ContainerNotRunningError, not a system error."""
+        """_spawn a process into the running init's namespaces (see _joining)."""
         init_fd = self._init_pidfd(record)
         if init_fd is None:
             raise ContainerNotRunningError("its init exited as the process was started")
-        try:
-            return _spawn(process, self._plan, *args, cgroup_fd=cgroup_fd,
-                          procs_fds=procs_fds, join_pidfd=init_fd, join_ns=self._ns_flags)
-        except ContainerSystemError as exc:
-            # The kernel fails the join while the init exits, before its pidfd reports
-            # the exit: for the errors an exit causes, wait for that report (it follows at
-            # once; the limit only guards against a live init that caused them).
-            wait = 1.0 if exc.errno in (errno.ESRCH, errno.ENOMEM) else 0
-            if select.select([init_fd], [], [], wait)[0]:
-                raise ContainerNotRunningError(
-                    f"its init exited as the process joined ({exc.detail})") from None
-            raise
+        return _joining(init_fd, lambda: _spawn(process, self._plan, *args, cgroup_fd=cgroup_fd,
+                                                procs_fds=procs_fds, join_pidfd=init_fd,
+                                                join_ns=self._ns_flags))
 
     def _make_exec_fifo(self):
         """A fresh fifo in the state dir and an O_PATH descriptor of it for the init, which

@@ -504,3 +504,28 @@ def test_start_racing_the_inits_exit(factory, busybox_rootfs):
         c.destroy()
     print(dict(seen))
     assert seen["started"] > 0
+
+
+def test_run_hook_racing_the_inits_exit(factory, busybox_rootfs):
+    """The same race for a hook: ContainerNotRunningError, never a raw setns/clone error."""
+    c = factory.create("hook-race", pc.Config(rootfs=busybox_rootfs))
+    seen = collections.Counter()
+    try:
+        for _ in range(400):
+            _, init_exits = c.start(pc.ProcessConfig(args=["/bin/true"]))
+            try:
+                status, _ = c.run_hook(["/bin/true"])
+            except pc.ContainerNotRunningError as exc:
+                assert "hook-race" in str(exc)
+                seen["not running"] += 1
+            else:
+                # Started in time; the init's exit then ends the pid namespace, and it.
+                assert status in (0, -signal.SIGKILL)
+                seen["ran"] += 1
+            init_exits.get(timeout=10)
+            if seen["not running"] >= 5 and seen["ran"] >= 5:
+                break
+    finally:
+        c.destroy()
+    print(dict(seen))
+    assert seen["ran"] > 0
