@@ -511,8 +511,11 @@ def test_run_hook_racing_the_inits_exit(factory, busybox_rootfs):
     c = factory.create("hook-race", pc.Config(rootfs=busybox_rootfs))
     seen = collections.Counter()
     try:
-        for _ in range(400):
-            _, init_exits = c.start(pc.ProcessConfig(args=["/bin/true"]))
+        for i in range(400):
+            # A hook takes longer to start than a process: inits that live from 0 to 10
+            # ms sweep its start across the init's exit.
+            life = f"{(i % 20) * 0.0005:.4f}"
+            _, init_exits = c.start(pc.ProcessConfig(args=["/bin/sleep", life]))
             try:
                 status, _ = c.run_hook(["/bin/true"])
             except pc.ContainerNotRunningError as exc:
