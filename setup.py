@@ -30,8 +30,9 @@ class BuildWithJoinHelper(build_ext):
         super().run()
         target = os.path.join(os.path.dirname(self.get_ext_fullpath(core.name)), "_join_helper")
         cc = shlex.split(os.environ.get("CC", "cc"))
-        cmd = [*cc, *CFLAGS, "-D_GNU_SOURCE", "-Icsrc", "-static", "-s", "-o", target,
-               HELPER_MAIN, *C_SOURCES]
+        # -static-pie: its addresses differ from run to run, like any program's.
+        cmd = [*cc, *CFLAGS, "-D_GNU_SOURCE", "-Icsrc", "-static-pie", "-fPIE", "-s", "-o",
+               target, HELPER_MAIN, *C_SOURCES]
         self.announce(" ".join(cmd), level=2)
         subprocess.check_call(cmd)
 

@@ -155,9 +155,15 @@ static char *const *fix_strv(char *base, size_t size, char *const *off, int *bad
     uintptr_t *v = fix(base, size, off, bad);
     if (!v)
         return NULL;
-    for (size_t i = 0; (char *)&v[i + 1] <= base + size && v[i]; i++)
+    for (size_t i = 0; ; i++) {
+        if ((char *)&v[i + 1] > base + size) {
+            *bad = 1;     /* no terminating NULL inside the buffer */
+            return NULL;
+        }
+        if (!v[i])
+            return (char *const *)v;
         v[i] = (uintptr_t)fix(base, size, (const void *)v[i], bad);
-    return (char *const *)v;
+    }
 }
 
 struct pc_join_request *pc_join_unpack(void *buf, size_t size)

@@ -6,9 +6,10 @@
  * exits, so the child may use the thread's TLS (errno) without racing it.
  *
  * New container:  caller --clone3(CLONE_NEW*, CLONE_INTO_CGROUP, CLONE_PIDFD)--> init
- * Join:           caller --clone3(CLONE_VM)--> intermediate --execve--> join helper
+ * Join:           caller --clone3(CLONE_VM, CLONE_VFORK)--> intermediate --execve--> join helper
  *                        helper: setns(init pidfd)
  *                        helper --clone3(CLONE_PARENT, CLONE_INTO_CGROUP, CLONE_PIDFD)--> process
+ *                        (a fork of the small helper)
  * CLONE_PARENT makes the joined process the caller's child, inside the container's pid
  * namespace. The helper is an exec of a program of ours so that the process the
  * container can see before it execs never shares the caller's memory (see the comment
@@ -110,7 +111,8 @@ struct spawn_ctx {
     const int *join_src;  /* a join's intermediate: the descriptors to move to slots 3... */
     int join_nsrc;
     int stdio_ready;      /* staged: stdio is in place already */
-    int privileged;       /* the caller is root in the host's user namespace */
+    int privileged;       /* the caller holds CAP_SYS_PTRACE: it can read a non-dumpable init */
+    int own_mm;           /* our memory is ours alone and non-dumpable: keep it so */
 };
 
 /* clone3 on our trampoline; glibc's clone() where clone3 or the trampoline is missing. */
@@ -419,6 +421,9 @@ static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
         return pc_fail(e, PC_STAGE_SETGID, -1);
     if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0)
         return pc_fail(e, PC_STAGE_SETUID, -1);
+    /* A change of ids resets dumpable to fs.suid_dumpable, which may be 1. */
+    if (ctx->own_mm && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return pc_fail(e, PC_STAGE_DUMPABLE, -1);
     if (pc_security_after_user(sec, e) < 0)
         return -1;
     /* After the user switch, which clears it. If the caller died before this, the
@@ -582,9 +587,9 @@ static int init_main(void *arg)
      * init in a new user namespace stays dumpable: see docs/SECURITY.md.) An unstaged
      * init shares the caller's memory, whose dumpable flag is the caller's to keep; it is
      * alone in its new pid namespace until it execs. */
-    if (ctx->staged && (ctx->sync_r < 0 || ctx->privileged) &&
-        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+    if (ctx->staged && ctx->privileged && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         return die(ctx, &e, PC_STAGE_DUMPABLE);
+    ctx->own_mm = ctx->staged && ctx->privileged;
     if (ctx->legacy)
         reset_signal_handlers();
     /* Before anything else is set up in them. With a user namespace the helper has
@@ -637,7 +642,8 @@ static int joined_main(void *arg)
 
 /* From a helper: clone the real process as the caller's child (CLONE_PARENT), on the
  * second stack, into the container's cgroup; its pid and pidfd land in ctx (the pidfd in
- * the caller's table: helpers share it, CLONE_FILES). -1 with errno on failure. */
+ * the helper's table: the user namespace helper shares the caller's, CLONE_FILES; the
+ * join helper sends it). -1 with errno on failure. */
 static int clone_for_caller(struct spawn_ctx *ctx, uint64_t flags, int (*fn)(void *))
 {
     const struct pc_target *t = ctx->t;
@@ -668,8 +674,8 @@ static int clone_for_caller(struct spawn_ctx *ctx, uint64_t flags, int (*fn)(voi
  *       a static program of ours held in a sealed memfd.
  *   join helper (the same process, a fresh memory): non-dumpable from its first
  *       instruction, reads the packed request, setns() into the container, and
- *   helper --clone3(CLONE_PARENT | CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP)--> process:
- *       the caller's child, in the container's pid namespace, on the helper's memory.
+ *   helper --clone3(CLONE_PARENT | CLONE_INTO_CGROUP)--> process: the caller's child, in
+ *       the container's pid namespace, a fork of the helper.
  *
  * So nothing the container can see before exec shares the caller's memory, holds a host
  * descriptor but those asked for, or has the caller's interpreter as /proc/<pid>/exe;
@@ -698,23 +704,22 @@ static int join_exec_main(void *arg)
     char *const argv[] = { "pycontainer-join", NULL };
     char *const envp[] = { NULL };
 
-    /* Above every source and every slot, so that no dup2 below clobbers a source. */
+    /* Copies above the slots first: the dup2s below then read only copies, and no slot
+     * they fill can hold one. */
     int base = 3 + n;
-    for (int i = 0; i < n; i++)
-        if (src[i] >= base)
-            base = src[i] + 1;
     for (int i = 0; i < n; i++)
         if ((tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, base)) < 0) {
             if (errno == EINVAL)
                 errno = EMFILE;     /* base is past RLIMIT_NOFILE: out of descriptors */
             return join_exec_fail(ctx->errfd, &e);
         }
+    /* From here the error socket is tmp[1] (its slot may not be filled yet). */
     for (int i = 0; i < helper; i++)
         if (dup2(tmp[i], 3 + i) < 0)          /* dup2 clears close-on-exec: these stay */
-            return join_exec_fail(ctx->errfd, &e);
+            return join_exec_fail(tmp[1], &e);
     if (dup3(tmp[helper], 3 + helper, O_CLOEXEC) < 0 ||
         close_span(3 + (unsigned)n, ~0U) < 0 || close_span(0, 2) < 0)
-        return join_exec_fail(ctx->errfd, &e);
+        return join_exec_fail(PC_JOIN_ERR_FD, &e);
     syscall(SYS_execveat, 3 + helper, "", argv, envp, AT_EMPTY_PATH);
     return join_exec_fail(PC_JOIN_ERR_FD, &e);
 }
@@ -730,7 +735,7 @@ int pc_join_in_helper(const struct pc_target *t, const struct pc_process *p, int
 {
     struct spawn_ctx ctx = {
         .t = t, .p = p, .errfd = errfd, .join_pidfd_out = -1, .join_pid_out = -1,
-        .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1,
+        .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1, .own_mm = 1,
     };
     struct pc_child_error e = { 0, 0, -1 };
     ctx.stack2 = mmap(NULL, PC_STACK_SIZE, PROT_READ | PROT_WRITE,
@@ -743,9 +748,13 @@ int pc_join_in_helper(const struct pc_target *t, const struct pc_process *p, int
     uint64_t ns = t->join_ns & ~(uint64_t)CLONE_NEWCGROUP;
     if (ns && setns(t->join_pidfd, (int)ns) < 0)
         return die(&ctx, &e, PC_STAGE_SETNS);
-    if (clone_for_caller(&ctx, CLONE_VM | CLONE_VFORK, joined_main) < 0)
+    /* A fork, not a CLONE_VM child: the process the container can see must not share
+     * our memory either, or a container that may trace it (CAP_SYS_PTRACE granted)
+     * could write code we, still outside the container, would run. The fork of this
+     * small program is cheap. No CLONE_VFORK: its reports and its exec reach the caller
+     * over the error socket; we tell the caller who it is and are done. */
+    if (clone_for_caller(&ctx, 0, joined_main) < 0)
         return die(&ctx, &e, PC_STAGE_CLONE);
-    /* It has exec'd or failed (CLONE_VFORK); either way the caller must reap it. */
     if (send_pid(errfd, ctx.join_pid_out, ctx.join_pidfd_out) < 0) {
         syscall(SYS_pidfd_send_signal, ctx.join_pidfd_out, SIGKILL, NULL, 0);
         return die(&ctx, &e, PC_STAGE_CLONE);
@@ -825,6 +834,17 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+/* Whether we hold CAP_SYS_PTRACE (effective): only then can we still read the /proc
+ * files (our own pid namespace link among them) of a process made non-dumpable. */
+static int can_trace(void)
+{
+    struct __user_cap_header_struct { uint32_t version; int pid; } hdr = { 0x20080522, 0 };
+    struct { uint32_t effective, permitted, inheritable; } data[2];
+    if (syscall(SYS_capget, &hdr, data) < 0)
+        return 0;
+    return (data[0].effective >> 19) & 1;   /* CAP_SYS_PTRACE */
+}
+
 /* Read the join's reports until every writer has gone (the helper exited, the process
  * exec'd or exited): the first error, and the pid and pidfd the helper sends. */
 static int read_join_reports(int sock, struct pc_child_error *cerr, pid_t *pid, int *pidfd)
@@ -848,10 +868,20 @@ static int read_join_reports(int sock, struct pc_child_error *cerr, pid_t *pid, 
         if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
             cm->cmsg_len == CMSG_LEN(sizeof(int)))
             memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-        if (n == (ssize_t)sizeof(msg) && msg.err == 0 && fd >= 0 && *pidfd < 0 &&
-            !(m.msg_flags & MSG_CTRUNC)) {
+        if (n == (ssize_t)sizeof(msg) && msg.err == 0 && msg.index > 0 && *pidfd < 0) {
+            /* The process is our child, unreaped: if its pidfd did not come through (no
+             * room for it here), its pid still names it, and only it. */
             *pid = (pid_t)msg.index;
-            *pidfd = fd;
+            *pidfd = fd >= 0 ? fd : (int)syscall(SYS_pidfd_open, *pid, 0);
+            if (*pidfd < 0) {
+                int err = errno;
+                kill(*pid, SIGKILL);
+                reap(-1, *pid);
+                if (cerr->err == 0) {
+                    cerr->stage = PC_STAGE_NONE;
+                    cerr->err = err;
+                }
+            }
             continue;
         }
         if (fd >= 0)
@@ -898,7 +928,11 @@ static int spawn_join(const struct pc_target *t, const struct pc_process *p,
         goto fail_errno;
     if (!(req = pc_join_pack(t, p, &size)))
         goto fail_errno;
-    if ((reqfd = (int)syscall(SYS_memfd_create, "pycontainer-join-request", MFD_CLOEXEC)) < 0)
+    /* Never executable (MFD_NOEXEC_SEAL, Linux 6.3+; older kernels refuse the flag). */
+    reqfd = (int)syscall(SYS_memfd_create, "pycontainer-join-request", MFD_CLOEXEC | 0x8U);
+    if (reqfd < 0 && errno == EINVAL)
+        reqfd = (int)syscall(SYS_memfd_create, "pycontainer-join-request", MFD_CLOEXEC);
+    if (reqfd < 0)
         goto fail_errno;
     for (size_t done = 0; done < size; ) {
         ssize_t w = write(reqfd, (char *)req + done, size - done);
@@ -986,7 +1020,7 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
     cerr->index = -1;
     if (joining)
         return spawn_join(t, p, pid_out, pidfd_out, cerr);
-    ctx.privileged = geteuid() == 0;
+    ctx.privileged = can_trace();
     if (pipe2(errpipe, O_CLOEXEC) < 0)
         return -errno;
     ctx.errfd = errpipe[1];

@@ -166,7 +166,7 @@ struct pc_target {
     int exec_fifo_fd;
     /* A join (join_pidfd >= 0): the join helper executable, a sealed memfd. The process
      * that enters the container's namespaces is started from a fresh exec of it, so it
-     * never shares the caller's memory and is non-dumpable from its first instruction. */
+     * never shares the caller's memory and is non-dumpable before it enters any namespace. */
     int join_helper_fd;
     /* A new user namespace (CLONE_NEWUSER in ns_flags): what the helper writes to the
      * init's /proc/<pid>/uid_map and gid_map before letting it go on. */

@@ -10,6 +10,7 @@ from libc.string cimport memset
 from libc.errno cimport errno
 from cpython.bytes cimport PyBytes_AS_STRING
 
+import errno as errno_codes
 import fcntl
 import os
 import threading
@@ -196,7 +197,7 @@ cdef class ContainerPlan:
 JOIN_HELPER = os.path.join(os.path.dirname(__file__), "_join_helper")
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 _join_helper_lock = threading.Lock()
-_join_helper = None         # (fd, st_ino): the inode tells a closed and reused fd number
+_join_helper = None         # (fd, (st_dev, st_ino)): tells a closed and reused fd number
 
 
 def _memfd_noexec():
@@ -216,7 +217,8 @@ def join_helper_fd():
         if _join_helper is not None:
             fd, ino = _join_helper
             try:
-                if os.fstat(fd).st_ino == ino:
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) == ino:
                     return fd
             except OSError:
                 pass
@@ -228,12 +230,20 @@ def join_helper_fd():
                 # The host forbids executing memfds: run the installed file itself, which
                 # the container cannot reach (the joining process is non-dumpable).
                 fd = os.open(JOIN_HELPER, os.O_RDONLY | os.O_CLOEXEC)
-                _join_helper = (fd, os.fstat(fd).st_ino)
+                st = os.fstat(fd)
+                _join_helper = (fd, (st.st_dev, st.st_ino))
                 return fd
         except OSError as exc:
             raise ContainerSystemError(exc.errno, f"join helper {JOIN_HELPER} (reinstall "
                                        "pycontainer: the build makes it)") from None
-        fd = os.memfd_create("pycontainer-join", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        # MFD_EXEC (Linux 6.3+): executable even where vm.memfd_noexec is 1.
+        flags = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
+        try:
+            fd = os.memfd_create("pycontainer-join", flags | 0x10)
+        except OSError as exc:
+            if exc.errno != errno_codes.EINVAL:
+                raise
+            fd = os.memfd_create("pycontainer-join", flags)
         try:
             view = memoryview(image)
             while view:
@@ -242,7 +252,8 @@ def join_helper_fd():
         except BaseException:
             os.close(fd)
             raise
-        _join_helper = (fd, os.fstat(fd).st_ino)
+        st = os.fstat(fd)
+        _join_helper = (fd, (st.st_dev, st.st_ino))
         return fd
 
 
@@ -355,7 +366,7 @@ cdef _raise_spawn_error(ContainerPlan plan, SecurityPlan security, int err,
         what = argv[0]
     elif stage == PC_STAGE_CWD:
         what = cwd
-        if cerr.index == 1:
+        if cerr.index == 1 and err == 1:   # EPERM from the getcwd check
             what = (f"{cwd}: the working directory would be outside the container's root "
                     "(a path through a host descriptor?); refused")
     raise ContainerSystemError(err, what, stage=name)

@@ -123,3 +123,27 @@ def _read(path):
             return f.read()
     except FileNotFoundError:
         return ""
+
+
+STAGE_WITHOUT_PTRACE = r"""
+import sys
+import pycontainer as pc
+c = pc.Factory(sys.argv[1]).create("noptrace", pc.Config(rootfs=sys.argv[2]))
+try:
+    _, exits = c.stage(pc.ProcessConfig(args=["/bin/true"]))
+    c.exec()
+    print(exits.get(timeout=30))
+finally:
+    c.destroy()
+"""
+
+
+def test_staged_init_of_a_root_without_cap_sys_ptrace(busybox_rootfs, tmp_path, leak_check):
+    """A caller without CAP_SYS_PTRACE could not read a non-dumpable init's pid namespace,
+    and would take its own init for a stranger: its staged init stays dumpable (and is
+    alone in its pid namespace, see docs/SECURITY.md), and stage + exec work."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO] + [p for p in sys.path if p]))
+    p = subprocess.run(["setpriv", "--bounding-set", "-sys_ptrace", "--inh-caps", "-sys_ptrace",
+                        sys.executable, "-c", STAGE_WITHOUT_PTRACE, str(tmp_path / "state"),
+                        busybox_rootfs], env=env, capture_output=True, text=True, timeout=120)
+    assert (p.returncode, p.stdout.strip()) == (0, "0"), p.stderr
