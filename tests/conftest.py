@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from helpers import cgroup_dirs, open_fds, processes_in_cgroups, settle  # tests/helpers.py
+from helpers import (cgroup_dirs, library_fds, open_fds, processes_in_cgroups,  # tests/helpers.py
+                     settle)
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
@@ -46,13 +47,9 @@ def busybox_rootfs(tmp_path_factory):
 
 
 def _new_fds(before):
-    # Descriptors kept for the life of the process by design are not leaks: the exit
-    # watcher's epoll set, each device-policy eBPF program (loaded once, attached to
-    # every container cgroup with that policy), and the join helper's sealed memfd.
-    from pycontainer import _core, devices
-    kept = set(devices._loaded.values())
-    if _core._join_helper is not None:
-        kept.add(_core._join_helper[0])
+    # Kept for the life of the process by design, not leaks: the exit watcher's epoll set
+    # and library_fds().
+    kept = library_fds()
     return sorted({(fd, t) for fd, t in open_fds()
                    if "[eventpoll]" not in t and fd not in kept} - before)
 

@@ -79,6 +79,18 @@ def settle(check, timeout=5.0):
         time.sleep(0.01)
 
 
+def library_fds():
+    """Descriptor numbers the library keeps for the life of the process by design: each
+    device-policy eBPF program (loaded once, attached to every container cgroup with that
+    policy) and the join helper's sealed memfd. (The exit watcher's epoll set is told by
+    its target, "[eventpoll]".)"""
+    from pycontainer import _core, devices
+    kept = set(devices._loaded.values())
+    if _core._join_helper is not None:
+        kept.add(_core._join_helper[0])
+    return kept
+
+
 def open_fds(ignore=()):
     """{(fd, target)} of this process's descriptors, but those whose target contains one
     of `ignore` (kept for the life of the process by design: the exit watcher's

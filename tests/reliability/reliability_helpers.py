@@ -31,7 +31,7 @@ def scope_of(root):
 
 
 # Re-exported: the reliability tests import them from here.
-from helpers import (cgroup_dirs, processes_in_cgroups, settle,  # noqa: E402,F401
+from helpers import (cgroup_dirs, library_fds, processes_in_cgroups, settle,  # noqa: E402,F401
                      wait_for)
 
 
@@ -78,9 +78,8 @@ def fd_table():
 
 def stable_fds():
     """This process's descriptors, minus those kept for the process lifetime by design
-    (the exit watcher's epoll set; device-policy eBPF programs, loaded once)."""
-    from pycontainer import devices
-    kept = set(devices._loaded.values())
+    (the exit watcher's epoll set; library_fds())."""
+    kept = library_fds()
     return {(fd, t) for fd, t in fd_table().items() if "[eventpoll]" not in t and fd not in kept}
 
 
