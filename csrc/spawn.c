@@ -834,6 +834,16 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+/* A failed start's process, if there is one: gone, reaped, its pidfd closed. */
+static void kill_and_reap(int *pidfd, pid_t pid)
+{
+    if (*pidfd < 0)
+        return;
+    syscall(SYS_pidfd_send_signal, *pidfd, SIGKILL, NULL, 0);
+    reap(*pidfd, pid);
+    close_fd(pidfd);
+}
+
 /* Whether we hold CAP_SYS_PTRACE (effective): only then can we still read the /proc
  * files (our own pid namespace link among them) of a process made non-dumpable. */
 static int can_trace(void)
@@ -978,11 +988,7 @@ static int spawn_join(const struct pc_target *t, const struct pc_process *p,
         cerr->err = EPROTO;      /* the helper died without a word */
     if (cerr->err != 0) {
         rc = -cerr->err;
-        if (pidfd >= 0) {
-            syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-            reap(pidfd, pid);
-            close_fd(&pidfd);
-        }
+        kill_and_reap(&pidfd, pid);
         goto out;
     }
     *pid_out = pid;
@@ -1096,12 +1102,8 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
             cerr->index = -1;
         }
         rc = -cerr->err;
-        if (pidfd >= 0) {
-            /* It has exited, or (a helper's failure) waits for a go that never comes. */
-            syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-            reap(pidfd, pid);
-            close_fd(&pidfd);
-        }
+        /* It has exited, or (a helper's failure) waits for a go that never comes. */
+        kill_and_reap(&pidfd, pid);
         goto out;
     }
     if (pidfd < 0) {   /* cannot happen: a successful clone gives a pidfd */
