@@ -6,7 +6,7 @@ or an event; the process-wide exit watcher (exits.py) is only a fallback, for pr
 whose loop is closed before they exit.
 
 start_async: the process is started as by Container.start (same lock, same state handling:
-Container._start), and its pidfd goes to loop.add_reader instead of the exit watcher. A
+Container.start_with_pidfd), and its pidfd goes to loop.add_reader instead of the exit watcher. A
 pidfd polls readable once its process has exited; the callback then reaps it with
 waitid(P_PIDFD, WEXITED | __WALL | WNOHANG) (__WALL: our children start with exit_signal 0)
 through _core.pidfd_exit_status, removes the reader and closes the pidfd, whether or not
@@ -30,14 +30,14 @@ from collections import deque
 from . import _core
 from .events import _check_interval, _Sources
 from .exits import EXIT_LOG, WATCHER, process_key
+from .process import StartedProcess
 
 
 async def start_async(container, process):
     """See Container.start_async. Returns (pid, exit_future), a StartedProcess whose
     .console is the pty master of a terminal process."""
-    from .container import StartedProcess
     loop = asyncio.get_running_loop()
-    pid, pidfd, console = container._start(process)
+    pid, pidfd, console = container.start_with_pidfd(process)
     child = _Child(pidfd, loop.create_future())
     try:
         loop.add_reader(pidfd, child.on_readable, loop)

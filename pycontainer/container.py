@@ -22,12 +22,14 @@ import time
 import warnings
 import weakref
 
-from . import _core, network
-from .config import ProcessConfig
+from . import _core, events, network
+from .config import ProcessConfig, Resources
+from .devices import DEFAULT_RULES, DevicePolicy, DeviceRule
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
                      ContainerNotStoppedError, ContainerPausedError, ContainerSystemError,
                      in_context)
 from .exits import WATCHER, process_key
+from .process import StartedProcess
 # At import: finding libseccomp needs descriptors, which may have run out at create.
 from .seccomp import DEFAULT_PROFILE, compile_profile
 from .security import kernel_last_cap, sysctl_path
@@ -68,6 +70,36 @@ class lock_container:
 
     def __exit__(self, *exc):
         os.close(self._fd)
+
+
+class _Operation:
+    """The frame of one Container operation: `with _Operation(c, "pause") as dir_fd:`
+    holds the container's flock (lock_container; lock=False: no lock, dir_fd is None) and
+    gives any Exception raised inside back naming the container and the operation
+    (errors.in_context). A class with slots, as lock_container, for the start path."""
+
+    __slots__ = ("_id", "_operation", "_lock")
+
+    def __init__(self, container, operation, lock=True):
+        self._id = container._id
+        self._operation = operation
+        # Opening it may raise ContainerNotExistError, which names both already.
+        self._lock = lock_container(container._dir, self._id, operation) if lock else None
+
+    def __enter__(self):
+        if self._lock is None:
+            return None
+        try:
+            return self._lock.__enter__()
+        except Exception as exc:
+            raise in_context(exc, self._id, self._operation) from None
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._lock is not None:
+            self._lock.__exit__()
+        if isinstance(exc, Exception):
+            raise in_context(exc, self._id, self._operation) from None
+        return False
 
 
 def remove_state_dir(dir_fd, state_dir, root_fd=None):
@@ -163,7 +195,6 @@ def device_policy(config):
 
 
 def _device_policy(config):
-    from .devices import DEFAULT_RULES, DevicePolicy, DeviceRule
     rules = list(DEFAULT_RULES if config.device_rules is None else config.device_rules)
     rules += [DeviceRule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm")
               for d in config.devices]
@@ -193,20 +224,6 @@ def build_security(config, process_rlimits=()):
         rlimits=[r.c_form() for r in rlimits.values()],
         rlimit_names=[f"rlimits {name}" for name in rlimits],
         oom_score_adj=config.oom_score_adj, umask=config.umask, pdeathsig=config.pdeathsig)
-
-
-class StartedProcess(tuple):
-    """What start() and stage() return: the pair (pid, exits) it always was, and as
-    `.console` the master of the process's pty (a descriptor the caller owns and closes)
-    when its ProcessConfig asked for a terminal, else None."""
-
-    def __new__(cls, pid, exits, console=None):
-        started = super().__new__(cls, (pid, exits))
-        started.console = console
-        return started
-
-    pid = property(lambda self: self[0])
-    exits = property(lambda self: self[1])
 
 
 def _joining(init_fd, spawn):
@@ -463,7 +480,7 @@ class Container:
         processes of a loop closed before they exit go to the exit watcher. The spawn
         itself runs in the loop's thread (about a millisecond, as asyncio's own
         subprocesses). See pycontainer.aio."""
-        from . import aio
+        from . import aio      # lazily: asyncio takes longer to import than all of pycontainer
         return await aio.start_async(self, process)
 
     def stage(self, process, reap=True):
@@ -474,18 +491,20 @@ class Container:
         a CLONE_VM child, so it may outlive the calling process. reap: as for start()."""
         return self._started(*self._start(process, "stage"), reap)
 
-    def _start(self, process, operation="start"):
-        """start() without the exit queue: (pid, pidfd, pty master or None). The caller
-        owns the pidfd and must reap the process through it (start gives it to the exit
-        watcher, start_async to the event loop)."""
+    def start_with_pidfd(self, process):
+        """start() for a caller that reaps the process itself (pycontainer.aio's event
+        loop, or another one): returns (pid, pidfd, pty master or None). The caller owns
+        the pidfd and the master: it must reap the process through the pidfd (waitid
+        P_PIDFD, or hand it to exits.WATCHER.watch) and close both."""
+        return self._start(process, "start")
+
+    def _start(self, process, operation):
+        """start_with_pidfd() as `operation` ("start" or "stage")."""
         if not isinstance(process, ProcessConfig):
             raise ConfigInvalidError("process", process, "expected a pycontainer.ProcessConfig",
                                      container_id=self._id, operation=operation)
-        try:
-            with lock_container(self._dir, self._id, operation):
-                return self._start_locked(process, staged=operation == "stage")
-        except Exception as exc:
-            raise in_context(exc, self._id, operation) from None
+        with _Operation(self, operation):
+            return self._start_locked(process, staged=operation == "stage")
 
     def run_hook(self, args, env=(), input=b"", timeout=None, mount=True):
         """Run a program in the namespaces of the container's init (running, or staged:
@@ -499,7 +518,7 @@ class Container:
         hooks do. `input` goes to its stdin, stdout is discarded. Waits for it;
         after `timeout` seconds it is killed. Returns (status, stderr): status as the
         exits queues give it (-9 after a timeout), stderr as bytes."""
-        try:
+        with _Operation(self, "hook", lock=False):
             with lock_container(self._dir, self._id, "hook"):
                 record = self._record("hook")
                 init_fd = self._init_pidfd(record)
@@ -542,31 +561,26 @@ class Container:
                 return _feed_and_wait(kill_fd, exits, stdin_w, err_r, input, timeout)
             finally:
                 os.close(kill_fd)
-        except Exception as exc:
-            raise in_context(exc, self._id, "hook") from None
 
     def exec(self):
         """Let the staged init run (runc's `start`): it opens the exec fifo, we read its
         byte, and it execs. run_state() is RUNNING from here."""
-        try:
-            with lock_container(self._dir, self._id, "exec"):
-                record = self._record("exec", mutable=True)
-                state = self._state(record)
-                if not record.extra.get("staged") or state != RunState.CREATED:
-                    if state == RunState.STOPPED:
-                        raise ContainerNotRunningError("the container has stopped")
-                    if state == RunState.CREATED:
-                        raise ContainerNotRunningError("no init is staged: stage() one first")
-                    raise ContainerNotStoppedError(f"the container is {state} already")
-                init_fd = self._init_pidfd(record)
-                if init_fd is None:                 # it died since _state looked
+        with _Operation(self, "exec"):
+            record = self._record("exec", mutable=True)
+            state = self._state(record)
+            if not record.extra.get("staged") or state != RunState.CREATED:
+                if state == RunState.STOPPED:
                     raise ContainerNotRunningError("the container has stopped")
-                self._release(init_fd)
-                os.unlink(os.path.join(self._dir, EXEC_FIFO))
-                del record.extra["staged"]
-                self._write(record)
-        except Exception as exc:
-            raise in_context(exc, self._id, "exec") from None
+                if state == RunState.CREATED:
+                    raise ContainerNotRunningError("no init is staged: stage() one first")
+                raise ContainerNotStoppedError(f"the container is {state} already")
+            init_fd = self._init_pidfd(record)
+            if init_fd is None:                 # it died since _state looked
+                raise ContainerNotRunningError("the container has stopped")
+            self._release(init_fd)
+            os.unlink(os.path.join(self._dir, EXEC_FIFO))
+            del record.extra["staged"]
+            self._write(record)
 
     def _release(self, init_pidfd, timeout=10.0):
         """Open the exec fifo for reading (which completes the init's open for writing)
@@ -763,7 +777,7 @@ class Container:
         must belong to this container), or to every process of the container (all=True).
         Sent through pidfds, so a pid that exits and is reused meanwhile is never hit."""
         record = self._record("signal")
-        try:
+        with _Operation(self, "signal", lock=False):
             if all:
                 targets = self.processes()
             elif pid is not None:
@@ -789,61 +803,49 @@ class Container:
                     pass
                 finally:
                     os.close(fd)
-        except Exception as exc:
-            raise in_context(exc, self._id, "signal") from None
 
     def set_resources(self, resources):
         """Change the cgroup limits of the container, running or not (libcontainer's Set).
         The stored config follows. Invalid values are refused before anything is written."""
-        from .config import Resources
         if not isinstance(resources, Resources):
             raise ConfigInvalidError("resources", resources, "expected a pycontainer.Resources",
                                      container_id=self._id, operation="set_resources")
-        try:
-            with lock_container(self._dir, self._id, "set_resources"):
-                record = self._record("set_resources", mutable=True)
-                self._cgroups.set_resources(resources)
-                config = dataclasses.replace(self._config, resources=resources)
-                record.config = config.to_dict()
-                record.cgroups = self._cgroups.to_record()
-                self._write(record)
-                self._config = config
-        except Exception as exc:
-            raise in_context(exc, self._id, "set_resources") from None
+        with _Operation(self, "set_resources"):
+            record = self._record("set_resources", mutable=True)
+            self._cgroups.set_resources(resources)
+            config = dataclasses.replace(self._config, resources=resources)
+            record.config = config.to_dict()
+            record.cgroups = self._cgroups.to_record()
+            self._write(record)
+            self._config = config
 
     def pause(self):
         """Ask the kernel to freeze every process and return: run_state() says PAUSING
         until the kernel reports the cgroup frozen, then PAUSED. No-op when paused."""
-        try:
-            with lock_container(self._dir, self._id, "pause"):
-                state = self._kept_state()
-                if state is None:
-                    state = self._state(self._record("pause"))
-                if state in (RunState.PAUSED, RunState.PAUSING):
-                    return
-                if state != RunState.RUNNING:
-                    raise ContainerNotRunningError(f"the container is {state}")
-                self._cgroups.freeze()
-        except Exception as exc:
-            raise in_context(exc, self._id, "pause") from None
+        with _Operation(self, "pause"):
+            state = self._kept_state()
+            if state is None:
+                state = self._state(self._record("pause"))
+            if state in (RunState.PAUSED, RunState.PAUSING):
+                return
+            if state != RunState.RUNNING:
+                raise ContainerNotRunningError(f"the container is {state}")
+            self._cgroups.freeze()
 
     def resume(self):
         """Thaw a paused (or pausing) container. No-op when running."""
-        try:
-            with lock_container(self._dir, self._id, "resume"):
-                # Kept freezer files that still read are this container's (_kept_state).
-                if self._cgroups.kept_freezer_state(thawed_only=True) not in (None, "THAWED"):
-                    self._cgroups.thaw()
-                    return
-                record = self._record("resume")
-                if self._cgroups.freezer_state() != "THAWED":
-                    self._cgroups.thaw()
-                    return
-                state = self._state(record)
-                if state != RunState.RUNNING:
-                    raise ContainerNotRunningError(f"the container is {state}")
-        except Exception as exc:
-            raise in_context(exc, self._id, "resume") from None
+        with _Operation(self, "resume"):
+            # Kept freezer files that still read are this container's (_kept_state).
+            if self._cgroups.kept_freezer_state(thawed_only=True) not in (None, "THAWED"):
+                self._cgroups.thaw()
+                return
+            record = self._record("resume")
+            if self._cgroups.freezer_state() != "THAWED":
+                self._cgroups.thaw()
+                return
+            state = self._state(record)
+            if state != RunState.RUNNING:
+                raise ContainerNotRunningError(f"the container is {state}")
 
     # -- events (pycontainer/events.py, pycontainer/aio.py) ----------------------------
 
@@ -854,7 +856,6 @@ class Container:
         close() ends it earlier. One thread waits on the kernel's notification (cgroup v1:
         an eventfd on memory.oom_control; v2: memory.events); every descriptor is closed
         when it ends or the queue is garbage-collected. ENOTSUP without a memory cgroup."""
-        from . import events
         return events.notify_oom(self)
 
     def events(self, interval=5.0, stats=True):
@@ -865,20 +866,19 @@ class Container:
         the kernel's notifications and queues the events as they happen; next() blocks
         until one is queued. close() it (or use it as a context manager) to end it early;
         an abandoned stream ends when it is garbage-collected."""
-        from . import events
         return events.EventStream(self, interval, stats)
 
     def events_async(self, interval=5.0, stats=True):
         """events() as an async iterator (`async for ev in c.events_async(1.0)`), driven by
         the running loop's add_reader and call_later: no thread. aclose() or `async with`
         ends it early; dropping it does too."""
-        from . import aio
+        from . import aio      # lazily, as in start_async
         return aio.AsyncEventStream(self, interval, stats)
 
     def destroy(self):
         """Kill every process, wait for them, remove the cgroups and the state. Idempotent."""
         try:
-            with lock_container(self._dir, self._id, "destroy") as dir_fd:
+            with _Operation(self, "destroy") as dir_fd:
                 try:
                     record = self._record("destroy")
                 except ContainerNotExistError:
@@ -890,8 +890,6 @@ class Container:
                 remove_state_dir(dir_fd, self._dir)
         except ContainerNotExistError:
             pass
-        except Exception as exc:
-            raise in_context(exc, self._id, "destroy") from None
         finally:
             self._close_pidfds()
 
