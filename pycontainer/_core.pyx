@@ -16,25 +16,9 @@ import os
 import threading
 
 from pycontainer.errors import ContainerSystemError
+from pycontainer.namespaces import BY_NAME as _NAMESPACES, clone_flags
 
-# clone(2) namespace flags, by the names Config uses.
-NAMESPACE_FLAGS = {
-    "mount": 0x00020000,
-    "uts": 0x04000000,
-    "ipc": 0x08000000,
-    "user": 0x10000000,
-    "pid": 0x20000000,
-    "net": 0x40000000,
-    "cgroup": 0x02000000,
-}
 STATUS_UNKNOWN = PC_STATUS_UNKNOWN
-
-
-def namespace_flags(names):
-    cdef uint64_t flags = 0
-    for name in names:
-        flags |= NAMESPACE_FLAGS[name]
-    return flags
 
 
 cdef inline const char *_cstr(list keep, object s) except? NULL:
@@ -136,7 +120,7 @@ cdef class ContainerPlan:
                  masked_paths=(), bind_devices=False):
         """mounts: (source, destination, fstype or None for a bind, flags, propagation, data);
         devices: (path, mode, major, minor, uid, gid); sysctl: (/proc/sys path, value)."""
-        self.c.ns_flags = namespace_flags(namespaces)
+        self.c.ns_flags = clone_flags(namespaces)
         self.c.rootfs_source = _cstr(self._keep, rootfs_source)
         self.c.rootfs_target = _cstr(self._keep, rootfs_target)
         self.c.host_image = 1 if host_image else 0
@@ -299,7 +283,7 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned i
             cprocs[i] = procs_fds[i]
         for i in range(nns):
             cns_fds[i] = ns_fds[i][0]
-            cns_types[i] = NAMESPACE_FLAGS[ns_fds[i][1]]
+            cns_types[i] = _NAMESPACES[ns_fds[i][1]].clone_flag
         cargv = _cstr_array(keep, argv)
         cenvp = _cstr_array(keep, envp)
         memset(&proc, 0, sizeof(proc))

@@ -6,13 +6,13 @@ is created. Containers keep a validated Config; `start` never parses it again.
 from __future__ import annotations
 
 import contextvars
-import fcntl
 import ipaddress
 import os
 import re
 from dataclasses import MISSING, dataclass, field, fields, asdict
 from typing import Optional
 
+from . import namespaces as _ns
 from .errors import ConfigInvalidError
 from .security import (DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, HOST_IMAGE_CAPS,
                        HOST_SECRET_PATHS, Capabilities, Device, IdMap, Rlimit, check_sysctl)
@@ -20,14 +20,10 @@ from .security import (DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, HOST_IMAGE_
 __all__ = ["Config", "ProcessConfig", "Mount", "Resources", "Network", "NAMESPACES",
            "DEFAULT_NAMESPACES", "DEFAULT_ENV"]
 
-NAMESPACES = ("user", "mount", "pid", "uts", "ipc", "net", "cgroup")
-DEFAULT_NAMESPACES = ("mount", "pid", "uts", "ipc", "net")
-# Namespaces a container may join by path instead of making them. Its own pid and mount
-# namespaces are what make it a container; a user namespace is the caller's to make.
-JOINABLE_NAMESPACES = ("uts", "ipc", "net", "cgroup")
-# clone(2) flags, which are also what ioctl(NS_GET_NSTYPE) answers.
-_NS_TYPES = {"uts": 0x04000000, "ipc": 0x08000000, "net": 0x40000000, "cgroup": 0x02000000}
-_NS_GET_NSTYPE = 0xb703            # _IO(0xb7, 0x3)
+# Names from pycontainer.namespaces, the table of namespace kinds.
+NAMESPACES = _ns.NAMES
+DEFAULT_NAMESPACES = _ns.DEFAULT
+JOINABLE_NAMESPACES = _ns.JOINABLE       # may be joined by path instead of made
 # Set while a stored record's Config is rebuilt: a namespace file named at create may be
 # gone by then (`ip netns del`) while the container runs, and that must not make the
 # container impossible to load (start opens the file again and reports it then).
@@ -330,22 +326,6 @@ class Network:
         return tuple(out)
 
 
-def _check_namespace_file(name, path, flag):
-    """That `path` is a namespace file of the expected type, asked of the kernel."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        _bad(f"namespaces.{name}", path, f"cannot open: {exc.strerror}")
-    try:
-        nstype = fcntl.ioctl(fd, _NS_GET_NSTYPE)
-    except OSError:
-        _bad(f"namespaces.{name}", path, "not a namespace file")
-    finally:
-        os.close(fd)
-    if nstype != flag:
-        _bad(f"namespaces.{name}", path, f"not a {name} namespace")
-
-
 # The defaults of capabilities and masked_paths depend on the image (security.py says
 # why): these objects stand for "not given", each becoming the other when rootfs changes
 # (dataclasses.replace passes them on); anything else is the caller's choice, kept.
@@ -467,7 +447,7 @@ class Config:
                 _bad("namespaces.cgroup", path, "cannot be joined by path from a new user "
                      "namespace (it has no rights over the host's cgroup namespaces)")
             if not _STORED.get():
-                _check_namespace_file(name, path, _NS_TYPES[name])
+                _ns.check_file(name, path)
         object.__setattr__(self, "namespace_paths",
                            {n: paths[n] for n in NAMESPACES if n in paths})
 

@@ -22,7 +22,7 @@ import time
 import warnings
 import weakref
 
-from . import _core, events, network
+from . import _core, events, namespaces, network
 from .config import ProcessConfig, Resources
 from .devices import DEFAULT_RULES, DevicePolicy, DeviceRule
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
@@ -315,7 +315,7 @@ class Container:
         self._security = derived(config, "security", build_security)
         # Joins enter all of the init's namespaces, those it joined by path included.
         self._ns_flags = derived(config, "ns_flags",
-                                 lambda c: _core.namespace_flags(c.namespaces))
+                                 lambda c: namespaces.clone_flags(c.namespaces))
         self._userns = {}
         if "user" in config.namespaces:
             self._userns = dict(uid_map=_id_map(config.uid_mappings),
@@ -524,7 +524,7 @@ class Container:
                 init_fd = self._init_pidfd(record)
                 if init_fd is None:
                     raise ContainerNotRunningError("the container has no init")
-                mask = self._ns_flags & ~(0 if mount else _core.namespace_flags(["mount"]))
+                mask = self._ns_flags & ~(0 if mount else namespaces.BY_NAME["mount"].clone_flag)
                 theirs, ours = [], []       # closed after the spawn / on its failure
                 try:
                     stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)

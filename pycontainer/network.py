@@ -26,10 +26,10 @@ import secrets
 import socket
 import threading
 
-from . import _core
+from . import _core, namespaces
 from .errors import ContainerSystemError
 
-_CLONE_NEWNET = 0x40000000
+_CLONE_NEWNET = namespaces.BY_NAME["net"].clone_flag
 _IFA_F_NODAD = 0x02
 _IFNAME_MAX = 15
 _NAME_TRIES = 8

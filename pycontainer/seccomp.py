@@ -29,6 +29,7 @@ import os
 import platform
 import re
 
+from . import namespaces
 from .errors import ConfigInvalidError
 
 # Loaded with the package: finding libseccomp runs ldconfig and dlopen, which need
@@ -432,8 +433,7 @@ _DENY = [
 # clone's namespace flags: CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
 # (Docker's mask 0x7E020000). CLONE_NEWTIME (0x80) cannot be passed to clone(): that bit is
 # part of the exit signal there.
-_CLONE_NS_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
-                   0x40000000)
+_CLONE_NS_FLAGS = tuple(sorted(ns.clone_flag for ns in namespaces.TABLE))
 # personality(2) values Docker allows: PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32,
 # and 0xffffffff (query).
 _PERSONALITY_ALLOWED = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
