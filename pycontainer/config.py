@@ -1,11 +1,12 @@
 """Config, ProcessConfig, Mount and Resources: immutable, validated at construction.
 
 A bad value raises ConfigInvalidError naming the field and the value, before anything
-is created. Containers keep a validated Config; `start` never parses it again.
+is created. Containers keep a validated Config; `start` never parses it again. These are
+pure values: making one never looks at the host (whether the rootfs and the namespace
+files exist is Factory.create's question), so a stored Config always loads back.
 """
 from __future__ import annotations
 
-import contextvars
 import ipaddress
 import os
 import re
@@ -13,7 +14,9 @@ from dataclasses import MISSING, dataclass, field, fields, asdict
 from typing import Optional
 
 from . import namespaces as _ns
+from .devices import DeviceRule
 from .errors import ConfigInvalidError
+from .seccomp import validate_profile
 from .security import (DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, HOST_IMAGE_CAPS,
                        HOST_SECRET_PATHS, Capabilities, Device, IdMap, Rlimit, check_sysctl)
 
@@ -24,10 +27,6 @@ __all__ = ["Config", "ProcessConfig", "Mount", "Resources", "Network", "NAMESPAC
 NAMESPACES = _ns.NAMES
 DEFAULT_NAMESPACES = _ns.DEFAULT
 JOINABLE_NAMESPACES = _ns.JOINABLE       # may be joined by path instead of made
-# Set while a stored record's Config is rebuilt: a namespace file named at create may be
-# gone by then (`ip netns del`) while the container runs, and that must not make the
-# container impossible to load (start opens the file again and reports it then).
-_STORED = contextvars.ContextVar("pycontainer_stored_config", default=False)
 DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root")
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -387,8 +386,6 @@ class Config:
             _check_path("rootfs", self.rootfs)
             if not os.path.isabs(self.rootfs):
                 _bad("rootfs", self.rootfs, "must be an absolute path")
-            if not os.path.isdir(self.rootfs):
-                _bad("rootfs", self.rootfs, "is not a directory")
         for name in ("hostname", "domainname"):
             value = getattr(self, name)
             if value is None:
@@ -446,8 +443,6 @@ class Config:
             if name == "cgroup" and "user" in self.namespaces:
                 _bad("namespaces.cgroup", path, "cannot be joined by path from a new user "
                      "namespace (it has no rights over the host's cgroup namespaces)")
-            if not _STORED.get():
-                _ns.check_file(name, path)
         object.__setattr__(self, "namespace_paths",
                            {n: paths[n] for n in NAMESPACES if n in paths})
 
@@ -508,7 +503,6 @@ class Config:
         if not isinstance(self.no_new_privileges, bool):
             _bad("no_new_privileges", self.no_new_privileges, "expected True or False")
         if self.seccomp not in ("default", None):
-            from .seccomp import validate_profile
             object.__setattr__(self, "seccomp", validate_profile(self.seccomp))
         for name in ("masked_paths", "readonly_paths"):
             value = getattr(self, name)
@@ -518,7 +512,6 @@ class Config:
                 _check_path(f"{name}[{i}]", path)
         object.__setattr__(self, "devices", _tuple_of(Device, self.devices, "devices"))
         if self.device_rules is not None:
-            from .devices import DeviceRule
             object.__setattr__(self, "device_rules",
                                _tuple_of(DeviceRule, self.device_rules, "device_rules"))
         object.__setattr__(self, "rlimits", _tuple_of(Rlimit, self.rlimits, "rlimits"))
@@ -562,9 +555,8 @@ class Config:
         return load_bundle(bundle_dir).config
 
     @classmethod
-    def from_dict(cls, d, *, stored=False):
-        """The Config of to_dict(). stored=True: a record of a container that exists, whose
-        namespace files are not checked again (they may be gone while it runs)."""
+    def from_dict(cls, d):
+        """The Config of to_dict()."""
         if not isinstance(d, dict):
             _bad("config", d, "expected a dict")
         d = dict(d)
@@ -575,11 +567,7 @@ class Config:
         for k in ("namespaces", "env", "masked_paths", "readonly_paths"):
             if isinstance(d.get(k), list):
                 d[k] = tuple(d[k])
-        token = _STORED.set(bool(stored))
-        try:
-            return _build(cls, d, "config")
-        finally:
-            _STORED.reset(token)
+        return _build(cls, d, "config")
 
 
 def _tuple_of(cls, items, where):

@@ -22,7 +22,7 @@ import stat
 import time
 import warnings
 
-from . import cgroups, network
+from . import cgroups, namespaces, network
 from .config import Config
 from .container import Container, device_policy, remove_state_dir
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
@@ -64,6 +64,20 @@ def rootless_config(config, container_id, scope):
                                  "limits cannot be enforced", container_id=container_id,
                                  operation="create")
     return config
+
+
+def check_host(config, container_id):
+    """What a Config asks of the host, checked before create makes anything (a Config is a
+    pure value and never looks): its rootfs is a directory, and each namespace it joins is
+    a namespace file of that kind. start() finds out again, in the kernel, when a path has
+    changed since: it reports the stage (mount, setns) and errno."""
+    try:
+        if config.rootfs is not None and not os.path.isdir(config.rootfs):
+            raise ConfigInvalidError("rootfs", config.rootfs, "is not a directory")
+        for name, path in config.namespace_paths.items():
+            namespaces.check_file(name, path)
+    except ConfigInvalidError as exc:
+        raise in_context(exc, container_id, "create") from None
 
 
 def _locked_by_someone(root_fd, name):
@@ -227,6 +241,7 @@ class Factory:
             except (TypeError, ValueError, RecursionError) as exc:
                 raise ConfigInvalidError("extra", extra, f"not JSON-able: {exc}",
                                          container_id=container_id, operation="create") from None
+        check_host(config, container_id)
         rootless = os.geteuid() != 0
         if rootless:
             config = rootless_config(config, container_id, self._cgroup_scope)
@@ -311,7 +326,7 @@ class Factory:
         finally:
             os.close(dir_fd)
         try:
-            config = Config.from_dict(record.config, stored=True)
+            config = Config.from_dict(record.config)
             # The cgroups the record names must be those create() made for this id.
             manager = cgroups.load_manager(record.cgroups, container_id, config.cgroup_parent,
                                            self._cgroup_scope)

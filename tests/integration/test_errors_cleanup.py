@@ -1,10 +1,13 @@
 """Every error path names its cause and leaves nothing behind: no process, zombie,
 descriptor, cgroup or state directory, and the container stays usable."""
 import errno
+import json
 import os
 import selectors
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -306,6 +309,43 @@ def test_rootfs_removed_after_create(factory, rootfs_copy):
         assert c.run_state() == pc.RunState.CREATED
     finally:
         c.destroy()
+
+
+def test_rootfs_gone_still_loads_lists_and_destroys(factory, rootfs_copy):
+    """A container whose rootfs directory was removed is still the user's to look at and
+    clean up: load, list and destroy work (a stored Config is not checked against the
+    host again)."""
+    c = factory.create("vanished", pc.Config(rootfs=rootfs_copy))
+    shutil.rmtree(rootfs_copy)
+    loaded = pc.Factory(root=factory.root).load("vanished")
+    assert loaded.config == c.config
+    assert loaded.run_state() == pc.RunState.CREATED
+    assert factory.list() == ["vanished"] and factory.list_broken() == {}
+    loaded.destroy()
+    assert factory.list() == [] and not os.listdir(factory.root)
+
+
+def test_cli_deletes_a_stopped_container_whose_rootfs_is_gone(factory, rootfs_copy):
+    """The same through the runtime CLI: state and list report it, and `delete` removes
+    it without --force."""
+    c = factory.create("vanished", pc.Config(rootfs=rootfs_copy))
+    _, exits = c.start(pc.ProcessConfig(args=["/bin/true"]))
+    assert exits.get(timeout=10) == 0
+    shutil.rmtree(rootfs_copy)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "pycontainer", "--root", factory.root,
+                               *args], capture_output=True, text=True, timeout=60)
+
+    state = cli("state", "vanished")
+    assert state.returncode == 0, state.stderr
+    assert json.loads(state.stdout)["status"] == "stopped"
+    listed = cli("list", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert [e["id"] for e in json.loads(listed.stdout)] == ["vanished"]
+    deleted = cli("delete", "vanished")
+    assert deleted.returncode == 0, deleted.stderr
+    assert factory.list() == [] and not os.listdir(factory.root)
 
 
 def test_config_mount_failure_keeps_host_mounts(factory, busybox_rootfs):

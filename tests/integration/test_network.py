@@ -358,17 +358,18 @@ def test_namespace_file_gone_after_create(factory, busybox_rootfs):
     loaded.destroy()
 
 
-def test_setns_failure_reports_the_stage(factory, busybox_rootfs):
-    """A namespace file of the wrong type (a stored record skips the type check) fails in
-    the child at stage setns, and leaves nothing behind."""
-    config = pc.Config.from_dict(
-        dict(pc.Config(rootfs=busybox_rootfs).to_dict(),
-             namespace_paths={"net": "/proc/self/ns/ipc"}), stored=True)
-    c = factory.create("c", config)
+def test_setns_failure_reports_the_stage(factory, busybox_rootfs, tmp_path):
+    """A namespace path that names a file of the wrong type by start (create checked it
+    then) fails in the child at stage setns, and leaves nothing behind."""
+    link = str(tmp_path / "netns")
+    os.symlink("/proc/self/ns/net", link)
+    c = factory.create("c", pc.Config(rootfs=busybox_rootfs, namespace_paths={"net": link}))
+    os.unlink(link)
+    os.symlink("/proc/self/ns/ipc", link)
     with pytest.raises(pc.ContainerSystemError) as ei:
         c.start(pc.ProcessConfig(args=["true"]))
     assert ei.value.stage == "setns" and ei.value.errno == errno.EINVAL
-    assert "namespaces.net /proc/self/ns/ipc" in str(ei.value)
+    assert f"namespaces.net {link}" in str(ei.value)
     assert c.run_state() == pc.RunState.CREATED and c.processes() == []
     c.destroy()
 

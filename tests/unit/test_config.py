@@ -2,6 +2,7 @@
 
 No root needed: every check here happens before anything touches the kernel."""
 import json
+import os
 
 import pytest
 
@@ -76,16 +77,39 @@ def test_config_rootfs_rejects(value):
     bad(ei, "rootfs")
 
 
-def test_config_rootfs_must_be_an_existing_directory(tmp_path):
-    with pytest.raises(pc.ConfigInvalidError) as ei:
-        pc.Config(rootfs=str(tmp_path / "missing"))
-    bad(ei, "rootfs")
-    f = tmp_path / "file"
-    f.write_text("x")
-    with pytest.raises(pc.ConfigInvalidError) as ei:
-        pc.Config(rootfs=str(f))
-    err = bad(ei, "rootfs")
-    assert err.value == str(f)
+def _host_cases(tmp_path):
+    (tmp_path / "file").write_text("x")
+    ns = {"mount": None, "pid": None}
+    return [
+        (dict(rootfs=str(tmp_path / "missing")), "rootfs", "is not a directory"),
+        (dict(rootfs=str(tmp_path / "file")), "rootfs", "is not a directory"),
+        (dict(namespaces=dict(ns, net="/nonexistent/ns")), "namespaces.net", "cannot open"),
+        (dict(namespaces=dict(ns, net="/etc/passwd")), "namespaces.net", "not a namespace file"),
+        (dict(namespaces=dict(ns, net="/proc/self/ns/uts")), "namespaces.net",
+         "not a net namespace"),
+    ]
+
+
+def test_config_does_not_look_at_the_host(tmp_path):
+    """A Config is a pure value: a rootfs or namespace file that is not there is accepted
+    (and round-trips), so that a stored one always loads back."""
+    for kwargs, _, _ in _host_cases(tmp_path):
+        c = pc.Config(**kwargs)
+        assert pc.Config.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+def test_create_checks_the_host(tmp_path):
+    """Factory.create asks the host before it makes anything: not even the state root."""
+    root = tmp_path / "state"
+    factory = pc.Factory(root=str(root))
+    for kwargs, field, reason in _host_cases(tmp_path):
+        with pytest.raises(pc.ConfigInvalidError) as ei:
+            factory.create("c", pc.Config(**kwargs))
+        err = bad(ei, field)
+        assert err.value == (kwargs.get("rootfs") or kwargs["namespaces"]["net"])
+        assert reason in str(err)
+        assert err.container_id == "c" and err.operation == "create"
+        assert not os.path.exists(root)
 
 
 @pytest.mark.parametrize("name", ["hostname", "domainname"])
