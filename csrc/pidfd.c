@@ -126,8 +126,3 @@ int pc_pidfd_exit_status(int fd, int reap, int *status)
     *status = status_from_pidfd(fd);
     return 1;
 }
-
-int pc_clone3_supported(void)
-{
-    return 1;
-}

@@ -206,7 +206,4 @@ int pc_reap_ready(int epfd, int timeout_ms, int *fds, int *statuses, int max);
  * the status, as pc_reap_ready does. */
 int pc_pidfd_exit_status(int fd, int reap, int *status);
 
-/* Kernel-side helpers used by the library. */
-int pc_clone3_supported(void);
-
 #endif

@@ -138,7 +138,6 @@ cdef extern from "sys/inotify.h":
         IN_MODIFY
         IN_MOVED_TO
         IN_DELETE_SELF
-        IN_MOVE_SELF
         IN_IGNORED
         IN_Q_OVERFLOW
         IN_ONLYDIR

@@ -366,7 +366,7 @@ class Container:
         these bytes: the next operation does not parse what this one wrote."""
         self._state_cache[:] = [write_state(self._dir, record), record]
 
-    def _checked_read(self, value, operation):
+    def _checked_read(self, value):
         """`value`, read from the cgroups without the lock, unless a destroy removed them
         meanwhile: then the read saw empty or missing files, not the container."""
         if self._cgroups.removed():
@@ -730,7 +730,7 @@ class Container:
         try:
             if not self._cgroups.available:
                 return self._pid_namespace_members(record)
-            return self._checked_read(self._cgroups.pids(), "processes")
+            return self._checked_read(self._cgroups.pids())
         except Exception as exc:
             raise self._read_failed(exc, "processes") from None
 
@@ -766,7 +766,7 @@ class Container:
             # The host ends of its veths, counted from the container's side (libcontainer's
             # numbers); a veth that is gone (its init exited) is left out.
             host_interfaces = read_host_interfaces(record.extra.get("veths"))
-            cgroup_stats = self._checked_read(self._cgroups.stats(), "stats")
+            cgroup_stats = self._checked_read(self._cgroups.stats())
             return ContainerStats(cgroup_stats=cgroup_stats, interfaces=interfaces,
                                   host_interfaces=host_interfaces)
         except Exception as exc:

@@ -117,10 +117,6 @@ class Capabilities:
             _bad("capabilities.ambient", sorted(missing),
                  "an ambient capability must also be permitted and inheritable")
 
-    @classmethod
-    def all(cls):
-        return cls(*(CAPABILITIES,) * 3)
-
     def masks(self, last_cap):
         """Bit masks for the C core; capabilities beyond the kernel's last are dropped
         (the caller warns about them)."""
