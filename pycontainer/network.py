@@ -44,7 +44,7 @@ def check_available():
 
 def _pyroute2():
     try:
-        import pyroute2
+        import pyroute2          # lazily: optional, and only a veth needs it
     except ImportError:
         raise ContainerSystemError(errno.ENOPKG, _MISSING) from None
     return pyroute2
