@@ -135,34 +135,108 @@ def wait_for(predicate, timeout=5.0, what="condition", interval=0.005):
         time.sleep(interval)
 
 
+# --- this test run's own cgroup ----------------------------------------------------------
+# Containers go below <the caller's own cgroup>/pycontainer by default. isolate_cgroups()
+# moves the test process (and so the CLIs and helper processes it starts, which inherit
+# its cgroups) into a cgroup of its own, <own>/pytest-<pid>, in every hierarchy: its
+# containers then land in <own>/pytest-<pid>/pycontainer, apart from those of any other
+# test run or job on the machine, and the leak checks look there alone.
+
+_moved = []         # [(hierarchy's own dir before the move, the run's cgroup dir)]
+
+
+def isolate_cgroups():
+    """Moves this process into <own>/pytest-<pid> in every hierarchy the library uses.
+    Not done (False) unless root, nor on a cgroup2 whose own cgroup hands controllers to
+    its children: a cgroup holding a process cannot, so containers would lose them."""
+    from pycontainer import cgroups
+    if os.geteuid() != 0 or _moved:
+        return bool(_moved)
+    hierarchies = _hierarchies()
+    for h in hierarchies:
+        if not h.controllers:
+            with open(os.path.join(h.own_dir, "cgroup.subtree_control")) as f:
+                if f.read().split():
+                    return False
+    for h in hierarchies:
+        mine = os.path.join(h.own_dir, f"pytest-{os.getpid()}")
+        os.makedirs(mine, exist_ok=True)
+        if "cpuset" in h.controllers:      # a v1 cpuset takes no process until it has both
+            for knob in ("cpuset.cpus", "cpuset.mems"):
+                with open(os.path.join(h.own_dir, knob)) as src, \
+                        open(os.path.join(mine, knob), "w") as dst:
+                    dst.write(src.read())
+        with open(os.path.join(mine, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+        _moved.append((h.own_dir, mine))
+    cgroups.detect.cache_clear()
+    return True
+
+
+def restore_cgroups():
+    """Moves this process back and removes the run's cgroups, if they are empty (a
+    container left behind keeps them, and a leak check has said so)."""
+    while _moved:
+        own, mine = _moved.pop()
+        with open(os.path.join(own, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+        for d in (os.path.join(mine, "pycontainer"), mine):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+    from pycontainer import cgroups
+    cgroups.detect.cache_clear()
+
+
+def _hierarchies():
+    """The hierarchies the library uses (whatever PYCONTAINER_CGROUP_MODE a test sets),
+    as this process sits in them now; co-mounted controllers once."""
+    from pycontainer import cgroups
+    with open("/proc/self/mountinfo") as m, open("/proc/self/cgroup") as c:
+        host = cgroups.build_host(m.read(), c.read(), "auto")
+    found = {id(h): h for h in host.v1.values()}
+    if host.unified is not None:
+        found[id(host.unified)] = host.unified
+    return list(found.values())
+
+
+def _default_parent(h):
+    """The cgroup path (as /proc/<pid>/cgroup prints it) of the parent this process's
+    containers get by default in hierarchy h: <own>/pycontainer."""
+    from pycontainer import cgroups
+    return f"{h.own.rstrip('/')}/{cgroups.DEFAULT_PARENT}"
+
+
 def cgroup_dirs(prefixes):
-    """Directories below /sys/fs/cgroup, inside a 'pycontainer' parent, whose name starts
-    with one of `prefixes` (as `find /sys/fs/cgroup -type d -path '*/pycontainer/*'`
-    restricted to this test's containers)."""
+    """Container cgroup directories of this test run (below its default parent in each
+    hierarchy: <own>/pycontainer) whose name starts with one of `prefixes`."""
     prefixes = tuple(prefixes)
-    found = []
-    for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):
-        if os.path.basename(os.path.dirname(dirpath)) == "pycontainer" \
-                and os.path.basename(dirpath).startswith(prefixes):
-            found.append(dirpath)
-            dirnames[:] = []
-        elif dirpath.count("/") > 12:
-            dirnames[:] = []
+    found = set()
+    for h in _hierarchies():
+        parent = h.dir_of(_default_parent(h))
+        try:
+            names = os.listdir(parent)
+        except FileNotFoundError:
+            continue
+        found.update(os.path.join(parent, n) for n in names
+                     if n.startswith(prefixes) and os.path.isdir(os.path.join(parent, n)))
     return sorted(found)
 
 
 def processes_in_cgroups(prefixes):
-    """Pids of processes whose /proc/<pid>/cgroup names a 'pycontainer/<prefix...>' cgroup."""
-    needles = tuple(f"/pycontainer/{p}" for p in prefixes)
+    """Pids of processes in one of this run's container cgroups (as cgroup_dirs) whose
+    name starts with one of `prefixes`."""
+    needles = tuple(f"{_default_parent(h)}/{p}" for h in _hierarchies() for p in prefixes)
     pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/cgroup") as f:
-                text = f.read()
+                lines = f.read().splitlines()
         except OSError:
             continue
-        if any(n in text for n in needles):
+        if any(line.split(":", 2)[-1].startswith(needles) for line in lines):
             pids.append(int(name))
     return sorted(pids)
