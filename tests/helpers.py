@@ -142,11 +142,15 @@ def wait_for(predicate, timeout=5.0, what="condition", interval=0.005):
 # containers then land in <own>/pytest-<pid>/pycontainer, apart from those of any other
 # test run or job on the machine, and the leak checks look there alone.
 
-_moved = []         # [(hierarchy's own dir before the move, the run's cgroup dir)]
+_moved = []     # [(hierarchy's own dir before the move, [the dirs made, outermost first])]
 
 
 def isolate_cgroups():
-    """Moves this process into <own>/pytest-<pid> in every hierarchy the library uses.
+    """Moves this process into a cgroup of its own, <own>/pytest-<pid>, in every
+    hierarchy the library uses. Where our own cgroups are all on one path (each the root
+    or an ancestor of the deepest: a hybrid host where only the memory cgroup is someone
+    else's), the run's cgroup is <deepest>/pytest-<pid> in every hierarchy, so that the
+    path stays one in all of them, as OCI clients expect (see cli --nest-cgroups).
     Not done (False) unless root, nor on a cgroup2 whose own cgroup hands controllers to
     its children: a cgroup holding a process cannot, so containers would lose them."""
     from pycontainer import cgroups
@@ -158,29 +162,53 @@ def isolate_cgroups():
             with open(os.path.join(h.own_dir, "cgroup.subtree_control")) as f:
                 if f.read().split():
                     return False
+    deepest = max((h.own for h in hierarchies), key=len, default="/").rstrip("/")
+    one_path = all(h.own == "/" or (deepest + "/").startswith(h.own.rstrip("/") + "/")
+                   for h in hierarchies)
     for h in hierarchies:
-        mine = os.path.join(h.own_dir, f"pytest-{os.getpid()}")
-        os.makedirs(mine, exist_ok=True)
-        if "cpuset" in h.controllers:      # a v1 cpuset takes no process until it has both
-            for knob in ("cpuset.cpus", "cpuset.mems"):
-                with open(os.path.join(h.own_dir, knob)) as src, \
-                        open(os.path.join(mine, knob), "w") as dst:
-                    dst.write(src.read())
-        with open(os.path.join(mine, "cgroup.procs"), "w") as f:
+        base = deepest if one_path else h.own.rstrip("/")
+        made = _make_cgroup(h, f"{base}/pytest-{os.getpid()}")
+        _moved.append((h.own_dir, made))
+        with open(os.path.join(made[-1], "cgroup.procs"), "w") as f:
             f.write(str(os.getpid()))
-        _moved.append((h.own_dir, mine))
     cgroups.detect.cache_clear()
     return True
 
 
+def _make_cgroup(h, path):
+    """mkdir -p of cgroup `path` in hierarchy h; the dirs it made, outermost first. A v1
+    cpuset takes no process until its cpus and mems are set: each new one gets its
+    parent's. (Another run may remove a parent it made just then: tried again.)"""
+    for _ in range(5):
+        made, d = [], h.own_dir
+        try:
+            for part in path[len(h.own.rstrip("/")):].strip("/").split("/"):
+                d = os.path.join(d, part)
+                try:
+                    os.mkdir(d)
+                except FileExistsError:
+                    continue
+                made.append(d)
+                if "cpuset" in h.controllers:
+                    for knob in ("cpuset.cpus", "cpuset.mems"):
+                        with open(os.path.join(os.path.dirname(d), knob)) as src, \
+                                open(os.path.join(d, knob), "w") as dst:
+                            dst.write(src.read())
+            return made or [d]
+        except FileNotFoundError:
+            continue
+    raise RuntimeError(f"could not make cgroup {path} in {h.mountpoint}")
+
+
 def restore_cgroups():
-    """Moves this process back and removes the run's cgroups, if they are empty (a
-    container left behind keeps them, and a leak check has said so)."""
+    """Moves this process back and removes the cgroups the run made, those that are
+    empty (a container left behind keeps them, and a leak check has said so; another
+    run may be using a parent)."""
     while _moved:
-        own, mine = _moved.pop()
+        own, made = _moved.pop()
         with open(os.path.join(own, "cgroup.procs"), "w") as f:
             f.write(str(os.getpid()))
-        for d in (os.path.join(mine, "pycontainer"), mine):
+        for d in [os.path.join(made[-1], "pycontainer")] + made[::-1]:
             try:
                 os.rmdir(d)
             except OSError:
