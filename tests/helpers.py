@@ -68,10 +68,18 @@ def start_bg(c, args, **kw):
     return c.start(pc.ProcessConfig(args=args, **kw))
 
 
+def load_factor():
+    """How much longer than on an idle machine things may take now: the run queue per CPU
+    (1-minute load average), at least 1, at most 10. Deadlines of settle loops are
+    multiplied by it; a condition met early ends them early all the same."""
+    return min(10.0, max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1)))
+
+
 def settle(check, timeout=5.0):
-    """check() until it returns something falsy or the time is up; its last value.
-    (Processes die and cgroups empty asynchronously: give the kernel a moment.)"""
-    deadline = time.monotonic() + timeout
+    """check() until it returns something falsy or the time is up (scaled by the load);
+    its last value. (Processes die and cgroups empty asynchronously: give the kernel a
+    moment.)"""
+    deadline = time.monotonic() + timeout * load_factor()
     while True:
         found = check()
         if not found or time.monotonic() > deadline:
@@ -126,7 +134,8 @@ def converse(master, script, timeout=10):
 
 
 def wait_for(predicate, timeout=5.0, what="condition", interval=0.005):
-    deadline = time.monotonic() + timeout
+    """predicate() until it is true (its value) within `timeout` scaled by the load."""
+    deadline = time.monotonic() + timeout * load_factor()
     while True:
         value = predicate()
         if value:
