@@ -28,9 +28,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def start_load(args):
-    """stress-ng in a session of its own, so that its workers are stopped with it."""
+    """stress-ng in a session of its own, so that its workers are stopped with it. (Its
+    stderr only warns that they "finished prematurely" when stopped.)"""
     return subprocess.Popen(["stress-ng", *shlex.split(args), "--quiet"],
-                            start_new_session=True, stdout=subprocess.DEVNULL)
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 def stop_load(p):
