@@ -6,10 +6,20 @@ import subprocess
 
 import pytest
 
-from helpers import (cgroup_dirs, library_fds, open_fds, processes_in_cgroups,  # tests/helpers.py
-                     settle)
+from helpers import (cgroup_dirs, isolate_cgroups, library_fds, open_fds,  # tests/helpers.py
+                     processes_in_cgroups, restore_cgroups, settle)
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+def pytest_configure(config):
+    # This run's containers go below a cgroup of its own (see helpers.isolate_cgroups),
+    # so the leak checks see them and not another test run's on the same machine.
+    isolate_cgroups()
+
+
+def pytest_unconfigure(config):
+    restore_cgroups()
 
 
 def needs_root():
@@ -57,7 +67,8 @@ def _new_fds(before):
 @pytest.fixture
 def leak_check():
     """Fails the test if it leaves a container process, cgroup or descriptor behind. Only
-    what appeared during the test counts: other work on the machine is not ours."""
+    this run's containers are looked at (helpers.isolate_cgroups), and only what appeared
+    during the test counts."""
     before_fds = open_fds()
     before_procs = set(processes_in_cgroups([""]))
     before_cgs = set(cgroup_dirs([""]))

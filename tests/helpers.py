@@ -68,10 +68,18 @@ def start_bg(c, args, **kw):
     return c.start(pc.ProcessConfig(args=args, **kw))
 
 
+def load_factor():
+    """How much longer than on an idle machine things may take now: the run queue per CPU
+    (1-minute load average), at least 1, at most 10. Deadlines of settle loops are
+    multiplied by it; a condition met early ends them early all the same."""
+    return min(10.0, max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1)))
+
+
 def settle(check, timeout=5.0):
-    """check() until it returns something falsy or the time is up; its last value.
-    (Processes die and cgroups empty asynchronously: give the kernel a moment.)"""
-    deadline = time.monotonic() + timeout
+    """check() until it returns something falsy or the time is up (scaled by the load);
+    its last value. (Processes die and cgroups empty asynchronously: give the kernel a
+    moment.)"""
+    deadline = time.monotonic() + timeout * load_factor()
     while True:
         found = check()
         if not found or time.monotonic() > deadline:
@@ -126,7 +134,8 @@ def converse(master, script, timeout=10):
 
 
 def wait_for(predicate, timeout=5.0, what="condition", interval=0.005):
-    deadline = time.monotonic() + timeout
+    """predicate() until it is true (its value) within `timeout` scaled by the load."""
+    deadline = time.monotonic() + timeout * load_factor()
     while True:
         value = predicate()
         if value:
@@ -135,34 +144,136 @@ def wait_for(predicate, timeout=5.0, what="condition", interval=0.005):
         time.sleep(interval)
 
 
+# --- this test run's own cgroup ----------------------------------------------------------
+# Containers go below <the caller's own cgroup>/pycontainer by default. isolate_cgroups()
+# moves the test process (and so the CLIs and helper processes it starts, which inherit
+# its cgroups) into a cgroup of its own, <own>/pytest-<pid>, in every hierarchy: its
+# containers then land in <own>/pytest-<pid>/pycontainer, apart from those of any other
+# test run or job on the machine, and the leak checks look there alone.
+
+_moved = []     # [(hierarchy's own dir before the move, [the dirs made, outermost first])]
+
+
+def isolate_cgroups():
+    """Moves this process into a cgroup of its own, <own>/pytest-<pid>, in every
+    hierarchy the library uses. Where our own cgroups are all on one path (each the root
+    or an ancestor of the deepest: a hybrid host where only the memory cgroup is someone
+    else's), the run's cgroup is <deepest>/pytest-<pid> in every hierarchy, so that the
+    path stays one in all of them, as OCI clients expect (see cli --nest-cgroups).
+    Not done (False) unless root, nor on a cgroup2 whose own cgroup hands controllers to
+    its children: a cgroup holding a process cannot, so containers would lose them."""
+    from pycontainer import cgroups
+    if os.geteuid() != 0 or _moved:
+        return bool(_moved)
+    hierarchies = _hierarchies()
+    for h in hierarchies:
+        if not h.controllers:
+            with open(os.path.join(h.own_dir, "cgroup.subtree_control")) as f:
+                if f.read().split():
+                    return False
+    deepest = max((h.own for h in hierarchies), key=len, default="/").rstrip("/")
+    one_path = all(h.own == "/" or (deepest + "/").startswith(h.own.rstrip("/") + "/")
+                   for h in hierarchies)
+    for h in hierarchies:
+        base = deepest if one_path else h.own.rstrip("/")
+        made = _make_cgroup(h, f"{base}/pytest-{os.getpid()}")
+        _moved.append((h.own_dir, made))
+        with open(os.path.join(made[-1], "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+    cgroups.detect.cache_clear()
+    return True
+
+
+def _make_cgroup(h, path):
+    """mkdir -p of cgroup `path` in hierarchy h; the dirs it made, outermost first. A v1
+    cpuset takes no process until its cpus and mems are set: each new one gets its
+    parent's. (Another run may remove a parent it made just then: tried again.)"""
+    for _ in range(5):
+        made, d = [], h.own_dir
+        try:
+            for part in path[len(h.own.rstrip("/")):].strip("/").split("/"):
+                d = os.path.join(d, part)
+                try:
+                    os.mkdir(d)
+                except FileExistsError:
+                    continue
+                made.append(d)
+                if "cpuset" in h.controllers:
+                    for knob in ("cpuset.cpus", "cpuset.mems"):
+                        with open(os.path.join(os.path.dirname(d), knob)) as src, \
+                                open(os.path.join(d, knob), "w") as dst:
+                            dst.write(src.read())
+            return made or [d]
+        except FileNotFoundError:
+            continue
+    raise RuntimeError(f"could not make cgroup {path} in {h.mountpoint}")
+
+
+def restore_cgroups():
+    """Moves this process back and removes the cgroups the run made, those that are
+    empty (a container left behind keeps them, and a leak check has said so; another
+    run may be using a parent)."""
+    while _moved:
+        own, made = _moved.pop()
+        with open(os.path.join(own, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+        for d in [os.path.join(made[-1], "pycontainer")] + made[::-1]:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+    from pycontainer import cgroups
+    cgroups.detect.cache_clear()
+
+
+def _hierarchies():
+    """The hierarchies the library uses (whatever PYCONTAINER_CGROUP_MODE a test sets),
+    as this process sits in them now; co-mounted controllers once."""
+    from pycontainer import cgroups
+    with open("/proc/self/mountinfo") as m, open("/proc/self/cgroup") as c:
+        host = cgroups.build_host(m.read(), c.read(), "auto")
+    found = {id(h): h for h in host.v1.values()}
+    if host.unified is not None:
+        found[id(host.unified)] = host.unified
+    return list(found.values())
+
+
+def _default_parent(h):
+    """The cgroup path (as /proc/<pid>/cgroup prints it) of the parent this process's
+    containers get by default in hierarchy h: <own>/pycontainer."""
+    from pycontainer import cgroups
+    return f"{h.own.rstrip('/')}/{cgroups.DEFAULT_PARENT}"
+
+
 def cgroup_dirs(prefixes):
-    """Directories below /sys/fs/cgroup, inside a 'pycontainer' parent, whose name starts
-    with one of `prefixes` (as `find /sys/fs/cgroup -type d -path '*/pycontainer/*'`
-    restricted to this test's containers)."""
+    """Container cgroup directories of this test run (below its default parent in each
+    hierarchy: <own>/pycontainer) whose name starts with one of `prefixes`."""
     prefixes = tuple(prefixes)
-    found = []
-    for dirpath, dirnames, _ in os.walk("/sys/fs/cgroup"):
-        if os.path.basename(os.path.dirname(dirpath)) == "pycontainer" \
-                and os.path.basename(dirpath).startswith(prefixes):
-            found.append(dirpath)
-            dirnames[:] = []
-        elif dirpath.count("/") > 12:
-            dirnames[:] = []
+    found = set()
+    for h in _hierarchies():
+        parent = h.dir_of(_default_parent(h))
+        try:
+            names = os.listdir(parent)
+        except FileNotFoundError:
+            continue
+        found.update(os.path.join(parent, n) for n in names
+                     if n.startswith(prefixes) and os.path.isdir(os.path.join(parent, n)))
     return sorted(found)
 
 
 def processes_in_cgroups(prefixes):
-    """Pids of processes whose /proc/<pid>/cgroup names a 'pycontainer/<prefix...>' cgroup."""
-    needles = tuple(f"/pycontainer/{p}" for p in prefixes)
+    """Pids of processes in one of this run's container cgroups (as cgroup_dirs) whose
+    name starts with one of `prefixes`."""
+    needles = tuple(f"{_default_parent(h)}/{p}" for h in _hierarchies() for p in prefixes)
     pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/cgroup") as f:
-                text = f.read()
+                lines = f.read().splitlines()
         except OSError:
             continue
-        if any(n in text for n in needles):
+        if any(line.split(":", 2)[-1].startswith(needles) for line in lines):
             pids.append(int(name))
     return sorted(pids)

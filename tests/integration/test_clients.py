@@ -69,8 +69,11 @@ def cgroup_parents():
 
 
 def _cgroup_dirs():
+    mine = f"pytest-{os.getpid()}"
     for base in os.listdir("/sys/fs/cgroup"):
-        for dirpath, _, _ in os.walk(os.path.join("/sys/fs/cgroup", base)):
+        for dirpath, dirnames, _ in os.walk(os.path.join("/sys/fs/cgroup", base)):
+            # Other test runs' cgroups are not ours (helpers.isolate_cgroups)
+            dirnames[:] = [d for d in dirnames if not d.startswith("pytest-") or d == mine]
             if "/pycontainer" not in dirpath:       # the library's own, checked elsewhere
                 yield dirpath
 

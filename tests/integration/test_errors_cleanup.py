@@ -83,13 +83,6 @@ def sh_out(c, script, **kw):
     return exits.get(timeout=10), b"".join(chunks).decode()
 
 
-def wait_for(predicate, timeout=5.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
-
-
 class Snapshot:
     """What a failed start must not change."""
 

@@ -125,13 +125,16 @@ class Subreaper:
     statuses belong to the library's exit watcher). Never waitpid(-1): each reap names its
     pid. A background thread reaps every few milliseconds while active, because a
     container init waits in the kernel (zap_pid_ns_processes) until every zombie of its pid
-    namespace, including orphans re-parented to us, is reaped."""
+    namespace, including orphans re-parented to us, is reaped.
+    Each round reads /proc/<pid>/stat of every process, a descriptor at a time: a test
+    that compares this process's descriptors does so in paused(), so as not to see them."""
 
     def __init__(self, interval=0.005):
         self.interval = interval
         self.exclude = set()
         self.reaped = {}            # pid -> raw wait status
         self._stop = threading.Event()
+        self._round = threading.Lock()      # held by the thread for a round
         self._thread = None
         self._libc = ctypes.CDLL(None, use_errno=True)
 
@@ -144,8 +147,15 @@ class Subreaper:
 
     def _loop(self):
         while not self._stop.is_set():
-            self.reap_once()
+            with self._round:
+                self.reap_once()
             self._stop.wait(self.interval)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """No round of the thread runs (nor holds a descriptor) inside this block."""
+        with self._round:
+            yield
 
     def orphans(self):
         """Zombie children of ours that are inherited orphans (not ours to leave alone)."""
