@@ -185,8 +185,9 @@ def test_statuses_with_subprocess_asyncio_and_waitpid(factory, busybox_rootfs):
 def test_statuses_with_a_blind_waitpid_loop(factory, busybox_rootfs):
     cs = Containers(factory, busybox_rootfs)
     stop = threading.Event()
-    reaped = {}
-    own = []
+    reaped = {}          # statuses of processes that are not the loop's own
+    pending = {}         # the loop's own children, not yet reaped: pid -> expected
+    own = []             # (pid, expected, status) of the loop's own, as reaped
 
     def blind():
         rng = random.Random(4)
@@ -194,8 +195,7 @@ def test_statuses_with_a_blind_waitpid_loop(factory, busybox_rootfs):
             stopping = stop.is_set()
             if not stopping and rng.random() < 0.3:
                 script, expected = rng.choice(SCRIPTS)
-                pid = os.posix_spawn("/bin/sh", ["sh", "-c", script], os.environ)
-                own.append((pid, expected))
+                pending[os.posix_spawn("/bin/sh", ["sh", "-c", script], os.environ)] = expected
             try:
                 # Blocking, as a careless program's reaper would be; once told to stop
                 # (and woken by one more child), it drains what is left and returns.
@@ -207,7 +207,14 @@ def test_statuses_with_a_blind_waitpid_loop(factory, busybox_rootfs):
                 continue
             if pid == 0:
                 return
-            reaped[pid] = os.waitstatus_to_exitcode(status)
+            # A pid is not reused while its zombie waits, so a pid in `pending` is the
+            # loop's own child; matching by pid after the fact would not be (a container
+            # process may get the pid of an own child reaped earlier in a long run).
+            code = os.waitstatus_to_exitcode(status)
+            if pid in pending:
+                own.append((pid, pending.pop(pid), code))
+            else:
+                reaped[pid] = code
 
     t = threading.Thread(target=blind)
     t.start()
@@ -222,8 +229,8 @@ def test_statuses_with_a_blind_waitpid_loop(factory, busybox_rootfs):
     kinds = cs.check()
     container_pids = {r[2] for r in cs.results}
     stolen = len(container_pids & set(reaped))
-    wrong_own = [(pid, expected, reaped.get(pid)) for pid, expected in own
-                 if reaped.get(pid) != expected]
+    assert not pending, f"own children never reaped: {pending}"
+    wrong_own = [r for r in own if r[1] != r[2]]
     assert not wrong_own, wrong_own
     print(f"\nblind waitpid(-1): containers {dict(kinds)} all exact; the loop reaped "
           f"{stolen} of their {len(container_pids)} processes before the library did, "
