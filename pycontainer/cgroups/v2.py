@@ -17,7 +17,7 @@ import time
 from ..errors import ContainerSystemError
 from ..stats import BlkioStatEntry, BlkioStats, CpuUsage, MemoryData, MemoryStats, PidsStats, \
     ThrottlingData
-from . import FREEZING, FROZEN, MAX, THAWED, list_procs, parse_keyed, read_int, \
+from .fs import FREEZING, FROZEN, MAX, THAWED, list_procs, parse_keyed, read_int, \
     read_optional, read_text, write_text
 
 # Controllers a container's limits and statistics use, as cgroup.controllers spells them.
@@ -111,10 +111,6 @@ WRITERS = {"memory": write_memory, "cpu": write_cpu, "cpuset": write_cpuset, "pi
 
 def freeze(d):
     write_text(os.path.join(d, "cgroup.freeze"), "1")
-
-
-def thaw(d):
-    write_text(os.path.join(d, "cgroup.freeze"), "0")
 
 
 def freezer_state(d):
@@ -240,6 +236,37 @@ def memory(d):
 
 def oom_kills(d):
     return parse_keyed(read_optional(os.path.join(d, "memory.events"))).get("oom_kill", 0)
+
+
+class OomWatch:
+    """The OOM kills of a cgroup, for pycontainer.events: the kernel modifies memory.events
+    (`path`: inotify IN_MODIFY) when a counter in it changes, its oom_kill counter among
+    them, and update() reports the increase of that counter. The kill is counted and
+    notified at once, so nothing needs reading again later. kernfs tells nobody when the
+    cgroup is removed: the caller learns that elsewhere (the state directory)."""
+
+    fd = None
+    ends_with_cgroup = False
+
+    def __init__(self, d):
+        self._dir = d
+        self.path = os.path.join(d, "memory.events")
+        self._kills = oom_kills(d)
+
+    def update(self):
+        """(kills since the last call, False)."""
+        try:
+            kills = oom_kills(self._dir)
+        except ContainerSystemError:
+            return 0, False               # the cgroup is going: the caller learns it elsewhere
+        new, self._kills = kills - self._kills, max(kills, self._kills)
+        return max(0, new), False
+
+    def recheck_at(self):
+        return None
+
+    def close(self):
+        pass
 
 
 def pids_stats(d):

@@ -17,7 +17,7 @@ import pycontainer as pc
 from pycontainer import cgroups
 from pycontainer.events import Event, OomQueue
 from pycontainer.stats import ContainerStats
-from helpers import open_fds, wait_for  # noqa: E402  (tests/helpers.py)
+from helpers import library_fds, open_fds, wait_for  # noqa: E402  (tests/helpers.py)
 
 MB = 1 << 20
 # 64 MiB buffer in a 32 MiB cgroup, no swap allowed: the OOM killer takes dd.
@@ -25,8 +25,11 @@ OOM_ARGS = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]
 
 
 def _fds():
-    """Our descriptors but those kept for the life of the process (the exit watcher's epoll set and the eBPF device programs)."""
-    return open_fds(("[eventpoll]", "bpf-prog"))
+    """Our descriptors but those kept for the life of the process: the exit watcher's epoll
+    set and helpers.library_fds() (device programs, the join helper's memfd, which the
+    first process started into a running container makes)."""
+    kept = library_fds()
+    return {(fd, target) for fd, target in open_fds(("[eventpoll]",)) if fd not in kept}
 
 
 @pytest.fixture(params=["auto", "v1"])
@@ -101,7 +104,8 @@ def test_notify_oom_close_and_garbage_collection_release_everything(factory, bus
     try:
         fds_before = _fds()
         q = c.notify_oom()
-        assert len(_oom_threads()) == 1 and len(_fds()) == len(fds_before) + 2   # eventfds
+        # The wake-up eventfd, the OOM eventfd and memory.oom_control (the kill counter).
+        assert len(_oom_threads()) == 1 and len(_fds()) == len(fds_before) + 3
         q.close()
         assert q.get(timeout=5) is None
         wait_for(lambda: not _oom_threads(), what="the OOM threads to end")
