@@ -310,7 +310,7 @@ class CgroupManager:
 
     def freeze(self):
         """Ask the kernel to freeze and return at once; freezer_state() says FREEZING
-        until every task stopped (both v1 and v2 writes return before that on 6.18).
+        until every task stopped (both v1 and v2 writes return before that).
         The freezer files stay open from here (see _kept_freezer)."""
         self._freezer_write(b"1", b"FROZEN", "freeze")
 
