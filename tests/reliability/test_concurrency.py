@@ -209,9 +209,9 @@ def test_read_racing_destroy_says_not_exist(factory, busybox_rootfs, operation):
     manager = c.internal.cgroups
     real = getattr(manager, operation if operation == "stats" else "pids")
 
-    def destroy_then_read():
+    def destroy_then_read(*args):          # pids(init) takes the init's finder
         factory.load("raced").destroy()
-        return real()
+        return real(*args)
 
     setattr(manager, operation if operation == "stats" else "pids", destroy_then_read)
     with pytest.raises(pc.ContainerNotExistError) as info:
