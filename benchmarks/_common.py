@@ -13,8 +13,9 @@
 - a cleanup stack that runs on success, on an exception and on Ctrl-C/SIGTERM;
 - cgroup paths of this process, and the plot.
 
-Only climit_security_lines and write_oci_bundle import pycontainer (lazily);
-the scenarios import it themselves.
+pycontainer is imported lazily (the cgroup discovery uses the library's parsers and
+removal; climit_security_lines and write_oci_bundle use the library); the scenarios import
+it themselves.
 """
 from __future__ import annotations
 
@@ -312,34 +313,28 @@ def climit_security_lines(rootfs, seccomp_path):
 # --- cgroups of this process --------------------------------------------------------------
 
 def _mounts():
-    out = []
+    """cgroup and cgroup2 mounts as (mountpoint, root, fstype, options): the library's
+    parser (pycontainer.cgroups.host)."""
+    from pycontainer.cgroups.host import parse_mountinfo
     with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields, tail = left.split(), right.split()
-            if len(tail) >= 3 and tail[0] in ("cgroup", "cgroup2"):
-                out.append((fields[4], fields[3], tail[0], tail[2].split(",")))
-    return out
+        return parse_mountinfo(f.read())
 
 
 def own_cgroups():
     """[(mountpoint, own dir, controllers, own path)] of every mounted hierarchy this
-    process is in (named v1 hierarchies included: runc and crun join them too)."""
+    process is in. Parsed as the library parses, but named v1 hierarchies (name=systemd)
+    are kept, which the library's detect() leaves out: runc and crun join them too."""
+    from pycontainer.cgroups.host import parse_proc_cgroup
     mounts = _mounts()
     out = []
     with open("/proc/self/cgroup") as f:
-        for line in f:
-            hid, ctls, path = line.rstrip("\n").split(":", 2)
-            ctls = [c for c in ctls.split(",") if c]
-            for mnt, root, fstype, opts in mounts:
-                if hid == "0" and not ctls and fstype == "cgroup2":
-                    pass
-                elif fstype == "cgroup" and ctls and set(ctls) <= set(opts):
-                    pass
-                else:
-                    continue
+        entries = parse_proc_cgroup(f.read())
+    for hid, ctls, path in entries:
+        for mnt, root, fstype, opts in mounts:
+            if (hid == 0 and not ctls and fstype == "cgroup2") or \
+                    (fstype == "cgroup" and ctls and set(ctls) <= set(opts)):
                 rel = path[len(root):] if root != "/" and path.startswith(root) else path
-                out.append((mnt, os.path.join(mnt, rel.lstrip("/")), ctls, path))
+                out.append((mnt, os.path.join(mnt, rel.lstrip("/")), list(ctls), path))
                 break
     return out
 
@@ -442,25 +437,11 @@ class RuntimeCgroups:
                         raise
 
 
-def rmdir_tree(path, tries=50):
-    """rmdir a cgroup dir and its sub-cgroups, deepest first (cgroup dirs hold only
-    control files, which rmdir ignores). Missing is fine."""
-    try:
-        subs = [e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
-    except FileNotFoundError:
-        return
-    for s in subs:
-        rmdir_tree(s, tries)
-    for i in range(tries):
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EBUSY or i == tries - 1:
-                raise
-            time.sleep(0.01)
+def rmdir_tree(path):
+    """rmdir a cgroup dir and its sub-cgroups, deepest first; missing is fine: the
+    library's remove_cgroup."""
+    from pycontainer.cgroups.fs import remove_cgroup
+    remove_cgroup(path)
 
 
 def pycontainer_cgroup_leftovers(tag=RUN_TAG):

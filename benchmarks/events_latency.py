@@ -186,7 +186,7 @@ def oom_run(c, kmsg, exitwatch_bin, path, runner, oomwatch_bin=None):
     watch = ExitWatch(exitwatch_bin, pid)
     offset, err = kmsg.mark()
     if path == "C eventfd waiter":
-        memcg = c._cgroups.oom_source()[1]
+        memcg = c.internal.cgroups.v1["memory"]     # a hybrid or v1 host (memory.oom_control)
         p = subprocess.Popen([oomwatch_bin, memcg], stdout=subprocess.PIPE, text=True)
         try:
             assert p.stdout.readline().strip() == "ready"

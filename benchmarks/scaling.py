@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How pycontainer's costs scale. Also run by `start_latency.py --scaling`.
+"""How pycontainer's costs scale. Also run by `start_latency.py --scaling` (both through _driver.py).
 
     python benchmarks/scaling.py [--quick] [--json FILE] [--plot FILE.png]
 
@@ -493,13 +493,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.worker_heap is not None:
         return worker_main(args.worker_heap, args.worker_rootfs, args.worker_root, args.worker_tag)
-    import start_latency
-    rest = ["--only-scaling"] + (["--quick"] if args.quick else [])
-    rest += ["--json", args.json] if args.json else []
-    rest += ["--plot", args.plot] if args.plot else []
-    rest += ["--state-on-disk"] if args.state_on_disk else []
-    return start_latency.main(rest)
-
+    import _driver as D
+    return D.run(args, [("scaling", run_scaling)], lambda data: data["scaling"].get("targets", []))
 
 if __name__ == "__main__":
     sys.exit(main())

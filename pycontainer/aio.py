@@ -16,7 +16,7 @@ asyncio.shield keeps it).
 The start itself (lock, clone, wait for exec: about a millisecond) runs in the loop's
 thread, as asyncio.create_subprocess_exec's fork and exec do.
 
-events_async: the descriptors of events._Sources (the same ones Container.events waits on)
+events_async: the descriptors of events.Sources (the same ones Container.events waits on)
 each get a reader; a timer (loop.call_later) runs the stats ticks. Events are noticed when
 the loop runs: an init started and destroyed with no await in between is not seen.
 """
@@ -28,7 +28,7 @@ import weakref
 from collections import deque
 
 from . import _core
-from .events import _check_interval, _Sources
+from .events import check_interval, Sources
 from .exits import EXIT_LOG, WATCHER, process_key
 from .process import StartedProcess
 
@@ -174,11 +174,11 @@ class AsyncEventStream:
     aclose() (or `async with`) releases them early; so does dropping the last reference."""
 
     def __init__(self, container, interval=5.0, stats=True):
-        _check_interval(interval)
+        check_interval(interval)
         self.id = container.id
         # exit_wait: the loop's thread must not block long for an exit log entry (the
         # reaper may be a callback of this very loop).
-        self._driver = _Driver(_Sources(container, lifecycle=True, period=float(interval),
+        self._driver = _Driver(Sources(container, lifecycle=True, period=float(interval),
                                         stats=bool(stats), exit_wait=0.05))
         self._finalizer = weakref.finalize(self, self._driver.close)
 

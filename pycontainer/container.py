@@ -5,6 +5,12 @@ Every method re-reads state.json (a few microseconds) so that a container destro
 started by another process is seen as such; the nonce in it tells this container from a
 later one with the same id. Whether init lives and whether the cgroup is frozen is asked
 of the kernel. Mutations hold the container's flock; reads take no lock.
+
+Internal protocol: other modules of the package (events.py, the tests) reach a Container's
+insides only through `container.internal`, a ContainerInternal: `state_dir`, `cgroups`
+(its cgroup manager, cgroups.manager's interface), `record(operation)` (the state record,
+re-read; ContainerNotExistError once destroyed) and `is_current(record)` (whether a record
+read elsewhere is this container's, not a later one's with the same id). Not public API.
 """
 from __future__ import annotations
 
@@ -302,6 +308,29 @@ def _feed_and_wait(pidfd, exits, stdin_w, err_r, data, timeout):
     return exits.get(), bytes(out)
 
 
+class ContainerInternal:
+    """The internal protocol of a Container (see the module docstring)."""
+
+    __slots__ = ("_c",)
+
+    def __init__(self, container):
+        self._c = container
+
+    @property
+    def state_dir(self):
+        return self._c._dir
+
+    @property
+    def cgroups(self):
+        return self._c._cgroups
+
+    def record(self, operation):
+        return self._c._record(operation)
+
+    def is_current(self, record):
+        return record.nonce == self._c._nonce
+
+
 class Container:
     def __init__(self, state_dir, record, config, written=None, manager=None):
         """`written`: the bytes of state.json that `record` was read from or written as;
@@ -339,6 +368,11 @@ class Container:
     @property
     def config(self):
         return self._config
+
+    @property
+    def internal(self):
+        """The internal protocol for pycontainer.events and the tests (not public API)."""
+        return ContainerInternal(self)
 
     # -- reading state ---------------------------------------------------------------
 
@@ -728,29 +762,15 @@ class Container:
         """Pids (in the caller's pid namespace) of every process in the container."""
         record = self._record("processes")
         try:
-            if not self._cgroups.available:
-                return self._pid_namespace_members(record)
-            return self._checked_read(self._cgroups.pids())
+            return self._checked_read(self._cgroups.pids(lambda: self._live_init(record)))
         except Exception as exc:
             raise self._read_failed(exc, "processes") from None
 
-    def _pid_namespace_members(self, record):
-        """Without cgroups: the processes in the init's pid namespace."""
-        if self._init_pidfd(record) is None:
-            return []
-        try:
-            ns = os.readlink(f"/proc/{record.init_pid}/ns/pid")
-        except OSError:
-            return []
-        members = []
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                try:
-                    if os.readlink(f"/proc/{name}/ns/pid") == ns:
-                        members.append(int(name))
-                except OSError:
-                    pass
-        return sorted(members)
+    def _live_init(self, record):
+        """(pid, pidfd) of the live init, or None: what a manager without cgroups finds
+        the container's processes through."""
+        fd = self._init_pidfd(record)
+        return None if fd is None else (record.init_pid, fd)
 
     def stats(self):
         record = self._record("stats")
@@ -814,8 +834,7 @@ class Container:
             record = self._record("set_resources", mutable=True)
             self._cgroups.set_resources(resources)
             config = dataclasses.replace(self._config, resources=resources)
-            record.config = config.to_dict()
-            record.cgroups = self._cgroups.to_record()
+            record.config = config.to_dict()         # the one place the limits are stored
             self._write(record)
             self._config = config
 
@@ -883,9 +902,7 @@ class Container:
                     record = self._record("destroy")
                 except ContainerNotExistError:
                     return
-                if not self._cgroups.available:
-                    self._kill_init(record)
-                self._cgroups.destroy()
+                self._cgroups.destroy(lambda: self._live_init(record))
                 self._remove_veths(record)
                 remove_state_dir(dir_fd, self._dir)
         except ContainerNotExistError:
@@ -903,16 +920,6 @@ class Container:
             # kernel deletes the veths with their namespace, only later.
             if exc.errno != errno.ENOPKG:
                 raise
-
-    def _kill_init(self, record, timeout=10.0):
-        """Without cgroups: SIGKILL the init (the kernel then kills its pid namespace) and
-        wait until it has exited."""
-        fd = self._init_pidfd(record)
-        if fd is None:
-            return
-        signal.pidfd_send_signal(fd, signal.SIGKILL)
-        if not select.select([fd], [], [], timeout)[0]:
-            raise ContainerSystemError(errno.ETIMEDOUT, f"init {record.init_pid} did not exit")
 
     def _close_pidfds(self):
         """Close what this handle keeps open: init pidfds and the freezer files. (Never the

@@ -6,17 +6,24 @@ where the kernel has no notification:
 
     what                  descriptor                                  readable when
     init exit             the init's pidfd                            it has exited
-    OOM, cgroup v1        eventfd in cgroup.event_control             an OOM; once more at rmdir
-                          (memory.oom_control)
-    OOM, cgroup v2        inotify IN_MODIFY on memory.events          a counter changed
-    pause/resume, v2      inotify IN_MODIFY on cgroup.events          'frozen' (or populated) changed
+    OOM kills             the cgroup manager's oom_watch(): an        the OOM path ran (v1), a
+                          eventfd (cgroup v1) or a file to watch      counter changed (v2);
+                          with inotify IN_MODIFY (v2 memory.events)   v1: once more at rmdir
+    pause/resume          the manager's freezer_watch(): a file to    'frozen' changed
+                          watch with IN_MODIFY (v2 cgroup.events)
     new init, destroy     inotify on the state directory              state.json replaced (start),
                                                                       the directory removed (destroy)
-    pause/resume, v1      none: freezer.state is read every `interval`
+    pause/resume, v1      none: the manager's frozen() is read every `interval`
     stats                 every `interval`
 
-kernfs (cgroupfs) raises no inotify event when a cgroup is removed (observed on 6.18), so
-destruction is seen on the state directory, which destroy removes after the cgroups.
+What an OOM event counts is kills: the increase of the kernel's oom_kill counter, which
+the watch reads when woken (cgroups/v1.py says why the v1 eventfd is only a wake-up).
+
+kernfs (cgroupfs) raises no inotify event when a cgroup is removed, so destruction is
+seen on the state directory, which destroy removes after the cgroups.
+
+This module uses a Container only through its internal protocol (container.internal,
+see pycontainer/container.py) and its public methods.
 
 The init's exit status is only looked at (waitid WNOWAIT, or the status a reaped pidfd
 keeps): the exit watcher, or whichever process started the init, reaps it.
@@ -25,10 +32,14 @@ A subscription owns its descriptors: they are closed when it ends ("destroyed", 
 cgroup's removal for notify_oom), when it is closed, and when it is garbage-collected.
 Container.events and Container.notify_oom have one thread each, which waits on all of
 them at once; Container.events_async has none (the loop watches the same descriptors).
+
+For drivers in the package (aio.py): Sources (what one subscription waits on) and
+check_interval; not in __all__, not public API.
 """
 from __future__ import annotations
 
 import errno
+import functools
 import math
 import os
 import queue
@@ -40,7 +51,6 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from . import _core
-from .cgroups import FREEZING, FROZEN, v1, v2
 from .errors import ContainerError, ContainerNotExistError, ContainerSystemError, in_context
 from .exits import EXIT_LOG
 from .state import STATE_FILE, open_init_pidfd, read_state
@@ -77,13 +87,13 @@ def _readable(fd, timeout=0.0):
     return bool(select.select([fd], [], [], timeout)[0])
 
 
-def _check_interval(interval):
+def check_interval(interval):
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) \
             or not 0 < interval < float("inf"):
         raise ValueError(f"interval={interval!r}: expected a positive number of seconds")
 
 
-class _Sources:
+class Sources:
     """The descriptors one subscription waits on and what their readiness means. Drivers
     (EventStream, the notify_oom thread, aio.AsyncEventStream) wait until one of fds() is
     readable or timeout() passes, call handle(ready) and deliver what it returns; then
@@ -93,21 +103,19 @@ class _Sources:
                  operation="events", exit_wait=1.0):
         self.id = container.id
         self._c = container
+        self._inside = container.internal   # state_dir, cgroups, record(), is_current()
         self._lifecycle = lifecycle     # exit, paused/resumed, destroyed (events()); else OOM only
         self._stats = stats
         self._period = period
         self._exit_wait = exit_wait     # for the status of an init reaped before we looked
         self._ino = None                # the inotify fd
         self._wds = {}                  # watch descriptor -> "state" | "freezer" | "memory"
-        self._efd = None                # cgroup v1 OOM eventfd
         self._pidfd = None              # the followed init's, until it has exited
         self._init = (None, None)       # (pid, start time) of the init followed
-        self._retired = []              # fds no longer watched, closed by close_retired()
-        self._freezer = None            # ("v1" | "v2", dir)
+        self._retired = []              # closers of fds no longer watched: close_retired()
+        self._freezer = None            # the manager's FreezerWatch
         self._frozen = False
-        self._oom = None                # ("v1" | "v2", dir)
-        self._memcg_ino = None          # v1: inode of the memory cgroup registered with
-        self._oom_kills = 0             # v2: last oom_kill count read
+        self._oom = None                # the manager's OOM watch
         self.ooms = 0                   # OOM kills this subscription has reported
         self.oom_ended = False          # no OOM can be reported any more
         self.destroyed = False
@@ -124,72 +132,69 @@ class _Sources:
     # -- setup -------------------------------------------------------------------------
 
     def _open(self, operation):
-        c = self._c
-        c._record(operation)                        # ContainerNotExistError when destroyed
-        self._oom = c._cgroups.oom_source()
+        inside = self._inside
+        cgroups = inside.cgroups
+        inside.record(operation)                    # ContainerNotExistError when destroyed
+        self._oom = cgroups.oom_watch()
         if self._oom is None and not self._lifecycle:
             raise ContainerSystemError(errno.ENOTSUP, "the container has no memory cgroup to "
                                        "report OOM kills", container_id=self.id,
                                        operation=operation)
-        # cgroup v1 ends an OOM subscription through the eventfd (the kernel signals it
-        # when the cgroup goes); everything else needs to see the state directory go.
-        if self._lifecycle or self._oom[0] == "v2":
+        # An OOM watch whose descriptor the kernel signals at the cgroup's removal ends an
+        # OOM subscription by itself; everything else needs to see the state directory go.
+        if self._lifecycle or not self._oom.ends_with_cgroup:
             self._ino = _core.inotify_open()
             try:
-                self._watch(c._dir, _STATE_MASK, "state")
+                self._watch(inside.state_dir, _STATE_MASK, "state")
             except ContainerSystemError as exc:
                 if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                     raise ContainerNotExistError("no such container", container_id=self.id,
                                                  operation=operation) from None
                 raise
         # Read after the watches: whatever changes from here on is reported.
-        record = c._record(operation)
-        if self._oom is not None:
-            kind, d = self._oom
-            if kind == "v1":
-                self._efd = _core.memcg_oom_eventfd(d)
-                self._memcg_ino = os.stat(d).st_ino
-            else:
-                self._watch(os.path.join(d, "memory.events"), _core.INOTIFY_MODIFY, "memory")
-                self._oom_kills = v2.oom_kills(d)
+        record = inside.record(operation)
+        if self._oom is not None and self._oom.path is not None:
+            self._watch(self._oom.path, _core.INOTIFY_MODIFY, "memory")
         if self._lifecycle:
-            self._freezer = c._cgroups.freezer_source()
+            self._freezer = cgroups.freezer_watch()
             if self._freezer is not None:
-                kind, d = self._freezer
-                if kind == "v2":
-                    self._watch(os.path.join(d, "cgroup.events"), _core.INOTIFY_MODIFY,
-                                "freezer")
-                    self._frozen = v2.frozen(d)
-                else:
-                    self._frozen = v1.freezer_state(d) == FROZEN
+                if self._freezer.path is not None:
+                    self._watch(self._freezer.path, _core.INOTIFY_MODIFY, "freezer")
+                self._frozen = bool(cgroups.frozen())
             self._init = (record.init_pid, record.init_start_time)
             fd = open_init_pidfd(record)
             if fd is not None and _readable(fd):
                 os.close(fd)        # exited before we looked: not an event of this stream
                 fd = None
             self._pidfd = fd
-        # The v1 freezer has no change notification: there, and only there, its state is
-        # read at every tick.
-        if self._period is not None and (self._stats or self._v1_freezer()):
+        # The freezer without a change notification (v1) is read at every tick.
+        if self._period is not None and (self._stats or self._polled_freezer()):
             self._deadline = time.monotonic() + self._period
 
     def _watch(self, path, mask, kind):
         self._wds[_core.inotify_watch(self._ino, path, mask)] = kind
 
-    def _v1_freezer(self):
-        return self._lifecycle and self._freezer is not None and self._freezer[0] == "v1"
+    def _polled_freezer(self):
+        return self._lifecycle and self._freezer is not None and self._freezer.path is None
+
+    def _oom_fd(self):
+        return None if self._oom is None else self._oom.fd
 
     # -- what drivers use --------------------------------------------------------------
 
     def fds(self):
         """The descriptors to wait on (for readability) now."""
-        return [fd for fd in (self._efd, self._pidfd, self._ino) if fd is not None]
+        return [fd for fd in (self._oom_fd(), self._pidfd, self._ino) if fd is not None]
 
     def timeout(self):
         """Seconds until handle() has work without any fd being ready; None: no timer."""
-        if self._deadline is None:
+        due = [t for t in (self._deadline, self._oom_recheck()) if t is not None]
+        if not due:
             return None
-        return max(0.0, self._deadline - time.monotonic())
+        return max(0.0, min(due) - time.monotonic())
+
+    def _oom_recheck(self):
+        return None if self._oom is None else self._oom.recheck_at()
 
     def handle(self, ready):
         """The events that the readiness of `ready` (a set of fds; empty on a timeout)
@@ -201,15 +206,18 @@ class _Sources:
             kinds = self._drain_inotify()
         if "overflow" in kinds:               # events were lost: look at everything
             kinds |= {"memory", "freezer", "record"}
-            if not os.path.isdir(self._c._dir):
+            if not os.path.isdir(self._inside.state_dir):
                 kinds.add("gone")
         out = []
-        # An OOM is reported before its victim dies, so before an exit it caused.
-        if self._efd is not None and self._efd in ready:
-            out += self._v1_oom()
-        if "memory" in kinds:
-            out += self._v2_oom()
-        if self._pidfd is not None and self._pidfd in ready:
+        # An OOM is reported before its victim dies, so before an exit it caused: the kill
+        # is counted before the victim is signalled, so reading the counter first when an
+        # init exited puts them in order.
+        recheck = self._oom_recheck()
+        exited = self._pidfd is not None and self._pidfd in ready
+        if self._oom is not None and (self._oom.fd in ready or "memory" in kinds or exited or
+                                      (recheck is not None and time.monotonic() >= recheck)):
+            out += self._oom_update()
+        if exited:
             out += self._init_exit()
         if "freezer" in kinds and self._freezer is not None:
             out += self._freezer_changed()
@@ -223,16 +231,17 @@ class _Sources:
 
     def close_retired(self):
         while self._retired:
-            os.close(self._retired.pop())
+            self._retired.pop()()
 
     def close(self):
         """Close every descriptor. Idempotent."""
         self.closed = True
-        for name in ("_efd", "_pidfd", "_ino"):
+        for name in ("_pidfd", "_ino"):
             fd = getattr(self, name)
             if fd is not None:
                 setattr(self, name, None)
                 os.close(fd)
+        self._end_oom()
         self.close_retired()
 
     # -- the sources -------------------------------------------------------------------
@@ -244,7 +253,7 @@ class _Sources:
         fd = getattr(self, name)
         if fd is not None:
             setattr(self, name, None)
-            self._retired.append(fd)
+            self._retired.append(functools.partial(os.close, fd))
 
     def _drain_inotify(self):
         kinds = set()
@@ -272,36 +281,24 @@ class _Sources:
             out.append(self._event("oom", self.ooms))
         return out
 
-    def _same_memcg(self):
-        try:
-            return os.stat(self._oom[1]).st_ino == self._memcg_ino
-        except OSError:
-            return False
-
-    def _v1_oom(self):
-        """The kernel adds 1 to the eventfd at each OOM of the memory cgroup, and 1 when the
-        cgroup is removed, after which it never signals again. Both look alike: a count
-        read while the cgroup is still there (checked after the read; the removal's 1 comes
-        after rmdir) is all OOMs. A count read once it is gone is taken to include the
-        removal: an OOM still unread when the cgroup was removed (during destroy) may then
-        go unreported. (runc drops every count read once the cgroup is gone.)"""
-        n = _core.eventfd_take(self._efd)
-        if n == 0:
+    def _oom_update(self):
+        """Report the kills the OOM watch counted since the last look; once it says the
+        cgroup is gone, no OOM can follow: the subscription's OOM part ends."""
+        if self._oom is None:
             return []
-        if self._same_memcg():
-            return self._ooms(n)
-        self._retire("_efd")
-        self.oom_ended = True
-        return self._ooms(n - 1)
+        n, gone = self._oom.update()
+        out = self._ooms(n)
+        if gone:
+            self._end_oom()
+        return out
 
-    def _v2_oom(self):
-        """memory.events changed: report each increase of its oom_kill counter."""
-        try:
-            kills = v2.oom_kills(self._oom[1])
-        except ContainerSystemError:
-            return []                     # the cgroup is going: the state dir follows
-        n, self._oom_kills = kills - self._oom_kills, max(kills, self._oom_kills)
-        return self._ooms(n) if n > 0 else []
+    def _end_oom(self):
+        """Stop watching OOMs; the watch is closed by close_retired(), once drivers
+        stopped waiting on its descriptor."""
+        watch, self._oom = self._oom, None
+        if watch is not None:
+            self.oom_ended = True
+            self._retired.append(watch.close)
 
     def _init_exit(self):
         """The followed init's pidfd is readable: it exited. Look at its status (never
@@ -313,19 +310,12 @@ class _Sources:
         return [self._event("exit", status, self._init[0])]
 
     def _freezer_changed(self):
-        kind, d = self._freezer
         try:
-            if kind == "v2":
-                frozen = v2.frozen(d)
-            else:
-                state = v1.freezer_state(d)
-                if state == FREEZING:
-                    return []
-                frozen = state == FROZEN
+            frozen = self._inside.cgroups.frozen()
         except ContainerSystemError:
             return []                     # removed by a destroy: "destroyed" follows
-        if frozen == self._frozen:
-            return []
+        if frozen is None or frozen == self._frozen:
+            return []                     # None: a v1 freeze under way
         self._frozen = frozen
         return [self._event("paused" if frozen else "resumed")]
 
@@ -334,11 +324,11 @@ class _Sources:
         if not self._lifecycle:
             return []
         try:
-            record = read_state(self._c._dir, self.id)
+            record = read_state(self._inside.state_dir, self.id)
         except ContainerError:
             return []                     # being destroyed: the directory goes next
         key = (record.init_pid, record.init_start_time)
-        if record.nonce != self._c._nonce or key == self._init:
+        if not self._inside.is_current(record) or key == self._init:
             return []
         out = []
         if self._pidfd is not None:
@@ -359,7 +349,7 @@ class _Sources:
 
     def _tick(self):
         out = []
-        if self._v1_freezer():
+        if self._polled_freezer():
             out += self._freezer_changed()
         if self._stats:
             try:
@@ -373,12 +363,8 @@ class _Sources:
     def _gone(self):
         """The state directory was removed: destroy has killed everything and removed the
         cgroups. Report what is left, then "destroyed"."""
-        out = []
-        if self._efd is not None:
-            out += self._v1_oom()
-            self._retire("_efd")
-        if self._oom is not None and self._oom[0] == "v2":
-            out += self._v2_oom()
+        out = self._oom_update()
+        self._end_oom()
         if self._pidfd is not None:
             # destroy waited for the cgroup to empty; the exit notification follows the
             # cgroup exit by microseconds.
@@ -500,9 +486,9 @@ class EventStream:
     descriptor closed, with "destroyed"."""
 
     def __init__(self, container, interval=5.0, stats=True):
-        _check_interval(interval)
+        check_interval(interval)
         self.id = container.id
-        self._owned = _Owned(_Sources(container, lifecycle=True, period=float(interval),
+        self._owned = _Owned(Sources(container, lifecycle=True, period=float(interval),
                                       stats=bool(stats)))
         self._queue = queue.Queue()
         self._ended = False
@@ -563,7 +549,7 @@ class OomQueue(queue.Queue):
 
 def notify_oom(container):
     """See Container.notify_oom."""
-    owned = _Owned(_Sources(container, lifecycle=False, operation="notify_oom"))
+    owned = _Owned(Sources(container, lifecycle=False, operation="notify_oom"))
     q = OomQueue(owned)
     weakref.finalize(q, owned.wake)
     q._thread = _start_pump(owned, q, True, f"pycontainer-oom-{container.id}")

@@ -329,7 +329,7 @@ class Factory:
             config = Config.from_dict(record.config)
             # The cgroups the record names must be those create() made for this id.
             manager = cgroups.load_manager(record.cgroups, container_id, config.cgroup_parent,
-                                           self._cgroup_scope)
+                                           self._cgroup_scope, config.resources)
             return Container(state_dir, record, config, manager=manager)
         except RecursionError:
             raise StateInvalidError(f"{os.path.join(state_dir, STATE_FILE)}: nested too deeply",

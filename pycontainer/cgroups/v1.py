@@ -2,7 +2,7 @@
 
 Limits and statistics of pure-v1 and hybrid hosts, and on pure v1 also freeze and kill
 through the freezer controller. Every function takes the container's dir of the
-controller concerned; the manager in __init__ picks the dir.
+controller concerned; the manager (manager.py) picks the dir.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import time
 from ..errors import ContainerSystemError
 from ..stats import BlkioStatEntry, BlkioStats, CpuUsage, MemoryData, MemoryStats, PidsStats, \
     ThrottlingData
-from . import FROZEN, THAWED, list_procs, parse_keyed, read_int, read_optional, read_text, \
+from .fs import FROZEN, THAWED, list_procs, parse_keyed, read_int, read_optional, read_text, \
     write_text
 
 _NS_PER_TICK = 10**9 // os.sysconf("SC_CLK_TCK")   # cpuacct.stat counts USER_HZ ticks
@@ -232,6 +232,87 @@ def memory(d):
 
 def oom_kills(d):
     return parse_keyed(read_optional(os.path.join(d, "memory.oom_control"))).get("oom_kill", 0)
+
+
+# After an OOM signal, memory.oom_control's counter is read again at these growing
+# intervals until it moves (the kill is counted after the signal) or _RECHECK_FOR seconds
+# pass without a signal or a kill (the OOM path ended without one: its victim was already
+# exiting). Between, nothing is read.
+_RECHECK_FIRST, _RECHECK_MAX, _RECHECK_FOR = 0.001, 0.25, 5.0
+
+
+class OomWatch:
+    """The OOM kills of a memory cgroup, for pycontainer.events.
+
+    The kernel signals an eventfd registered on memory.oom_control (cgroup.event_control)
+    each time its OOM path runs for the cgroup: before the OOM killer picks and kills a
+    victim, again at every charge that fails while a victim is still exiting (so several
+    times per kill on a busy machine), and once when the cgroup is removed. So the eventfd
+    (`fd`) is only the wake-up. What update() reports is the increase of memory.oom_control's
+    `oom_kill` counter (Linux 4.13+), read through a descriptor kept open from the start:
+    once the cgroup is removed that read fails (ENODEV), which is how its removal is told
+    from an OOM. Since the signal comes before the kill is counted, the counter is read
+    again a few times after each signal (recheck_at) until it moves.
+
+    Without the counter (kernels before 4.13) each signal but the removal's counts as one
+    kill, which overcounts when the OOM path runs more than once for a victim."""
+
+    path = None                 # no file to watch: `fd` is the wake-up
+    ends_with_cgroup = True     # `fd` is signalled when the cgroup is removed
+
+    def __init__(self, d):
+        self.fd = self._ctl = None
+        try:
+            self._ctl = os.open(os.path.join(d, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+            self.fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+            write_text(os.path.join(d, "cgroup.event_control"), f"{self.fd} {self._ctl}")
+            self._kills = self._read()
+        except OSError as exc:            # ContainerSystemError too
+            self.close()
+            raise ContainerSystemError(exc.errno, f"register an OOM eventfd for {d}") from None
+        self._recheck = None            # (when, delay, until) while a kill may be uncounted
+
+    def _read(self):
+        """The oom_kill counter, None when the kernel has none; OSError once removed."""
+        return parse_keyed(os.pread(self._ctl, 4096, 0).decode()).get("oom_kill")
+
+    def update(self):
+        """(kills since the last call, whether the cgroup is gone)."""
+        try:
+            signals = os.eventfd_read(self.fd)
+        except BlockingIOError:
+            signals = 0
+        try:
+            kills = self._read()
+        except OSError:
+            self._recheck = None
+            # Removed. Without the counter, the last signal was the removal's.
+            return (max(0, signals - 1) if self._kills is None else 0), True
+        if kills is None:
+            return signals, False
+        new, self._kills = kills - self._kills, kills
+        now = time.monotonic()
+        if signals or new > 0:
+            self._recheck = (now + _RECHECK_FIRST, _RECHECK_FIRST, now + _RECHECK_FOR)
+        elif self._recheck is not None:
+            when, delay, until = self._recheck
+            if now >= until:
+                self._recheck = None
+            elif now >= when:
+                delay = min(delay * 2, _RECHECK_MAX)
+                self._recheck = (min(now + delay, until), delay, until)
+        return max(0, new), False
+
+    def recheck_at(self):
+        """time.monotonic() at which update() should run even if `fd` stays quiet; None."""
+        return None if self._recheck is None else self._recheck[0]
+
+    def close(self):
+        for name in ("fd", "_ctl"):
+            fd = getattr(self, name)
+            if fd is not None:
+                setattr(self, name, None)
+                os.close(fd)
 
 
 def pids_stats(d):

@@ -2,13 +2,13 @@
 
 On a pure v2 host the container's v2 dir carries everything. On a hybrid host (v1
 controllers plus a controller-less cgroup2) it carries placement, freeze and kill only;
-the limit writers and statistics readers here then never run. This test host is hybrid,
-so the limit writers and the controller delegation below (memory.max, memory.swap.max,
-cpu.weight, cpu.max, cpuset.cpus, pids.max, cgroup.subtree_control) are untested here.
+the limit writers and statistics readers here then never run (tests/unit covers the
+writers on fake directories).
 """
 from __future__ import annotations
 
 import errno
+import math
 import os
 import select
 import signal
@@ -17,7 +17,7 @@ import time
 from ..errors import ContainerSystemError
 from ..stats import BlkioStatEntry, BlkioStats, CpuUsage, MemoryData, MemoryStats, PidsStats, \
     ThrottlingData
-from . import FREEZING, FROZEN, MAX, THAWED, list_procs, parse_keyed, read_int, \
+from .fs import FREEZING, FROZEN, MAX, THAWED, list_procs, parse_keyed, read_int, \
     read_optional, read_text, write_text
 
 # Controllers a container's limits and statistics use, as cgroup.controllers spells them.
@@ -36,7 +36,7 @@ def enable_controllers(d):
         write_text(os.path.join(d, "cgroup.subtree_control"), " ".join("+" + c for c in wanted))
 
 
-# --- limits (untestable on the hybrid test host: its cgroup2 has no controllers) -----------
+# --- limits ---------------------------------------------------------------------------
 
 def _write(d, name, value):
     controller = name.partition(".")[0]
@@ -64,11 +64,25 @@ def write_memory(d, r):
                                          "or boot with swapaccount=1)")
 
 
+def cpu_weight(shares):
+    """cpu.weight for cpu.shares: the mapping runc (opencontainers/cgroups, since runc
+    PR 4785) and crun (since 1.23) both use now, so the weight matches what users compare
+    against. A quadratic in log2(shares) through the ends of both ranges ([2, 262144] ->
+    [1, 10000]) and the defaults (1024 -> 100); the linear map both used before gave 39
+    for the default, so a container with default shares lost weight to its neighbours."""
+    if shares <= 2:
+        return 1
+    if shares >= 262144:
+        return 10000
+    exp2 = math.log2(shares)
+    return math.ceil(10 ** ((exp2 * exp2 + 125 * exp2) / 612 - 7 / 34))
+
+
 def write_cpu(d, r):
-    """cpu.weight from cpu.shares, as crun converts ([2, 262144] -> [1, 10000]), and
-    cpu.max "quota period" ("max" for no quota; period alone keeps the kernel's)."""
+    """cpu.weight from cpu.shares (cpu_weight), and cpu.max "quota period" ("max" for no
+    quota; period alone keeps the kernel's)."""
     if r.cpu_shares is not None:
-        _write(d, "cpu.weight", str(1 + ((r.cpu_shares - 2) * 9999) // 262142))
+        _write(d, "cpu.weight", str(cpu_weight(r.cpu_shares)))
     if r.cpu_quota is not None or r.cpu_period is not None:
         value = "max" if r.cpu_quota in (None, -1) else str(r.cpu_quota)
         if r.cpu_period is not None:
@@ -113,10 +127,6 @@ def freeze(d):
     write_text(os.path.join(d, "cgroup.freeze"), "1")
 
 
-def thaw(d):
-    write_text(os.path.join(d, "cgroup.freeze"), "0")
-
-
 def freezer_state(d):
     """cgroup.freeze says what was asked; the 'frozen' line of cgroup.events says whether
     the kernel got there."""
@@ -154,7 +164,7 @@ def kill_all(d, timeout):
 def _kill_without_cgroup_kill(d, deadline):
     """Kernels before 5.14: freeze so nothing forks, SIGKILL every listed task (v2 lets a
     fatal signal through to frozen tasks), and leave the cgroup frozen; it is about to be
-    removed. Not reachable on the 6.18 test host."""
+    removed."""
     freeze(d)
     _wait_events(d, deadline, lambda ev: ev.get("frozen") == 1, raise_on_timeout=False)
     for pid in list_procs(d):
@@ -240,6 +250,37 @@ def memory(d):
 
 def oom_kills(d):
     return parse_keyed(read_optional(os.path.join(d, "memory.events"))).get("oom_kill", 0)
+
+
+class OomWatch:
+    """The OOM kills of a cgroup, for pycontainer.events: the kernel modifies memory.events
+    (`path`: inotify IN_MODIFY) when a counter in it changes, its oom_kill counter among
+    them, and update() reports the increase of that counter. The kill is counted and
+    notified at once, so nothing needs reading again later. kernfs tells nobody when the
+    cgroup is removed: the caller learns that elsewhere (the state directory)."""
+
+    fd = None
+    ends_with_cgroup = False
+
+    def __init__(self, d):
+        self._dir = d
+        self.path = os.path.join(d, "memory.events")
+        self._kills = oom_kills(d)
+
+    def update(self):
+        """(kills since the last call, False)."""
+        try:
+            kills = oom_kills(self._dir)
+        except ContainerSystemError:
+            return 0, False               # the cgroup is going: the caller learns it elsewhere
+        new, self._kills = kills - self._kills, max(kills, self._kills)
+        return max(0, new), False
+
+    def recheck_at(self):
+        return None
+
+    def close(self):
+        pass
 
 
 def pids_stats(d):

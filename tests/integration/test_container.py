@@ -927,7 +927,7 @@ def test_a_handle_that_paused_sees_another_handle_destroy_and_reuse_the_id(facto
         c.resume()                 # a pause or resume that writes opens the kept files
         c.pause()
         wait_state(c, pc.RunState.PAUSED)
-        assert c._cgroups._freezer_fds is not None      # the fast path's precondition
+        assert c.internal.cgroups.kept_freezer_state() is not None   # the fast path's precondition
         return c
 
     first = factory.create("kept", pc.Config(rootfs=busybox_rootfs))

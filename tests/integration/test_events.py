@@ -7,6 +7,8 @@ freezer is polled at the interval. cgroup v2 memory.events (pure v2 hosts) canno
 exercised here: this host's cgroup2 has no memory controller.
 """
 import gc
+import os
+import select
 import signal
 import threading
 import time
@@ -17,7 +19,7 @@ import pycontainer as pc
 from pycontainer import cgroups
 from pycontainer.events import Event, OomQueue
 from pycontainer.stats import ContainerStats
-from helpers import open_fds, wait_for  # noqa: E402  (tests/helpers.py)
+from helpers import library_fds, open_fds, wait_for  # noqa: E402  (tests/helpers.py)
 
 MB = 1 << 20
 # 64 MiB buffer in a 32 MiB cgroup, no swap allowed: the OOM killer takes dd.
@@ -25,8 +27,11 @@ OOM_ARGS = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]
 
 
 def _fds():
-    """Our descriptors but those kept for the life of the process (the exit watcher's epoll set and the eBPF device programs)."""
-    return open_fds(("[eventpoll]", "bpf-prog"))
+    """Our descriptors but those kept for the life of the process: the exit watcher's epoll
+    set and helpers.library_fds() (device programs, the join helper's memfd, which the
+    first process started into a running container makes)."""
+    kept = library_fds()
+    return {(fd, target) for fd, target in open_fds(("[eventpoll]",)) if fd not in kept}
 
 
 @pytest.fixture(params=["auto", "v1"])
@@ -96,12 +101,62 @@ def test_notify_oom_when_the_init_is_the_victim(factory, busybox_rootfs):
     assert q.get(timeout=10) is None
 
 
+def _count_oom_signals(memcg):
+    """Our own eventfd on the cgroup's memory.oom_control, as the library registers one:
+    it counts every time the kernel's OOM path signals (the test's witness)."""
+    ctl = os.open(os.path.join(memcg, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+    efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+    with open(os.path.join(memcg, "cgroup.event_control"), "w") as f:
+        f.write(f"{efd} {ctl}")
+    return ctl, efd
+
+
+def test_notify_oom_counts_kills_not_signals_while_victims_are_slow_to_exit(factory,
+                                                                           busybox_rootfs):
+    """The kernel signals the OOM eventfd each time its OOM path runs, not each kill: while
+    a victim is exiting, every charge that still fails runs it again, and finds the victim
+    pending, so kills nothing. Four allocators, 24 MiB each, in a 32 MiB cgroup keep a
+    victim slow to exit in that sense: the three others keep charging while it dies (and
+    the OOM reaper frees its memory only after a delay), so there are many signals per
+    kill. Each kill must still be exactly one item. The test's own eventfd shows that the
+    case happened (more signals than kills); a round where it did not is run again."""
+    c = _limited(factory, busybox_rootfs, "oom5")
+    memcg = c.internal.cgroups.v1["memory"]        # this host's memory controller is v1
+    ctl, efd = _count_oom_signals(memcg)
+    q = c.notify_oom()
+    try:
+        c.start(pc.ProcessConfig(args=["sleep", "1000"]))
+        reported = 0
+        for _ in range(10):
+            before = c.stats().cgroup_stats.memory_stats.oom_kills
+            started = [c.start(pc.ProcessConfig(args=OOM_ARGS[:3] + ["bs=24M", "count=1"]))
+                       for _ in range(4)]
+            for _, exits in started:
+                assert exits.get(timeout=60) in (0, -signal.SIGKILL)
+            kills = c.stats().cgroup_stats.memory_stats.oom_kills - before
+            signals = os.eventfd_read(efd) if select.select([efd], [], [], 0)[0] else 0
+            items = [q.get(timeout=10) for _ in range(kills)]
+            assert items == list(range(reported + 1, reported + kills + 1))
+            reported += kills
+            if signals > kills:
+                break
+        else:
+            raise AssertionError("the OOM path never ran more often than it killed")
+    finally:
+        c.destroy()
+        os.close(efd)
+        os.close(ctl)
+    # Nothing more was reported than the kills: the next item is the end.
+    assert q.get(timeout=10) is None
+
+
 def test_notify_oom_close_and_garbage_collection_release_everything(factory, busybox_rootfs):
     c = _limited(factory, busybox_rootfs, "oom3")
     try:
         fds_before = _fds()
         q = c.notify_oom()
-        assert len(_oom_threads()) == 1 and len(_fds()) == len(fds_before) + 2   # eventfds
+        # The wake-up eventfd, the OOM eventfd and memory.oom_control (the kill counter).
+        assert len(_oom_threads()) == 1 and len(_fds()) == len(fds_before) + 3
         q.close()
         assert q.get(timeout=5) is None
         wait_for(lambda: not _oom_threads(), what="the OOM threads to end")

@@ -206,12 +206,12 @@ def test_read_racing_destroy_says_not_exist(factory, busybox_rootfs, operation):
     which are then gone (ENOENT) or belong to a removed cgroup (ENODEV)."""
     c = factory.create("raced", pc.Config(rootfs=busybox_rootfs))
     _, exits = c.start(pc.ProcessConfig(args=["sleep", "1000"]))
-    manager = c._cgroups
+    manager = c.internal.cgroups
     real = getattr(manager, operation if operation == "stats" else "pids")
 
-    def destroy_then_read():
+    def destroy_then_read(*args):          # pids(init) takes the init's finder
         factory.load("raced").destroy()
-        return real()
+        return real(*args)
 
     setattr(manager, operation if operation == "stats" else "pids", destroy_then_read)
     with pytest.raises(pc.ContainerNotExistError) as info:

@@ -246,14 +246,14 @@ def _leftover_old_lock_file(factory, cid, rootfs):
 def _leftover_state_without_cgroups(factory, cid, rootfs):
     """Killed after the record was written, before any cgroup was made."""
     c = factory.create(cid, pc.Config(rootfs=rootfs))
-    for d in c._cgroups._dirs():
+    for d in c.internal.cgroups.dirs():
         os.rmdir(d)
 
 
 def _leftover_some_cgroups(factory, cid, rootfs):
     """Killed half-way through making the cgroups."""
     c = factory.create(cid, pc.Config(rootfs=rootfs))
-    for d in c._cgroups._dirs()[::2]:
+    for d in c.internal.cgroups.dirs()[::2]:
         os.rmdir(d)
 
 
@@ -294,7 +294,7 @@ def _leftover_destroy_after_state_unlink(factory, cid, rootfs):
     """Killed inside destroy, after state.json was removed, before the lock and the dir."""
     c = factory.create(cid, pc.Config(rootfs=rootfs))
     c.start(pc.ProcessConfig(args=["sleep", "100"]))
-    c._cgroups.destroy()
+    c.internal.cgroups.destroy()
     os.unlink(os.path.join(factory.root, cid, STATE_FILE))
 
 

@@ -70,7 +70,7 @@ PURE_V2_CGROUP = "0::/user.slice/user-1000.slice/session-2.scope\n"
 
 def fake_host(monkeypatch, mountinfo, proc_cgroup, mode="auto"):
     host = build_host(mountinfo, proc_cgroup, mode)
-    monkeypatch.setattr(cgroups, "detect", lambda: host)
+    monkeypatch.setattr(cgroups.host, "detect", lambda: host)   # where the manager looks
     return host
 
 
@@ -198,7 +198,7 @@ def test_new_manager_comounted_controllers_share_a_dir(monkeypatch):
     assert m.v1["memory"] == "/sys/fs/cgroup/memory/pycontainer/box1"
     # One mkdir, one rmdir and one cgroup.procs fd per dir, not per controller (a second
     # mkdir of the shared dir would fail with EEXIST).
-    assert m._dirs() == [m.v1["cpu"], m.v1["memory"]]
+    assert m.dirs() == [m.v1["cpu"], m.v1["memory"]]
 
 
 def test_new_manager_without_hierarchies(monkeypatch):
@@ -213,10 +213,14 @@ def test_record_round_trip(monkeypatch):
     res = Resources(memory_limit=1 << 26, pids_limit=-1)
     m = cgroups.new_manager("box1", resources=res)
     record = json.loads(json.dumps(m.to_record()))
-    again = load_manager(record)
+    assert "resources" not in record        # the Config stores them; the loader passes them
+    again = load_manager(record, resources=res)
     assert again.to_record() == m.to_record()
     assert again.resources == res
-    for bad in ({"version": 99}, {"version": 1}, None, {**record, "resources": {"nope": 1}}):
+    # A record of the earlier format repeated the limits: they are ignored, it still loads.
+    legacy = load_manager({**record, "resources": {"memory_limit": 1}}, resources=res)
+    assert legacy.to_record() == m.to_record() and legacy.resources == res
+    for bad in ({"version": 99}, {"version": 1}, None):
         with pytest.raises(ContainerSystemError) as e:
             load_manager(bad)
         assert e.value.errno == errno.EINVAL

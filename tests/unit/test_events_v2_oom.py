@@ -10,34 +10,43 @@ import time
 import pytest
 
 from pycontainer import events
-from pycontainer.state import STATE_FILE, StateRecord, write_state
+from pycontainer.cgroups import v2
+from pycontainer.state import STATE_FILE, StateRecord, read_state, write_state
 
 
 class _Cgroups:
+    """The manager's event interface over the fake dir, with the real v2 OOM watch."""
+
     def __init__(self, d):
         self.d = d
 
-    def oom_source(self):
-        return "v2", self.d
+    def oom_watch(self):
+        return v2.OomWatch(self.d)
 
-    def freezer_source(self):
+    def freezer_watch(self):
         return None
 
 
-class _Container:
-    """What events._Sources reads of a Container, over a state dir and a fake cgroup dir."""
+class _Internal:
+    """Container.internal (the protocol events uses) over a state dir and a fake cgroup dir."""
 
     def __init__(self, state_dir, cgroup_dir):
+        self.state_dir = state_dir
+        self.cgroups = _Cgroups(cgroup_dir)
+
+    def record(self, operation):
+        return read_state(self.state_dir, "fake")
+
+    def is_current(self, record):
+        return record.nonce == "n1"
+
+
+class _Container:
+    def __init__(self, state_dir, cgroup_dir):
         self.id = "fake"
-        self._dir = state_dir
-        self._nonce = "n1"
-        self._cgroups = _Cgroups(cgroup_dir)
+        self.internal = _Internal(state_dir, cgroup_dir)
         write_state(state_dir, StateRecord(id="fake", nonce="n1", created=0.0, config={},
                                            cgroups={}))
-
-    def _record(self, operation):
-        from pycontainer.state import read_state
-        return read_state(self._dir, self.id)
 
 
 def _write_events(d, oom_kill):

@@ -19,24 +19,15 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "pycontainer"
 
 # Cycles (as sorted tuples of their modules) still present, by owner.
 ALLOWED_CYCLES = {
-    # helper CGROUPS: cgroups/__init__ imports v1/v2 after its helpers, which they import
-    # back; the split into fs/host/manager removes it.
-    ("cgroups", "cgroups.v1"),
-    ("cgroups", "cgroups.v2"),
     # helper OCI: Config.from_oci imports oci.spec, which imports config (and cgroups,
     # which imports config); Config.from_oci goes with the OCI runtime layer.
     ("config", "oci.spec"),
-    ("cgroups", "config", "oci.spec"),
 }
 # (importing module, imported module, private name) still taken, by owner.
 ALLOWED_PRIVATE = {
     # helper OCI: cli.py and oci/features.py take oci.spec's private names.
     ("cli", "oci.spec", "_resources"),
     ("oci.features", "oci.spec", "_NS_OCI"),
-    # helper CGROUPS: events.py's stream sources are used by aio (both become the
-    # documented internal protocol of events.py).
-    ("aio", "events", "_Sources"),
-    ("aio", "events", "_check_interval"),
 }
 
 
