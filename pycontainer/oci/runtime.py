@@ -745,9 +745,12 @@ class Runtime:
         if "PID" not in header:
             raise Failure("ps: no PID column in the output of ps " + " ".join(ps_args))
         col = header.index("PID")
-        return [lines[0]] + [line for line in lines[1:]
-                             if len(fields := line.split()) > col and fields[col].isdigit()
-                             and int(fields[col]) in pids]
+        out = [lines[0]]
+        for line in lines[1:]:
+            fields = line.split()
+            if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
+                out.append(line)
+        return out
 
     def stats_event(self, container_id):
         """runc's `events --stats`: one stats event."""

@@ -16,7 +16,6 @@ import os
 import pwd
 import time
 
-from .hooks import hooks_to_oci
 from .version import OCI_VERSION
 
 __all__ = ["oci_extra", "state_document", "rfc3339"]
@@ -41,6 +40,7 @@ def _owner():
 
 def oci_extra(bundle):
     """What to store with a container made from `bundle` (a spec.Bundle)."""
+    from .hooks import hooks_to_oci      # lazily: `state` and `list` need none of hooks
     return {"oci": {"bundle": bundle.path, "rootfs": bundle.rootfs,
                     "annotations": dict(bundle.annotations),
                     "ociVersion": bundle.oci_version, "created": rfc3339(),
