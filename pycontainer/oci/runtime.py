@@ -30,7 +30,8 @@ import os
 import sys
 
 __all__ = ["Runtime", "Running", "Failure", "load_bundle", "check_host",
-           "check_host_resources", "nested_cgroup_parent", "parse_bytes", "versions"]
+           "check_host_resources", "nested_cgroup_parent", "parse_bytes", "versions",
+           "features", "default_spec"]
 
 
 class Failure(Exception):
@@ -166,7 +167,7 @@ def default_spec(rootless=False):
 
 # --- the descriptors and files a command is given ----------------------------------------
 
-def check_preserved_fds(n):
+def _check_preserved_fds(n):
     """--preserve-fds N: each of our descriptors 3 .. 3+N-1 must be open."""
     if n > 256:
         raise Failure("--preserve-fds: at most 256 descriptors")
@@ -196,13 +197,13 @@ def _pid_file_dir(path, where):
     return fd
 
 
-def check_pid_file(path, where):
+def _check_pid_file(path, where):
     """--pid-file refused before anything is made."""
     if path:
         os.close(_pid_file_dir(path, where))
 
 
-def write_pid_file(path, pid, where):
+def _write_pid_file(path, pid, where):
     """Atomically, as runc: a temporary file renamed over `path`. Its name is random and it
     is made O_EXCL | O_NOFOLLOW, so nothing planted in the directory is written through;
     the rename replaces a symlink at `path` rather than following it."""
@@ -229,7 +230,7 @@ def write_pid_file(path, pid, where):
         os.close(dir_fd)
 
 
-def check_console(console_socket, terminal, where, detached):
+def _check_console(console_socket, terminal, where, detached):
     """runc's rules: a detached terminal needs somewhere to send its master."""
     if terminal and detached and not console_socket:
         raise Failure(f"{where}: cannot allocate a terminal for a process that will run "
@@ -262,7 +263,7 @@ def _hand_console(console_socket, started):
     return None
 
 
-def user_json(path, flag):
+def _user_json(path, flag):
     """The JSON document of a file the user names ("-": stdin), checked as config.json is
     (size, nesting, lone surrogates: oci.reader.load_json)."""
     from .reader import MAX_JSON_BYTES, load_json     # lazily
@@ -279,14 +280,14 @@ def user_json(path, flag):
 
 # --- exec's process ----------------------------------------------------------------------
 
-def process_from_json(path, config):
+def _process_from_json(path, config):
     """exec --process: an OCI process object, checked against what the processes of a
     container with `config` get (capabilities and the rest are the Config's for every
     process). Returns (ProcessConfig, terminal, warnings)."""
     from ..config import ProcessConfig   # lazily
     from .reader import SpecError
     from .spec import parse_process
-    doc = user_json(path, "--process")
+    doc = _user_json(path, "--process")
     warnings = []
     spec = parse_process(doc, "process", warnings)
     user = doc.get("user") if isinstance(doc.get("user"), dict) else {}
@@ -308,7 +309,7 @@ def process_from_json(path, config):
         spec.terminal, warnings
 
 
-def process_from_flags(config, args, env=(), cwd=None, user=None, additional_gids=(),
+def _process_from_flags(config, args, env=(), cwd=None, user=None, additional_gids=(),
                        no_new_privs=False):
     """exec's flags (runc's --env, --cwd, --user, --additional-gids, --no-new-privs) -> the
     ProcessConfig of `args` in a container with `config`."""
@@ -364,19 +365,19 @@ def _int_flag(text, flag):
 
 # runc's update flags: those pycontainer cannot apply (refused unless unset), and those it
 # maps onto a Resources field as an integer.
-UNSUPPORTED_UPDATE_FLAGS = ("cpu_rt_period", "cpu_rt_runtime", "cpuset_mems", "kernel_memory",
+_UNSUPPORTED_UPDATE_FLAGS = ("cpu_rt_period", "cpu_rt_runtime", "cpuset_mems", "kernel_memory",
                             "kernel_memory_tcp", "l3_cache_schema", "mem_bw_schema")
 _INT_UPDATE_FLAGS = (("cpu_share", "cpu_shares"), ("cpu_quota", "cpu_quota"),
                      ("cpu_period", "cpu_period"), ("pids_limit", "pids_limit"))
 
 
-def resource_changes(resources_file=None, flags=None):
+def _resource_changes(resources_file=None, flags=None):
     """{Resources field: value} of `update --resources FILE` (a linux.resources document)
     or else of runc's update flags (`flags`: {"memory": "64m", ...}, None when unset)."""
     import dataclasses                   # lazily
     from .spec import resources_from_oci
     if resources_file:
-        doc = user_json(resources_file, "--resources")
+        doc = _user_json(resources_file, "--resources")
         if isinstance(doc, dict) and doc.get("devices"):
             raise Failure("linux.resources.devices: the device policy cannot be updated")
         resources, _ = resources_from_oci(doc, [])
@@ -386,7 +387,7 @@ def resource_changes(resources_file=None, flags=None):
         return {k: v for k, v in dataclasses.asdict(resources).items() if v is not None}
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     changes = {}
-    for flag in UNSUPPORTED_UPDATE_FLAGS:
+    for flag in _UNSUPPORTED_UPDATE_FLAGS:
         if flags.get(flag) not in (None, "", "0"):
             raise Failure(f"--{flag.replace('_', '-')}: not supported")
     for flag, key in (("memory", "memory_limit"), ("memory_swap", "memory_swap"),
@@ -456,14 +457,14 @@ class Runtime:
         """`create`: the container of the bundle (default: the working directory), its init
         staged before exec (created)."""
         where = f"container {container_id!r}: create"
-        check_preserved_fds(preserve_fds)
-        check_pid_file(pid_file, where)
+        _check_preserved_fds(preserve_fds)
+        _check_pid_file(pid_file, where)
         bundle = load_bundle(bundle_dir or os.getcwd(), container_id=container_id)
-        check_console(console_socket, bundle.terminal, "create", detached=True)
+        _check_console(console_socket, bundle.terminal, "create", detached=True)
         container, started = self._create(container_id, bundle, console_socket, preserve_fds)
         if pid_file:
             try:
-                write_pid_file(pid_file, started.pid, where)
+                _write_pid_file(pid_file, started.pid, where)
             except BaseException:
                 container.destroy()
                 raise
@@ -561,11 +562,11 @@ class Runtime:
         init; without `detach` the caller waits for it and then remove()s it (unless it is
         to be kept)."""
         where = f"container {container_id!r}: run"
-        check_preserved_fds(preserve_fds)
-        check_pid_file(pid_file, where)
+        _check_preserved_fds(preserve_fds)
+        _check_pid_file(pid_file, where)
         bundle = load_bundle(bundle_dir or os.getcwd(), args=args, container_id=container_id,
                              missing_ok=True)
-        check_console(console_socket, bundle.terminal, "run", detached=detach)
+        _check_console(console_socket, bundle.terminal, "run", detached=detach)
         container, started = self._create(container_id, bundle, console_socket, preserve_fds,
                                           reap=not detach)
         pid, exits = started
@@ -578,7 +579,7 @@ class Runtime:
                 on_exec(_sender(container))
             self._poststart(container, extra, pid)
             if pid_file:
-                write_pid_file(pid_file, pid, where)
+                _write_pid_file(pid_file, pid, where)
         except BaseException:
             self._remove(container, extra)
             raise
@@ -610,19 +611,19 @@ class Runtime:
         `process_file`, in a running container. on_exec(send) as for run. Returns the
         Running process; without `detach` the caller waits for it."""
         where = f"container {container_id!r}: exec"
-        check_preserved_fds(preserve_fds)
-        check_pid_file(pid_file, where)
+        _check_preserved_fds(preserve_fds)
+        _check_pid_file(pid_file, where)
         container = self.load(container_id)
         if process_file:
-            process, terminal, warnings = process_from_json(process_file, container.config)
+            process, terminal, warnings = _process_from_json(process_file, container.config)
             for w in warnings:
                 self.log.warning(w)
         else:
-            process = process_from_flags(container.config, args, env=env, cwd=cwd, user=user,
+            process = _process_from_flags(container.config, args, env=env, cwd=cwd, user=user,
                                          additional_gids=additional_gids,
                                          no_new_privs=no_new_privs)
             terminal = tty
-        check_console(console_socket, terminal, "exec", detached=detach)
+        _check_console(console_socket, terminal, "exec", detached=detach)
         state = str(container.run_state())
         if state in ("paused", "pausing") and not ignore_paused:
             raise Failure(f"container {container_id!r}: exec: the container is {state}")
@@ -635,7 +636,7 @@ class Runtime:
         if on_exec is not None:
             on_exec(_sender(container, pid))
         if pid_file:
-            write_pid_file(pid_file, pid, where)
+            _write_pid_file(pid_file, pid, where)
         return Running(container, pid, exits, console, None)
 
     # kill, delete, pause, resume, update --------------------------------------------------
@@ -693,11 +694,11 @@ class Runtime:
         self.load(container_id).resume()
 
     def update(self, container_id, resources_file=None, flags=None):
-        """`update`: the container's resources changed as resource_changes() reads them."""
+        """`update`: the container's resources changed as runc's update flags or a linux.resources document (resources_file) say."""
         import dataclasses                   # lazily
         from ..config import Resources
         container = self.load(container_id)
-        changes = resource_changes(resources_file, flags)
+        changes = _resource_changes(resources_file, flags)
         if changes:
             current = container.config.resources or Resources()
             container.set_resources(dataclasses.replace(current, **changes))
