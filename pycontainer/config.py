@@ -548,13 +548,6 @@ class Config:
         return d
 
     @classmethod
-    def from_oci(cls, bundle_dir):
-        """The Config of an OCI bundle's config.json (pycontainer.oci.spec.load_bundle has the
-        rest: the init's ProcessConfig, hooks, annotations and warnings)."""
-        from .oci.spec import load_bundle      # lazily: oci imports this module
-        return load_bundle(bundle_dir).config
-
-    @classmethod
     def from_dict(cls, d):
         """The Config of to_dict()."""
         if not isinstance(d, dict):

@@ -1,8 +1,7 @@
-"""The terminal of a process started by the command line: its pty master goes to the
-caller's --console-socket (runc's protocol: one SCM_RIGHTS message on a unix stream
-socket), or, for a foreground run/exec without one, is relayed to our own stdio."""
+"""The terminal of a process started by the runtime: its pty master goes to the caller's
+--console-socket (runc's protocol: one SCM_RIGHTS message on a unix stream socket). A
+foreground run/exec without one keeps it, and the command line relays it to its stdio."""
 import os
-import select
 import socket
 
 
@@ -16,36 +15,3 @@ def send_master(path, master, name="/dev/ptmx"):
     finally:
         os.close(master)
 
-
-def relay(master, stdin=0, stdout=1):
-    """Copy stdin to the terminal and the terminal to stdout until the process side hangs
-    up (EIO on the master). A tty stdin is put in raw mode meanwhile, so keys such as ^C
-    reach the container's terminal instead of us. Closes master."""
-    import termios
-    import tty
-    saved = None
-    if os.isatty(stdin):
-        saved = termios.tcgetattr(stdin)
-        tty.setraw(stdin)
-    watched = [master, stdin]
-    try:
-        while True:
-            ready, _, _ = select.select(watched, [], [])
-            if master in ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:         # EIO: every holder of the peer has gone
-                    return
-                if not data:
-                    return
-                os.write(stdout, data)
-            if stdin in ready:
-                data = os.read(stdin, 65536)
-                if data:
-                    os.write(master, data)
-                else:
-                    watched.remove(stdin)   # our stdin ended; the process keeps its terminal
-    finally:
-        if saved is not None:
-            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
-        os.close(master)

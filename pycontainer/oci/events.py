@@ -2,6 +2,8 @@
 (runc/types/events.go), made from a ContainerStats."""
 from __future__ import annotations
 
+from ..stats import ContainerStats
+
 __all__ = ["stats_event", "stats_data", "to_oci_event"]
 
 
@@ -61,7 +63,6 @@ def stats_event(container_id, stats):
 def to_oci_event(container_id, event):
     """An event of Container.events() in runc's shape: stats objects become "stats"
     events; dicts with a "type" pass through; objects with .type and .data are mapped."""
-    from ..stats import ContainerStats
     if isinstance(event, ContainerStats):
         return stats_event(container_id, event)
     if isinstance(event, dict):

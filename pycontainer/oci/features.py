@@ -1,16 +1,21 @@
 """The OCI features document (`pycontainer features`): what this runtime recognises."""
 from __future__ import annotations
 
+from .. import __version__
+from ..config import MOUNT_FLAGS, NAMESPACES
+from ..seccomp import ACTIONS, ARCHITECTURES, FLAGS, OPERATORS
+from ..security import CAPABILITIES
+from .hooks import HOOK_NAMES
+from .spec import OCI_NAMESPACE_TYPES
+from .version import ACCEPTED, OCI_VERSION, OCI_VERSION_MIN
+
 __all__ = ["features"]
 
 
 def features():
-    from ..config import MOUNT_FLAGS, NAMESPACES
-    from ..seccomp import ACTIONS, ARCHITECTURES, FLAGS, OPERATORS
-    from ..security import CAPABILITIES
-    from .hooks import HOOK_NAMES
-    from .spec import OCI_VERSION, OCI_VERSION_MIN, _NS_OCI
-
+    """ociVersionMax is the newest runtime-spec whose every field is known (runc reports
+    the spec it was built with the same way); any newer 1.x is read too, as the
+    org.pycontainer.ociVersions annotation says."""
     oci_flags = [f for f in sorted(FLAGS) if f != "SECCOMP_FILTER_FLAG_TSYNC"]
     return {
         "ociVersionMin": OCI_VERSION_MIN,
@@ -18,7 +23,7 @@ def features():
         "hooks": [name for name, _ in HOOK_NAMES],
         "mountOptions": sorted(set(MOUNT_FLAGS) | {"defaults"}),
         "linux": {
-            "namespaces": [_NS_OCI[n] for n in NAMESPACES],
+            "namespaces": [OCI_NAMESPACE_TYPES[n] for n in NAMESPACES],
             "capabilities": list(CAPABILITIES),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
                        "rdma": False},
@@ -32,10 +37,6 @@ def features():
             "mountExtensions": {"idmap": {"enabled": False}},
             "netDevices": {"enabled": False},
         },
-        "annotations": {"org.pycontainer.version": _version()},
+        "annotations": {"org.pycontainer.version": __version__,
+                        "org.pycontainer.ociVersions": ACCEPTED},
     }
-
-
-def _version():
-    from .. import __version__
-    return __version__

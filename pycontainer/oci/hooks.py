@@ -18,20 +18,19 @@ runs it from the init: the image chose that program.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from dataclasses import dataclass
 
+from ..errors import ContainerError
 from . import reader as r
 
-__all__ = ["Hook", "Hooks", "HookError", "parse_hooks", "hooks_to_oci", "run_hooks",
-           "RUNTIME_HOOKS", "CONTAINER_HOOKS"]
+__all__ = ["Hook", "Hooks", "HookError", "parse_hooks", "hooks_to_oci", "run_hooks"]
 
 # The OCI names, in lifecycle order, and the attribute each is kept in.
 HOOK_NAMES = (("prestart", "prestart"), ("createRuntime", "create_runtime"),
               ("createContainer", "create_container"), ("startContainer", "start_container"),
               ("poststart", "poststart"), ("poststop", "poststop"))
-RUNTIME_HOOKS = ("prestart", "createRuntime", "poststart", "poststop")
-CONTAINER_HOOKS = ("createContainer", "startContainer")
 
 
 class HookError(Exception):
@@ -64,9 +63,6 @@ class Hooks:
     start_container: tuple = ()
     poststart: tuple = ()
     poststop: tuple = ()
-
-    def get(self, oci_name):
-        return getattr(self, dict(HOOK_NAMES)[oci_name])
 
     def __bool__(self):
         return any(getattr(self, attr) for _, attr in HOOK_NAMES)
@@ -149,7 +145,6 @@ def _run_one(hook, data, where):
 
 
 def _run_in(container, mount, hook, data, where):
-    from ..errors import ContainerError
     try:
         status, err = container.run_hook([hook.path, *hook.args[1:]], hook.env, data,
                                          hook.timeout, mount=mount)
@@ -172,7 +167,6 @@ def _check_status(status, err, hook, where):
 
 
 def _kill_group(proc):
-    import signal
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except OSError:

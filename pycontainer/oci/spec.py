@@ -1,10 +1,12 @@
-"""config.json (OCI runtime-spec 1.0.x to 1.2) <-> Config and ProcessConfig.
+"""config.json (OCI runtime-spec 1.x: oci.version) <-> Config and ProcessConfig.
 
-``load_bundle(dir)`` reads a bundle's config.json into a ``Bundle``: the container's
-``Config``, the ``ProcessConfig`` of its init, hooks, annotations and the warnings about
-what was accepted but not applied. ``to_oci(config, process)`` is the reverse and
-``default_spec()`` what ``pycontainer spec`` writes (runc's ``runc spec``, adapted to what
-pycontainer supports).
+Pure translation: nothing here reads a file or asks the host. ``parse_spec(doc, dir)``
+turns a bundle's decoded config.json into a ``Bundle``: the container's ``Config``, the
+``ProcessConfig`` of its init, hooks, annotations and the warnings about what was accepted
+but not applied. ``to_oci(config, process)`` is the reverse and ``default_spec()`` what
+``pycontainer spec`` writes (runc's ``runc spec``, adapted to what pycontainer supports).
+Reading config.json and what only the host can answer (is root.path a directory, can
+this host weight block I/O or limit huge pages) are the runtime's: oci.runtime.
 
 Every field of the spec is known here. A field that is unknown, of the wrong type or that
 pycontainer cannot honour is a ``SpecError`` naming its JSON path; a field it accepts
@@ -28,18 +30,21 @@ What maps where:
   containerd make it). A relative path is taken below the runtime's own cgroup, as runc
   does. The systemd form "slice:prefix:name" is refused.
 - ``linux.namespaces``: without a path each is a new namespace; with a path the container
-  joins it (net, ipc, uts, cgroup: Config.namespaces as {name: path-or-None}).
+  joins it (net, ipc, uts, cgroup: Config.namespace_paths).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
+import signal
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..config import Config, Mount, MOUNT_FLAGS, ProcessConfig, Resources
+from .. import namespaces
+from ..config import (JOINABLE_NAMESPACES, Config, Mount, MOUNT_FLAGS, ProcessConfig,
+                      Resources)
+from ..devices import DEFAULT_RULES, DeviceRule
 from ..errors import ConfigInvalidError
 from ..security import (CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS,
                         RLIM_INFINITY, RLIMITS, Capabilities, Device, IdMap, Rlimit,
@@ -47,23 +52,18 @@ from ..security import (CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PAT
 from . import reader as r
 from .hooks import Hooks, hooks_to_oci, parse_hooks
 from .reader import MISSING, SpecError
+from .version import OCI_VERSION, WRITTEN_VERSION, check_version
 
-__all__ = ["Bundle", "ProcessSpec", "load_bundle", "parse_spec", "parse_process",
-           "builtin_bundle", "to_oci", "default_spec", "OCI_VERSION", "SpecError"]
+__all__ = ["Bundle", "ProcessSpec", "parse_spec", "parse_process", "builtin_bundle",
+           "to_oci", "default_spec", "resources_from_oci", "page_size_kb",
+           "OCI_NAMESPACE_TYPES", "SpecError"]
 
-OCI_VERSION = "1.2.0"          # the newest runtime-spec read
-OCI_VERSION_MIN = "1.0.0"
-# What the documents written here say: they use no field newer than 1.0.2, and older
-# runtimes refuse versions they do not know (crun 1.8 refuses 1.2.0).
-WRITTEN_VERSION = "1.0.2"
-_VERSION = re.compile(r"1\.[012](\.\d+)?(-[0-9A-Za-z.+-]+)?")
 PDEATHSIG_ANNOTATION = "org.pycontainer.pdeathsig"
 
-_JOINABLE = ("net", "ipc", "uts", "cgroup")     # what Config.namespaces may join by path
-
-_OCI_NS = {"pid": "pid", "network": "net", "mount": "mount", "ipc": "ipc", "uts": "uts",
-           "user": "user", "cgroup": "cgroup", "time": "time"}
-_NS_OCI = {v: k for k, v in _OCI_NS.items()}
+# Library namespace name -> its OCI type ("net" -> "network"), from the one table.
+OCI_NAMESPACE_TYPES = {ns.name: ns.oci for ns in namespaces.TABLE}
+# OCI type -> library name; "time" is a type the spec knows and we refuse by name.
+_OCI_NS = {**{ns.oci: ns.name for ns in namespaces.TABLE}, "time": "time"}
 
 _TOP = {"ociVersion", "process", "root", "hostname", "domainname", "mounts", "hooks",
         "annotations", "linux", "solaris", "windows", "vm", "zos"}
@@ -159,25 +159,6 @@ class Bundle:
 
 # --- reading ------------------------------------------------------------------------------
 
-def load_bundle(bundle_dir, args=None, container_id=None, missing_ok=False):
-    """The Bundle of `bundle_dir`/config.json. `args` (a list) replaces process.args.
-    missing_ok: a bundle without config.json gets the built-in default (builtin_bundle)."""
-    bundle_dir = os.path.abspath(bundle_dir)
-    path = os.path.join(bundle_dir, "config.json")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(r.MAX_JSON_BYTES + 1)
-    except FileNotFoundError:
-        if missing_ok and os.path.isdir(bundle_dir):
-            return builtin_bundle(bundle_dir, args)
-        raise SpecError("config.json", MISSING, f"no config.json in bundle {bundle_dir}") \
-            from None
-    except OSError as exc:
-        raise SpecError("config.json", MISSING, f"cannot read {path}: {exc.strerror}") from None
-    doc = r.load_json(data, "config.json")
-    return parse_spec(doc, bundle_dir, args=args, container_id=container_id)
-
-
 def builtin_bundle(bundle_dir, args=None):
     """What `run` uses in a directory without config.json: the library's defaults (the
     host's root read-only, locked down) running `args` (default: sh)."""
@@ -191,10 +172,7 @@ def parse_spec(doc, bundle_dir, args=None, container_id=None):
     """A config.json document (already decoded) -> Bundle."""
     warnings = []
     d = r.obj(doc, "", _TOP, required=("ociVersion",))
-    version = r.string(d, "", "ociVersion")
-    if not _VERSION.fullmatch(version):
-        r.fail("ociVersion", version,
-               f"unsupported runtime-spec version (supported: {OCI_VERSION_MIN} to {OCI_VERSION})")
+    version = check_version(r.string(d, "", "ociVersion"))
     for other in ("solaris", "windows", "vm", "zos"):
         if d.get(other) is not None:
             r.fail(other, d[other], "not a Linux container configuration")
@@ -231,8 +209,7 @@ def parse_spec(doc, bundle_dir, args=None, container_id=None):
     kw.setdefault("masked_paths", ())
     kw.setdefault("readonly_paths", ())
     kw.setdefault("seccomp", None)
-    if ns_paths:
-        kw["namespaces"] = {name: ns_paths.get(name) for name in namespaces}
+    kw["namespace_paths"] = ns_paths
     config = _build_config(kw)
 
     process = process_spec.process_config() if process_spec else None
@@ -265,13 +242,12 @@ def _build_config(kw):
 
 
 def _signal(value, where):
-    import signal as _signal_mod
     text = value.strip().upper()
     if text.isdigit():
         num = int(text)
     else:
         name = text if text.startswith("SIG") else "SIG" + text
-        num = getattr(_signal_mod, name, None)
+        num = getattr(signal, name, None)
         if not isinstance(num, int):
             r.fail(where, value, "expected a signal name or number")
         num = int(num)
@@ -293,8 +269,6 @@ def _root(d, bundle_dir):
             r.fail("root.readonly", readonly, "the host's root (\"/\") can only be the root "
                    "of a container read-only")
         return "/", False       # Config(rootfs=None) is the host image, always read-only
-    if not os.path.isdir(full):
-        r.fail("root.path", path, f"{full} is not a directory")
     return full, readonly
 
 
@@ -424,10 +398,10 @@ def _namespaces(linux):
         if ns_path:
             if not ns_path.startswith("/"):
                 r.fail(r.join(where, "path"), ns_path, "expected an absolute path")
-            if name not in _JOINABLE:
+            if name not in JOINABLE_NAMESPACES:
                 r.fail(r.join(where, "path"), ns_path,
-                       f"joining an existing {kind} namespace is not supported "
-                       f"(only {', '.join(_NS_OCI[n] for n in _JOINABLE)})")
+                       f"joining an existing {kind} namespace is not supported (only "
+                       f"{', '.join(OCI_NAMESPACE_TYPES[n] for n in JOINABLE_NAMESPACES)})")
             paths[name] = ns_path
         names.append(name)
     for needed in ("pid", "mount"):
@@ -533,14 +507,14 @@ def _linux(linux, kw, namespaces, container_id, warnings):
             raise SpecError(r.join("linux.sysctl", key), value, exc.reason) from None
     kw["sysctl"] = sysctl
     kw["devices"] = _devices(linux)
-    resources, rules = _resources(linux.get("resources"), warnings)
+    resources, rules = resources_from_oci(linux.get("resources"), warnings)
     kw["resources"] = resources
     kw["device_rules"] = rules
     cgroups_path = r.string(linux, "linux", "cgroupsPath", "")
     if cgroups_path:
         kw["cgroup_parent"] = _cgroup_parent(cgroups_path, container_id, warnings)
     if linux.get("seccomp") is not None:
-        from ..seccomp import validate_profile
+        from ..seccomp import validate_profile      # lazily: the seccomp module is heavy
         try:
             kw["seccomp"] = validate_profile(linux["seccomp"], field="linux.seccomp")
         except ConfigInvalidError as exc:
@@ -632,8 +606,10 @@ def _unsupported(d, path, keys, what="not supported"):
             r.fail(r.join(path, key), value, what)
 
 
-def _resources(value, warnings):
-    """linux.resources -> (Resources or None, device rules or None)."""
+def resources_from_oci(value, warnings):
+    """linux.resources (also `update --resources`) -> (Resources or None, device rules or
+    None). Whether this host can apply a blockIO weight or hugepageLimits is the runtime's
+    question (oci.runtime.check_host_resources)."""
     if value is None:
         return None, None
     path = "linux.resources"
@@ -682,10 +658,6 @@ def _resources(value, warnings):
         if weight:
             if weight < 10:
                 r.fail(r.join(bp, "weight"), weight, "expected 10..1000 (or 0: unset)")
-            if not _host_supports("blkio_weight"):
-                r.fail(r.join(bp, "weight"), weight, "this host cannot weight a container's "
-                       "block I/O (cgroup v1 needs the CFQ or BFQ scheduler's blkio weight "
-                       "file, v2 the io controller delegated to our cgroup)")
             kw["blkio_weight"] = weight
         _unsupported(b, bp, sorted(_BLOCKIO - {"weight"}),
                      "per-device block I/O weights and throttles are not supported yet")
@@ -712,36 +684,25 @@ def _resources(value, warnings):
         raise r.from_library(path, exc, fields) from None
 
 
-def _host_supports(knob):
-    from .. import cgroups
-    return cgroups.supports(knob)
-
-
-def _host_page_size(kb):
-    return os.path.isdir(f"/sys/kernel/mm/hugepages/hugepages-{kb}kB")
-
-
 _PAGE_UNITS = {"KB": 1, "MB": 1 << 10, "GB": 1 << 20}
 
 
+def page_size_kb(size):
+    """A hugepageLimits pageSize ("2MB", "1GB") in KiB, or None when it is not one."""
+    m = re.fullmatch(r"([1-9]\d*)([KMG]B)", size)
+    return int(m.group(1)) * _PAGE_UNITS[m.group(2)] if m else None
+
+
 def _hugepage_limits(items, where):
-    """[{pageSize: "2MB", limit: bytes}] -> (("2MB", bytes), ...), where the host has a
-    hugetlb controller for containers and huge pages of that size."""
+    """[{pageSize: "2MB", limit: bytes}] -> (("2MB", bytes), ...), in the same order."""
     out = []
     for i, item in enumerate(items):
         p = r.join(where, i)
         d = r.obj(item, p, {"pageSize", "limit"}, required=("pageSize", "limit"))
         size = r.string(d, p, "pageSize")
-        m = re.fullmatch(r"([1-9]\d*)([KMG]B)", size)
-        if not m:
+        if page_size_kb(size) is None:
             r.fail(r.join(p, "pageSize"), size, "expected a size such as 2MB or 1GB")
-        kb = int(m.group(1)) * _PAGE_UNITS[m.group(2)]
-        if not _host_page_size(kb):
-            r.fail(r.join(p, "pageSize"), size, "the host has no huge pages of this size")
         out.append((size, r.uint64(d, p, "limit")))
-    if not _host_supports("hugepage_limits"):
-        r.fail(where, items, "the host has no hugetlb cgroup controller for containers "
-               "(cgroup v1: not mounted; v2: not delegated to our cgroup)")
     return tuple(out)
 
 
@@ -758,7 +719,6 @@ def _limit(d, path, key):
 
 
 def _device_rules(d, path):
-    from ..devices import DEFAULT_RULES, DeviceRule
     where = r.join(path, "devices")
     rules = []
     for i, item in enumerate(r.array(d, path, "devices", [])):
@@ -901,13 +861,11 @@ def to_oci(config, process=None, container_id=None, hooks=None, annotations=None
     linux["resources"] = _resources_to_oci(config.resources, config.device_rules)
     if config.cgroup_parent:
         linux["cgroupsPath"] = os.path.join(config.cgroup_parent, container_id or "pycontainer")
-    from collections.abc import Mapping
-    ns_paths = config.namespaces if isinstance(config.namespaces, Mapping) else {}
     linux["namespaces"] = []
     for name in config.namespaces:
-        entry = {"type": _NS_OCI[name]}
-        if ns_paths.get(name):
-            entry["path"] = ns_paths[name]
+        entry = {"type": OCI_NAMESPACE_TYPES[name]}
+        if name in config.namespace_paths:
+            entry["path"] = config.namespace_paths[name]
         linux["namespaces"].append(entry)
     if config.devices:
         linux["devices"] = [{"path": d.path, "type": d.type, "major": d.major,
@@ -915,7 +873,7 @@ def to_oci(config, process=None, container_id=None, hooks=None, annotations=None
                              "gid": d.gid} for d in config.devices]
     if config.seccomp is not None:
         if config.seccomp == "default":
-            from ..seccomp import DEFAULT_PROFILE
+            from ..seccomp import DEFAULT_PROFILE    # lazily: the seccomp module is heavy
             linux["seccomp"] = json.loads(json.dumps(DEFAULT_PROFILE))
         else:
             linux["seccomp"] = json.loads(json.dumps(config.seccomp))
@@ -955,20 +913,7 @@ def default_spec(rootless=False):
         },
         "root": {"path": "rootfs", "readonly": True},
         "hostname": "pycontainer",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620",
-                         "gid=5"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]},
-        ],
+        "mounts": _builtin_mounts(userns=rootless),
         "linux": {
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
             "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"},
@@ -979,7 +924,6 @@ def default_spec(rootless=False):
     }
     if rootless:
         linux = spec["linux"]
-        spec["mounts"][2]["options"].remove("gid=5")
         spec["mounts"][5] = {"destination": "/sys", "type": "none", "source": "/sys",
                              "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
         del linux["resources"]
@@ -989,8 +933,3 @@ def default_spec(rootless=False):
         linux["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
     return spec
 
-
-def with_args(bundle, args):
-    """The bundle's init running `args` instead (run's trailing arguments)."""
-    spec = dataclasses.replace(bundle.process_spec, args=tuple(args))
-    return dataclasses.replace(bundle, process_spec=spec, process=spec.process_config())

@@ -13,14 +13,12 @@ the program), ``running``, ``pausing``, ``paused`` or ``stopped`` (pid 0).
 from __future__ import annotations
 
 import os
+import pwd
 import time
 
-__all__ = ["STATUS", "oci_extra", "state_document", "rfc3339"]
+from .version import OCI_VERSION
 
-OCI_VERSION = "1.2.0"
-# RunState value -> OCI status (runc's names; pausing is runc's too).
-STATUS = {"created": "created", "running": "running", "pausing": "pausing",
-          "paused": "paused", "stopped": "stopped"}
+__all__ = ["oci_extra", "state_document", "rfc3339"]
 
 
 def rfc3339(ns=None):
@@ -35,15 +33,14 @@ def rfc3339(ns=None):
 
 def _owner():
     try:
-        import pwd
         return pwd.getpwuid(os.geteuid()).pw_name
-    except (KeyError, ImportError):
+    except KeyError:
         return str(os.geteuid())
 
 
 def oci_extra(bundle):
     """What to store with a container made from `bundle` (a spec.Bundle)."""
-    from .hooks import hooks_to_oci
+    from .hooks import hooks_to_oci      # lazily: `state` and `list` need none of hooks
     return {"oci": {"bundle": bundle.path, "rootfs": bundle.rootfs,
                     "annotations": dict(bundle.annotations),
                     "ociVersion": bundle.oci_version, "created": rfc3339(),
@@ -56,7 +53,7 @@ def state_document(container, status=None, pid=None, extra=None):
     caller already has it."""
     oci = (extra if extra is not None else container.extra()).get("oci") or {}
     if status is None:
-        status = STATUS[str(container.run_state())]
+        status = str(container.run_state())     # RunState's values are runc's names
     if pid is None:
         pid = 0 if status == "stopped" else (container.init_pid() or 0)
     doc = {"ociVersion": oci.get("ociVersion") or OCI_VERSION, "id": container.id,

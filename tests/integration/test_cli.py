@@ -366,6 +366,31 @@ def test_poststart_and_poststop_hooks_with_run(oci, make_bundle, tmp_path):
     assert stopped["status"] == "stopped" and stopped["pid"] == 0
 
 
+@pytest.mark.parametrize("how", ["run", "create+start"])
+def test_poststart_sees_the_process_as_started_even_when_it_exited(oci, make_bundle, tmp_path,
+                                                                   how):
+    """poststart gets the state as it was when the program was started: status running
+    and the init's pid, even when the program (`true`) has exited before the hook runs.
+    The hook waits for that exit first, so what it is told cannot be a live re-read."""
+    log = tmp_path / "poststart.log"
+    waits = ('state=$(cat); pid=$(echo "$state" | sed \'s/.*"pid": *\\([0-9]*\\).*/\\1/\'); '
+             'while [ -d /proc/$pid ] && ! grep -q "^State:.*Z" /proc/$pid/status; do '
+             'sleep 0.01; done; echo "$state" >> ' + str(log))
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", waits]}
+    b = make_bundle(["true"], mutate=lambda s: s.update(hooks={"poststart": [hook]}))
+    pid_file = tmp_path / "pid"
+    if how == "run":
+        oci.ok("run", "--keep", "--pid-file", str(pid_file), "-b", b, "ps1")
+    else:
+        oci.ok("create", "--pid-file", str(pid_file), "-b", b, "ps1")
+        oci.ok("start", "ps1")
+    (doc,) = _read_states(log)
+    assert doc["status"] == "running" and doc["pid"] == int(pid_file.read_text())
+    assert doc["id"] == "ps1" and doc["bundle"] == b
+    wait_status(oci, "ps1", "stopped")
+    oci.ok("delete", "ps1")
+
+
 def test_failing_poststart_hook_is_a_warning(oci, make_bundle):
     b = make_bundle(["true"], mutate=lambda s: s.update(
         hooks={"poststart": [{"path": "/bin/false"}]}))

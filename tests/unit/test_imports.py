@@ -18,17 +18,9 @@ import sys
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "pycontainer"
 
 # Cycles (as sorted tuples of their modules) still present, by owner.
-ALLOWED_CYCLES = {
-    # helper OCI: Config.from_oci imports oci.spec, which imports config (and cgroups,
-    # which imports config); Config.from_oci goes with the OCI runtime layer.
-    ("config", "oci.spec"),
-}
-# (importing module, imported module, private name) still taken, by owner.
-ALLOWED_PRIVATE = {
-    # helper OCI: cli.py and oci/features.py take oci.spec's private names.
-    ("cli", "oci.spec", "_resources"),
-    ("oci.features", "oci.spec", "_NS_OCI"),
-}
+ALLOWED_CYCLES = set()
+# (importing module, imported module, private name) still taken.
+ALLOWED_PRIVATE = set()
 
 
 def module_names():

@@ -15,12 +15,12 @@ import pycontainer as pc
 from pycontainer import cli
 from pycontainer.devices import DEFAULT_RULES, DeviceRule
 from pycontainer.oci import hooks as oci_hooks
-from pycontainer.oci import spec as oci_spec
+from pycontainer.oci import runtime as oci_runtime
 from pycontainer.oci.events import stats_event
 from pycontainer.oci.features import features
 from pycontainer.oci.reader import SpecError
-from pycontainer.oci.spec import (Bundle, default_spec, load_bundle, parse_process, parse_spec,
-                                  to_oci)
+from pycontainer.oci.runtime import check_host, load_bundle
+from pycontainer.oci.spec import Bundle, default_spec, parse_process, parse_spec, to_oci
 from pycontainer.oci.state import rfc3339, state_document
 from pycontainer.security import Capabilities, Device, IdMap, Rlimit
 
@@ -138,9 +138,9 @@ def test_default_spec_is_runcs_adapted():
     assert "ambient" not in ours["process"]["capabilities"]
 
 
-def test_from_oci_and_load_bundle(bundle):
+def test_load_bundle(bundle):
     write(bundle, default_spec())
-    assert pc.Config.from_oci(bundle) == load_bundle(bundle).config
+    assert parse_spec(default_spec(), bundle).config == load_bundle(bundle).config
     b = load_bundle(bundle, args=["echo", "hi"], container_id="x")
     assert isinstance(b, Bundle) and b.process.args == ("echo", "hi")
     assert b.path == bundle
@@ -223,6 +223,42 @@ def test_round_trip_default_seccomp_writes_the_profile(bundle):
     assert b.config == pc.Config(rootfs=config.rootfs, seccomp=b.config.seccomp)
 
 
+def test_round_trip_joined_namespaces(bundle):
+    """config.json -> Config -> config.json -> Config with a path for every namespace a
+    container can join: each stays a joined one (to_oci writes its path), none becomes a
+    new one. The paths are this process's own namespace files (Config asks the kernel
+    that each is a namespace of its type)."""
+    from pycontainer.config import JOINABLE_NAMESPACES
+    from pycontainer.oci.spec import OCI_NAMESPACE_TYPES
+    paths = {name: f"/proc/{os.getpid()}/ns/{name}" for name in JOINABLE_NAMESPACES}
+    doc = default_spec()
+    del doc["hostname"]                          # a hostname needs a uts namespace of its own
+    doc["linux"]["namespaces"] = [{"type": "pid"}, {"type": "mount"}] + [
+        {"type": OCI_NAMESPACE_TYPES[name], "path": path} for name, path in paths.items()]
+    config = parse_spec(doc, bundle).config
+    assert config.namespace_paths == paths and config.new_namespaces == ("mount", "pid")
+    written = to_oci(config)
+    assert {(ns["type"], ns.get("path")) for ns in written["linux"]["namespaces"]} == \
+        {("pid", None), ("mount", None)} | {(OCI_NAMESPACE_TYPES[n], p) for n, p in paths.items()}
+    again = parse_spec(json.loads(json.dumps(written)), bundle).config
+    assert again == config and again.namespace_paths == paths
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.0", "1.0.2-dev", "1.1.0", "1.2.0", "1.2.1",
+                                     "1.3.0", "1.10.0+build.5"])
+def test_every_1x_oci_version_is_read(bundle, version):
+    """runc reads any 1.x: the 1.x releases only add optional fields, and one this runtime
+    does not know is still refused by its JSON path."""
+    doc = default_spec()
+    doc["ociVersion"] = version
+    b = parse_spec(doc, bundle)
+    assert b.oci_version == version and b.warnings == []
+    doc["process"]["frobnicate"] = True
+    with pytest.raises(SpecError) as e:
+        parse_spec(doc, bundle)
+    assert str(e.value).startswith("process.frobnicate: unknown field")
+
+
 def test_round_trip_runc_spec(bundle):
     """runc's spec -> Config -> config.json -> the same Config."""
     first = parse_spec(fixture("runc-1.1.5-spec.json"), bundle)
@@ -303,56 +339,80 @@ def test_resources(bundle):
     assert b.warnings == []
 
 
+def host_checked(doc, bundle_dir):
+    """What load_bundle makes of `doc`: parsed, then checked against the host."""
+    b = parse_spec(doc, bundle_dir)
+    check_host(b)
+    return b
+
+
 @pytest.mark.parametrize("supported", [True, False])
 def test_blkio_weight_where_the_host_can(bundle, monkeypatch, supported):
-    monkeypatch.setattr(oci_spec, "_host_supports", lambda knob: supported)
+    monkeypatch.setattr(oci_runtime, "_host_supports", lambda knob: supported)
     doc = default_spec()
     doc["linux"]["resources"]["blockIO"] = {"weight": 500}
+    assert parse_spec(doc, bundle).config.resources == pc.Resources(blkio_weight=500)
     if supported:
-        assert parse_spec(doc, bundle).config.resources == pc.Resources(blkio_weight=500)
+        assert host_checked(doc, bundle).config.resources == pc.Resources(blkio_weight=500)
         assert to_oci(parse_spec(doc, bundle).config)["linux"]["resources"]["blockIO"] == \
             {"weight": 500}
     else:
         with pytest.raises(SpecError) as e:
-            parse_spec(doc, bundle)
+            host_checked(doc, bundle)
         assert str(e.value).startswith("linux.resources.blockIO.weight: this host cannot")
 
 
 @pytest.mark.parametrize("supported", [True, False])
 def test_hugepage_limits_where_the_host_has_them(bundle, monkeypatch, supported):
-    monkeypatch.setattr(oci_spec, "_host_supports", lambda knob: supported)
-    monkeypatch.setattr(oci_spec, "_host_page_size", lambda kb: kb in (2048, 1 << 20))
+    monkeypatch.setattr(oci_runtime, "_host_supports", lambda knob: supported)
+    monkeypatch.setattr(oci_runtime, "_host_page_size", lambda kb: kb in (2048, 1 << 20))
     doc = default_spec()
     doc["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 1 << 22},
                                                    {"pageSize": "1GB", "limit": 0}]
     if supported:
-        c = parse_spec(doc, bundle).config
+        c = host_checked(doc, bundle).config
         assert c.resources.hugepage_limits == (("2MB", 1 << 22), ("1GB", 0))
         assert parse_spec(to_oci(c), "/").config == c
         doc["linux"]["resources"]["hugepageLimits"][1]["pageSize"] = "16GB"
+        parse_spec(doc, bundle)                 # the translation does not ask the host
         with pytest.raises(SpecError) as e:
-            parse_spec(doc, bundle)
+            host_checked(doc, bundle)
         assert str(e.value).startswith("linux.resources.hugepageLimits[1].pageSize: the host "
                                        "has no huge pages of this size")
     else:
         with pytest.raises(SpecError) as e:
-            parse_spec(doc, bundle)
+            host_checked(doc, bundle)
         assert str(e.value).startswith("linux.resources.hugepageLimits: the host has no "
                                        "hugetlb cgroup controller")
 
 
 def test_this_hosts_answer_is_one_of_the_two(bundle):
-    """Whatever this host is, hugepageLimits either parse or name the JSON path."""
+    """Whatever this host is, hugepageLimits either pass the host check or name the JSON
+    path."""
     from pycontainer import cgroups
     doc = default_spec()
     doc["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 1 << 21}]
     if cgroups.supports("hugepage_limits") and os.path.isdir(
             "/sys/kernel/mm/hugepages/hugepages-2048kB"):
-        assert parse_spec(doc, bundle).config.resources.hugepage_limits == (("2MB", 1 << 21),)
+        assert host_checked(doc, bundle).config.resources.hugepage_limits == \
+            (("2MB", 1 << 21),)
     else:
         with pytest.raises(SpecError) as e:
-            parse_spec(doc, bundle)
+            host_checked(doc, bundle)
         assert str(e.value).startswith("linux.resources.hugepageLimits")
+
+
+def test_root_path_must_be_a_directory_on_this_host(bundle):
+    """A missing root directory is the host check's error, by JSON path."""
+    doc = default_spec()
+    doc["root"]["path"] = "nope"
+    with pytest.raises(SpecError) as e:
+        host_checked(doc, bundle)
+    assert str(e.value).startswith("root.path: is not a directory")
+    write(bundle, doc)
+    with pytest.raises(SpecError) as e:
+        load_bundle(bundle)
+    assert e.value.field == "root.path"
 
 
 def test_zero_values_mean_unset(bundle):
@@ -453,10 +513,12 @@ ERRORS = [
     (_set("frobnicate", 1), "frobnicate", "unknown field"),
     (_del("ociVersion"), "ociVersion", "required field missing"),
     (_set("ociVersion", "2.0.0"), "ociVersion", "unsupported runtime-spec version"),
+    (_set("ociVersion", "0.9.0"), "ociVersion", "unsupported runtime-spec version"),
+    (_set("ociVersion", "latest"), "ociVersion", "not a runtime-spec version"),
+    (_set("ociVersion", "1.x"), "ociVersion", "not a runtime-spec version"),
     (_set("ociVersion", 1), "ociVersion", "expected a string"),
     (_set("windows", {"layerFolders": []}), "windows", "not a Linux container"),
     (_del("root"), "root", "required field missing"),
-    (_set("root.path", "nope"), "root.path", "is not a directory"),
     (_set("root.path", 7), "root.path", "expected a string"),
     (_set("root.readonly", "yes"), "root.readonly", "expected true or false"),
     (_set("root.extra", 1), "root.extra", "unknown field"),
@@ -776,6 +838,7 @@ def test_features_document():
     f = features()
     json.dumps(f)
     assert f["ociVersionMin"] == "1.0.0" and f["ociVersionMax"] == "1.2.0"
+    assert f["annotations"]["org.pycontainer.ociVersions"] == "1.x (1.0.0 and newer)"
     assert f["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer",
                           "poststart", "poststop"]
     assert "network" in f["linux"]["namespaces"] and "net" not in f["linux"]["namespaces"]
@@ -842,9 +905,9 @@ def test_parse_duration(text, seconds):
                                         ("64MiB", 64 << 20), ("64MB", 64 << 20), ("-1", -1),
                                         ("1.5k", 1536)])
 def test_parse_bytes(text, value):
-    assert cli.parse_bytes(text, "memory") == value
+    assert oci_runtime.parse_bytes(text, "memory") == value
 
 
 def test_parse_bytes_rejects():
     with pytest.raises(cli.Failure):
-        cli.parse_bytes("lots", "memory")
+        oci_runtime.parse_bytes("lots", "memory")
