@@ -87,6 +87,7 @@ static const char *const stage_names[PC_STAGE_COUNT] = {
     [PC_STAGE_TERMINAL] = "terminal",
     [PC_STAGE_JOIN_HELPER] = "join_helper",
     [PC_STAGE_DUMPABLE] = "dumpable",
+    [PC_STAGE_ROOTFS_PROPAGATION] = "rootfs_propagation",
 };
 
 const char *pc_stage_name(int stage)

@@ -23,7 +23,7 @@ import warnings
 import weakref
 
 from . import _core, network
-from .config import ProcessConfig
+from .config import MOUNT_FLAGS, ProcessConfig
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
                      ContainerNotStoppedError, ContainerPausedError, ContainerSystemError,
                      in_context)
@@ -136,6 +136,8 @@ def build_plan(config):
         rootfs_source="/" if host else config.rootfs,
         rootfs_target=None if host else config.rootfs,
         host_image=host, readonly_rootfs=host or config.readonly_rootfs,
+        rootfs_propagation=MOUNT_FLAGS[config.rootfs_propagation][1]
+        if config.rootfs_propagation else 0,
         hostname=config.hostname, domainname=config.domainname, mounts=mounts,
         devices=[(d.path, d.mode(), d.major, d.minor, d.uid, d.gid) for d in config.devices],
         sysctl=[(sysctl_path(k), v) for k, v in sorted(config.sysctl.items())],
@@ -166,7 +168,7 @@ def _device_policy(config):
     from .devices import DEFAULT_RULES, DevicePolicy, DeviceRule
     rules = list(DEFAULT_RULES if config.device_rules is None else config.device_rules)
     rules += [DeviceRule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm")
-              for d in config.devices]
+              for d in config.devices if d.type != "p"]   # a FIFO is no device
     return DevicePolicy(rules)
 
 
