@@ -529,8 +529,9 @@ class Config:
             object.__setattr__(self, "capabilities", _build(Capabilities, caps, "capabilities"))
         elif caps is not None and not isinstance(caps, Capabilities):
             _bad("capabilities", caps, "expected a Capabilities or None")
-        if self.rootfs_propagation is not None and \
-                MOUNT_FLAGS.get(self.rootfs_propagation, ("",))[0] != "prop":
+        if self.rootfs_propagation is not None and (
+                not isinstance(self.rootfs_propagation, str)
+                or MOUNT_FLAGS.get(self.rootfs_propagation, ("",))[0] != "prop"):
             _bad("rootfs_propagation", self.rootfs_propagation, "expected one of " + ", ".join(
                 k for k, (kind, _) in MOUNT_FLAGS.items() if kind == "prop"))
         if not isinstance(self.no_new_privileges, bool):

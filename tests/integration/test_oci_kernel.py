@@ -239,3 +239,5 @@ def test_rootfs_propagation_is_checked(busybox_rootfs):
         pc.Config(rootfs=busybox_rootfs, rootfs_propagation="sideways")
     with pytest.raises(pc.ConfigInvalidError, match="rootfs_propagation"):
         pc.Config(rootfs=busybox_rootfs, rootfs_propagation="ro")
+    with pytest.raises(pc.ConfigInvalidError, match="rootfs_propagation"):
+        pc.Config(rootfs=busybox_rootfs, rootfs_propagation=["shared"])
