@@ -1,14 +1,16 @@
 /* rootfs.c: the container's mount namespace, built in the child before exec.
  *
- * Order: make / rprivate (nothing we do propagates to the host); make proc and sysfs
- * while the host's are visible (a user namespace may not make them later); bind the
- * rootfs onto itself; then every mount goes onto a destination resolved inside the
- * rootfs with openat2(RESOLVE_IN_ROOT) and mounted through the /proc/self/fd link of
- * what was resolved, so no symlink (/etc/evil -> /) or ".." and no race swapping a
- * component can put a mount on the host (the CVE-2019-19921 / CVE-2021-30465 class).
+ * Order: make / rprivate (nothing we do propagates to the host; rslave when asked);
+ * make proc and sysfs while the host's are visible (a user namespace may not make them
+ * later); bind the rootfs onto itself; then every mount goes onto a destination
+ * resolved inside the rootfs with openat2(RESOLVE_IN_ROOT) and mounted through the
+ * /proc/self/fd link of what was resolved, so no symlink (/etc/evil -> /) or ".." and
+ * no race swapping a component can put a mount on the host (the CVE-2019-19921 /
+ * CVE-2021-30465 class).
  * Host sources of bind mounts are still reachable at that point. Then pivot_root and
  * detach the old root; /proc, /sys and /dev/pts... are placed inside the new root, where
- * no host path exists any more; devices, sysctls, read-only and masked paths last.
+ * no host path exists any more; devices, sysctls, read-only and masked paths, and the
+ * rootfs propagation asked for, last.
  * Every step reports its stage; indexed steps report which item failed. Descriptors
  * left open on a failure are close-on-exec in a child about to _exit. */
 #ifndef _GNU_SOURCE
@@ -185,8 +187,9 @@ static unsigned long long mount_attr_bits(unsigned long flags)
  * new mount (resolved again: the first descriptor is of what lies beneath it). */
 static int bind_in_root(int rootfd, const struct pc_mount *m, int is_dir)
 {
+    /* Data options go through, as runc and crun pass them: a bind ignores them. */
     if (mount_in_root(rootfd, m->source, m->destination, is_dir, NULL,
-                      MS_BIND | (m->flags & MS_REC), NULL) < 0)
+                      MS_BIND | (m->flags & MS_REC), m->data && *m->data ? m->data : NULL) < 0)
         return -1;
     struct pc_mount_attr attr = { .attr_set = mount_attr_bits(m->flags) };
     if (!attr.attr_set && !m->propagation)
@@ -482,17 +485,19 @@ static const char *stage_host_image(void)
 
 int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
 {
-
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+    /* Nothing we mount may reach the host. A slave rootfs starts as one, so that what
+     * the host mounts later below it still arrives (the rootfs bind inherits it). */
+    unsigned long start = (c->rootfs_propagation & MS_SLAVE) ? MS_SLAVE : MS_PRIVATE;
+    if (mount(NULL, "/", NULL, MS_REC | start, NULL) < 0)
         return pc_fail(e, PC_STAGE_MOUNT_PRIVATE, -1);
 
     /* proc and sysfs now, while the host's are visible: in a user namespace the kernel
      * refuses them once no fully visible instance is left. */
     const unsigned int nse = 0x2 | 0x4 | 0x8;   /* MOUNT_ATTR_NOSUID | NODEV | NOEXEC */
-    int proc = pc_fsmount("proc", nse);
+    int proc = pc_fsmount("proc", "proc", nse);
     if (proc < 0)
         return pc_fail(e, PC_STAGE_MOUNT_PROC, -1);
-    int sys = pc_fsmount("sysfs", nse | PC_MOUNT_ATTR_RDONLY);
+    int sys = pc_fsmount("sysfs", "sysfs", nse | PC_MOUNT_ATTR_RDONLY);
     if (sys < 0 && !(c->bind_devices && errno == EPERM))
         return pc_fail(e, PC_STAGE_MOUNT_SYS, -1);
 
@@ -533,7 +538,9 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
         struct stat st;
         if (!m->fstype && stat(m->source, &st) < 0)
             return pc_fail(e, PC_STAGE_BIND_SOURCE, i);
-        int rc = m->fstype ? mount_in_root(root, m->source, m->destination, 1, m->fstype,
+        /* No source: the filesystem type, as runc and crun name it (mountinfo shows it). */
+        const char *source = m->fstype && !(m->source && *m->source) ? m->fstype : m->source;
+        int rc = m->fstype ? mount_in_root(root, source, m->destination, 1, m->fstype,
                                            m->flags, m->data)
                            : bind_in_root(root, m, S_ISDIR(st.st_mode));
         if (rc < 0)
@@ -573,5 +580,10 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
     for (int i = 0; i < c->nmasked; i++)
         if (mask_path(c->masked_paths[i]) < 0)
             return pc_fail(e, PC_STAGE_MASKED_PATHS, i);
+    /* On the new root itself, once everything is mounted, as runc does: "shared" makes
+     * it a peer group of its own (mounts inside reach the container's later mount
+     * namespaces, never the host, whose groups it left at the start). */
+    if (c->rootfs_propagation && mount(NULL, "/", NULL, c->rootfs_propagation, NULL) < 0)
+        return pc_fail(e, PC_STAGE_ROOTFS_PROPAGATION, -1);
     return 0;
 }

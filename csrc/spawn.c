@@ -87,6 +87,7 @@ static const char *const stage_names[PC_STAGE_COUNT] = {
     [PC_STAGE_TERMINAL] = "terminal",
     [PC_STAGE_JOIN_HELPER] = "join_helper",
     [PC_STAGE_DUMPABLE] = "dumpable",
+    [PC_STAGE_ROOTFS_PROPAGATION] = "rootfs_propagation",
 };
 
 const char *pc_stage_name(int stage)
@@ -285,8 +286,9 @@ static int setup_stdio(struct spawn_ctx *ctx)
     return 0;
 }
 
-/* Close descriptors first..last: close_range, or one by one where it is missing (before
- * Linux 5.9) or denied (a user's seccomp profile may be loaded already). */
+/* Close descriptors first..last: close_range, or one by one where it fails, whatever
+ * the errno: missing (before Linux 5.9), or refused by a seccomp filter. A descriptor
+ * that close() refuses (other than one not open) is a failure: it would stay open. */
 static int close_span(unsigned first, unsigned last)
 {
     if (pc_close_range(first, last, 0) == 0)
@@ -296,7 +298,8 @@ static int close_span(unsigned first, unsigned last)
         return -1;
     rlim_t max = rl.rlim_cur > (1 << 20) ? (1 << 20) : rl.rlim_cur;
     for (rlim_t fd = first; fd < max && fd <= last; fd++)
-        close((int)fd);
+        if (close((int)fd) < 0 && errno != EBADF && errno != EINTR)
+            return -1;   /* EINTR: Linux has closed it all the same */
     return 0;
 }
 
@@ -405,11 +408,33 @@ static int exec_search(char *const *argv, char *const *envp, int probe)
     return -1;
 }
 
-/* The common tail: credentials, cwd, stdio, descriptors, signals, exec. */
+/* The common tail: stdio, descriptors, signals, credentials, cwd, exec. Our own work
+ * comes before the seccomp filter where it can: loaded early (no no_new_privs), the
+ * filter is the user's profile, which may deny any syscall it does not list. What must
+ * follow it (the user switch and the capability sets: the load needs CAP_SYS_ADMIN,
+ * which they drop; the cwd, entered as the process's user) fails with its stage. */
 static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
 {
     const struct pc_process *p = ctx->p;
     const struct pc_security *sec = p->security;
+    int rc = ctx->stdio_ready ? 0 : setup_stdio(ctx);
+    if (rc < 0)
+        return pc_fail(e, rc == -2 ? PC_STAGE_TERMINAL : PC_STAGE_STDIO, -1);
+    /* Closed, not only close-on-exec, before the cwd is used: a path through
+     * /proc/self/fd must find nothing of ours. The error pipe (and the user namespace
+     * helper's done pipe) close at exec. Before the rlimits too: a lower RLIMIT_NOFILE
+     * would hide descriptors above it from close_span's fallback. */
+    int keep[2] = { ctx->errfd, ctx->done_w };
+    if (close_all_but((unsigned)kept_fds(p), keep, 2) < 0)
+        return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
+    /* An ignored disposition survives exec: Python ignores SIGPIPE and SIGXFSZ, and any
+     * thread of the caller may be ignoring more (system() ignores SIGINT and SIGQUIT
+     * while it waits). Every signal starts at its default, as POSIX_SPAWN_SETSIGDEF. */
+    sigset_t none;
+    sigemptyset(&none);
+    reset_signal_handlers();
+    if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8) < 0)
+        return pc_fail(e, PC_STAGE_SIGNALS, -1);
     if (pc_security_before_user(sec, e) < 0 || pc_security_early_seccomp(sec, e) < 0)
         return -1;
     /* Raw syscalls: glibc's setuid() would broadcast to the caller's threads (SIGSETXID). */
@@ -437,47 +462,24 @@ static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
         if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLERR | POLLHUP)))
             syscall(SYS_exit_group, 128 + sec->pdeathsig);
     }
-    int rc = ctx->stdio_ready ? 0 : setup_stdio(ctx);
-    if (rc < 0)
-        return pc_fail(e, rc == -2 ? PC_STAGE_TERMINAL : PC_STAGE_STDIO, -1);
-    /* Closed, not only close-on-exec, before the cwd is used: a path through
-     * /proc/self/fd must find nothing of ours. The error pipe (and the user namespace
-     * helper's done pipe) close at exec. */
-    int keep[2] = { ctx->errfd, ctx->done_w };
-    if (close_all_but((unsigned)kept_fds(p), keep, 2) < 0)
-        return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
     if (chdir(p->cwd) < 0)
         return pc_fail(e, PC_STAGE_CWD, -1);
     if (cwd_in_root() < 0)
         return pc_fail(e, PC_STAGE_CWD, 1);
     umask(022);
-    /* An ignored disposition survives exec: Python ignores SIGPIPE and SIGXFSZ, and any
-     * thread of the caller may be ignoring more (system() ignores SIGINT and SIGQUIT
-     * while it waits). Every signal starts at its default, as POSIX_SPAWN_SETSIGDEF. */
-    sigset_t none;
-    sigemptyset(&none);
-    reset_signal_handlers();
-    if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8) < 0)
-        return pc_fail(e, PC_STAGE_SIGNALS, -1);
     if (pc_security_final(sec, e) < 0)
         return -1;
     exec_search(p->argv, p->envp, 0);
     return pc_fail(e, PC_STAGE_EXEC, -1);
 }
 
-/* Close every descriptor from `first` up but `keep` (which is >= first). */
-static int close_fds_except(int first, int keep)
-{
-    if (keep > first && pc_close_range((unsigned)first, (unsigned)keep - 1, 0) < 0)
-        return -1;
-    return pc_close_range((unsigned)keep + 1, ~0U, 0);
-}
-
 /* A staged init, set up, waits here for the go (runc's exec.fifo). Failures it can see
  * before it waits (argv[0] missing, stdio) still reach the caller; then it reports ready,
  * keeps nothing of the caller's but its stdio (it is a fork: it has a copy of every
  * descriptor), takes default signal handling (so a signal ends it as it would the
- * program), and blocks until the fifo has a reader. */
+ * program), and blocks until the fifo has a reader. The fifo it opened for writing is
+ * its error pipe from then on: whoever let it go reads its report there, or EOF once it
+ * has exec'd (the descriptor is close-on-exec). */
 static int stage_wait(struct spawn_ctx *ctx, struct pc_child_error *e)
 {
     const struct pc_process *p = ctx->p;
@@ -493,7 +495,7 @@ static int stage_wait(struct spawn_ctx *ctx, struct pc_child_error *e)
     ctx->stdio_ready = 1;
     struct pc_child_error ready = { PC_STAGE_NONE, 0, -1 };
     report(ctx, &ready);
-    if (close_fds_except(kept_fds(p), fifo) < 0)
+    if (close_all_but((unsigned)kept_fds(p), &fifo, 1) < 0)
         return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
     ctx->errfd = ctx->done_w = ctx->sync_r = -1;   /* closed: nobody listens any more */
     sigset_t none;
@@ -510,8 +512,8 @@ static int stage_wait(struct spawn_ctx *ctx, struct pc_child_error *e)
     } while (w < 0 && errno == EINTR);
     if (w < 0 || write(w, "0", 1) != 1)
         return pc_fail(e, PC_STAGE_EXEC, -1);
-    close(w);
     close(fifo);
+    ctx->errfd = w;
     return 0;
 }
 

@@ -51,6 +51,7 @@ enum pc_stage {
     PC_STAGE_TERMINAL,     /* the pty: open, unlock, send the master, make it the ctty */
     PC_STAGE_JOIN_HELPER,  /* moving descriptors for, or exec of, the join helper */
     PC_STAGE_DUMPABLE,     /* PR_SET_DUMPABLE 0 */
+    PC_STAGE_ROOTFS_PROPAGATION,
     PC_STAGE_COUNT
 };
 
@@ -77,7 +78,7 @@ struct pc_mount {
 /* A device node the container gets besides the default ones. */
 struct pc_device {
     const char *path;
-    mode_t mode;                 /* S_IFCHR or S_IFBLK | permission bits */
+    mode_t mode;                 /* S_IFCHR, S_IFBLK or S_IFIFO | permission bits */
     unsigned int major, minor;
     uid_t uid;
     gid_t gid;
@@ -115,6 +116,9 @@ struct pc_container {
     int host_image;              /* rootfs is the host's /: detach its /proc /sys /dev /tmp /run */
     int bind_devices;            /* bind the host's device nodes instead of mknod (user ns) */
     int readonly_rootfs;
+    /* MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE (| MS_REC) for the rootfs mount,
+     * set after pivot_root; 0: rprivate, as every mount starts. */
+    unsigned long rootfs_propagation;
     const char *hostname;        /* NULL: leave */
     const char *domainname;
     struct pc_mount *mounts;

@@ -45,6 +45,7 @@
 
 #define PC_OPEN_TREE_CLONE 1
 #define PC_FSOPEN_CLOEXEC 1
+#define PC_FSCONFIG_SET_STRING 1
 #define PC_FSCONFIG_CMD_CREATE 6
 #define PC_FSMOUNT_CLOEXEC 1
 #define PC_AT_RECURSIVE 0x8000
@@ -86,14 +87,17 @@ static inline int pc_mount_setattr(int dirfd, const char *path, unsigned int fla
     return (int)syscall(SYS_mount_setattr, dirfd, path, flags, attr, sizeof(*attr));
 }
 
-/* A new filesystem instance as a detached mount: fsopen, create, fsmount. */
-static inline int pc_fsmount(const char *fstype, unsigned int attr)
+/* A new filesystem instance as a detached mount: fsopen, its source (the device name
+ * mountinfo shows, as mount(2)'s first argument; without one it says "none"), create,
+ * fsmount. */
+static inline int pc_fsmount(const char *fstype, const char *source, unsigned int attr)
 {
     int fs = (int)syscall(SYS_fsopen, fstype, PC_FSOPEN_CLOEXEC);
     if (fs < 0)
         return -1;
     int mnt = -1;
-    if (syscall(SYS_fsconfig, fs, PC_FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
+    if (syscall(SYS_fsconfig, fs, PC_FSCONFIG_SET_STRING, "source", source, 0) == 0 &&
+        syscall(SYS_fsconfig, fs, PC_FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
         mnt = (int)syscall(SYS_fsmount, fs, PC_FSMOUNT_CLOEXEC, attr);
     int saved = errno;
     close(fs);

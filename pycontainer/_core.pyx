@@ -13,6 +13,7 @@ from cpython.bytes cimport PyBytes_AS_STRING
 import errno as errno_codes
 import fcntl
 import os
+import struct
 import threading
 
 from pycontainer.errors import ContainerSystemError
@@ -117,7 +118,7 @@ cdef class ContainerPlan:
 
     def __init__(self, *, namespaces, rootfs_source, rootfs_target, host_image, readonly_rootfs,
                  hostname, domainname, mounts, devices=(), sysctl=(), readonly_paths=(),
-                 masked_paths=(), bind_devices=False):
+                 masked_paths=(), bind_devices=False, rootfs_propagation=0):
         """mounts: (source, destination, fstype or None for a bind, flags, propagation, data);
         devices: (path, mode, major, minor, uid, gid); sysctl: (/proc/sys path, value)."""
         self.c.ns_flags = clone_flags(namespaces)
@@ -125,6 +126,7 @@ cdef class ContainerPlan:
         self.c.rootfs_target = _cstr(self._keep, rootfs_target)
         self.c.host_image = 1 if host_image else 0
         self.c.readonly_rootfs = 1 if readonly_rootfs else 0
+        self.c.rootfs_propagation = rootfs_propagation
         self.c.bind_devices = 1 if bind_devices else 0
         self.c.hostname = _cstr(self._keep, hostname)
         self.c.domainname = _cstr(self._keep, domainname)
@@ -317,7 +319,8 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned i
         with nogil:
             rc = pc_spawn(&target, &proc, &pid, &pidfd, &cerr)
         if rc < 0:
-            _raise_spawn_error(plan, security, -rc, cerr, argv, cwd,
+            _raise_spawn_error(plan, security.rlimit_names if security is not None else (),
+                               -rc, cerr, argv, cwd,
                                tuple(label for _, _, label in ns_fds))
         return pid, pidfd
     finally:
@@ -330,15 +333,29 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned i
         free(cenvp)
 
 
-cdef _raise_spawn_error(ContainerPlan plan, SecurityPlan security, int err,
+def raise_child_report(ContainerPlan plan, bytes report, argv0, cwd, rlimit_names):
+    """Raise what a staged init reported over its exec fifo after the go (csrc/spawn.c,
+    stage_wait): a struct pc_child_error, as spawn() raises it; anything else is EPROTO."""
+    cdef pc_child_error cerr
+    memset(&cerr, 0, sizeof(cerr))
+    cerr.index = -1
+    if len(report) == sizeof(pc_child_error):
+        cerr.stage, cerr.err, cerr.index = struct.unpack("=iii", report)
+    if cerr.err <= 0:
+        raise ContainerSystemError(errno_codes.EPROTO, "the staged init sent "
+                                   f"{len(report)} bytes instead of its report")
+    _raise_spawn_error(plan, tuple(rlimit_names), cerr.err, cerr, [argv0], cwd, ())
+
+
+cdef _raise_spawn_error(ContainerPlan plan, tuple rlimit_names, int err,
                         pc_child_error cerr, argv, cwd, tuple ns_labels):
     cdef int stage = cerr.stage
     if stage == PC_STAGE_NONE:
         raise ContainerSystemError(err, "clone3")
     name = pc_stage_name(stage).decode()
     labels = plan.labels.get(name, ())
-    if name == "rlimits" and security is not None:
-        labels = security.rlimit_names
+    if name == "rlimits":
+        labels = rlimit_names
     elif name == "setns":
         labels = ns_labels
     what = ""

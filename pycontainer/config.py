@@ -359,6 +359,10 @@ class Config:
     networks: tuple = ()               # Network entries
     mounts: tuple = ()
     readonly_rootfs: bool = False
+    # The rootfs mount's propagation, set after pivot_root: a propagation option of
+    # MOUNT_FLAGS ("rslave": mounts made on the host below the rootfs reach the
+    # container). None: rprivate.
+    rootfs_propagation: Optional[str] = None
     env: tuple = DEFAULT_ENV
     cwd: str = "/"
     resources: Optional[Resources] = None
@@ -500,6 +504,11 @@ class Config:
             object.__setattr__(self, "capabilities", _build(Capabilities, caps, "capabilities"))
         elif caps is not None and not isinstance(caps, Capabilities):
             _bad("capabilities", caps, "expected a Capabilities or None")
+        if self.rootfs_propagation is not None and (
+                not isinstance(self.rootfs_propagation, str)
+                or MOUNT_FLAGS.get(self.rootfs_propagation, ("",))[0] != "prop"):
+            _bad("rootfs_propagation", self.rootfs_propagation, "expected one of " + ", ".join(
+                k for k, (kind, _) in MOUNT_FLAGS.items() if kind == "prop"))
         if not isinstance(self.no_new_privileges, bool):
             _bad("no_new_privileges", self.no_new_privileges, "expected True or False")
         if self.seccomp not in ("default", None):

@@ -29,7 +29,7 @@ import warnings
 import weakref
 
 from . import _core, events, namespaces, network
-from .config import ProcessConfig, Resources
+from .config import MOUNT_FLAGS, ProcessConfig, Resources
 from .devices import DEFAULT_RULES, DevicePolicy, DeviceRule
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
                      ContainerNotStoppedError, ContainerPausedError, ContainerSystemError,
@@ -174,6 +174,8 @@ def build_plan(config):
         rootfs_source="/" if host else config.rootfs,
         rootfs_target=None if host else config.rootfs,
         host_image=host, readonly_rootfs=host or config.readonly_rootfs,
+        rootfs_propagation=MOUNT_FLAGS[config.rootfs_propagation][1]
+        if config.rootfs_propagation else 0,
         hostname=config.hostname, domainname=config.domainname, mounts=mounts,
         devices=[(d.path, d.mode(), d.major, d.minor, d.uid, d.gid) for d in config.devices],
         sysctl=[(sysctl_path(k), v) for k, v in sorted(config.sysctl.items())],
@@ -203,7 +205,7 @@ def device_policy(config):
 def _device_policy(config):
     rules = list(DEFAULT_RULES if config.device_rules is None else config.device_rules)
     rules += [DeviceRule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm")
-              for d in config.devices]
+              for d in config.devices if d.type != "p"]   # a FIFO is no device
     return DevicePolicy(rules)
 
 
@@ -598,7 +600,9 @@ class Container:
 
     def exec(self):
         """Let the staged init run (runc's `start`): it opens the exec fifo, we read its
-        byte, and it execs. run_state() is RUNNING from here."""
+        byte, and it execs. run_state() is RUNNING from here. If it fails before its
+        program runs, this raises what start() would have (its stage and errno), and the
+        container has stopped."""
         with _Operation(self, "exec"):
             record = self._record("exec", mutable=True)
             state = self._state(record)
@@ -611,14 +615,21 @@ class Container:
             init_fd = self._init_pidfd(record)
             if init_fd is None:                 # it died since _state looked
                 raise ContainerNotRunningError("the container has stopped")
-            self._release(init_fd)
+            report = self._release(init_fd)
             os.unlink(os.path.join(self._dir, EXEC_FIFO))
-            del record.extra["staged"]
+            staged = record.extra.pop("staged")
             self._write(record)
+            if report:
+                select.select([init_fd], [], [])   # it exits right after its report
+                labels = staged if isinstance(staged, dict) else {}
+                _core.raise_child_report(self._plan, report, labels.get("argv0", "?"),
+                                         labels.get("cwd"), labels.get("rlimits", ()))
 
     def _release(self, init_pidfd, timeout=10.0):
         """Open the exec fifo for reading (which completes the init's open for writing)
-        and read its byte; fail if the init dies instead."""
+        and read its byte; fail if the init dies instead. Then read on until EOF, which
+        comes when the init execs (its end is close-on-exec) or exits: anything read
+        before it is the init's report of a failure, returned (b"": it exec'd)."""
         fd = os.open(os.path.join(self._dir, EXEC_FIFO), os.O_RDONLY | os.O_NONBLOCK |
                      os.O_CLOEXEC)
         try:
@@ -629,7 +640,7 @@ class Container:
             while True:
                 for ready, _ in poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
                     if ready == fd and os.read(fd, 1):
-                        return
+                        return self._read_report(fd)
                     if ready == init_pidfd:
                         raise ContainerNotRunningError("the staged init exited before exec")
                 if time.monotonic() >= deadline:
@@ -637,6 +648,21 @@ class Container:
                                                f"open {EXEC_FIFO} within {timeout} s")
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _read_report(fd):
+        """The released init's report on the fifo, until EOF. No time limit: as start()
+        waits for an unstaged init, this waits for the exec (or the exit) that ends it."""
+        report = b""
+        while True:
+            select.select([fd], [], [])
+            try:
+                data = os.read(fd, 64)
+            except BlockingIOError:
+                continue
+            if not data:
+                return report
+            report += data
 
     def _start_locked(self, process, staged=False):
         record = self._record("start", mutable=True)
@@ -700,6 +726,9 @@ class Container:
         record.extra["init_pidns"] = pidns_of(pid)
         # Lets an event stream that sees this init only after it was reaped find its status.
         record.extra["init_key"] = process_key(pidfd)
+        if staged:   # what exec() names when the init reports a failure after the go
+            staged = {"argv0": process.args[0], "cwd": args[3],
+                      "rlimits": list(security.rlimit_names if security is not None else ())}
         for key, value in (("staged", staged), ("veths", veths)):
             if value:
                 record.extra[key] = value

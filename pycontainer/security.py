@@ -184,8 +184,8 @@ class Device:
         if not isinstance(self.path, str) or not self.path.startswith("/dev/") \
                 or "\0" in self.path or "/../" in self.path + "/":
             _bad("devices.path", self.path, "expected an absolute path below /dev/")
-        if self.type not in ("c", "b", "u"):
-            _bad("devices.type", self.type, "expected 'c', 'u' or 'b'")
+        if self.type not in ("c", "b", "u", "p"):
+            _bad("devices.type", self.type, "expected 'c', 'u', 'b' or 'p' (a FIFO)")
         for name, hi in (("major", 0xFFFFFFFF), ("minor", 0xFFFFFFFF), ("file_mode", 0o7777),
                          ("uid", 0xFFFFFFFE), ("gid", 0xFFFFFFFE)):
             v = getattr(self, name)
@@ -193,7 +193,8 @@ class Device:
                 _bad(f"devices.{name}", v, f"expected an integer 0..{hi}")
 
     def mode(self):
-        return (0o060000 if self.type == "b" else 0o020000) | self.file_mode
+        kind = {"b": 0o060000, "p": 0o010000}.get(self.type, 0o020000)   # S_IFBLK, S_IFIFO, S_IFCHR
+        return kind | self.file_mode
 
 
 @dataclass(frozen=True)

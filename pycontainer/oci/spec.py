@@ -459,9 +459,7 @@ def _mount(where, dest, kind, source, options, bind, bundle_dir):
             r.fail(r.join(opath, j), opt, "recursive mount attributes are not supported")
         if opt in _UNSUPPORTED_OPTIONS:
             r.fail(r.join(opath, j), opt, "this mount option is not supported")
-        if opt not in MOUNT_FLAGS:
-            if bind:
-                r.fail(r.join(opath, j), opt, "not a bind mount option")
+        if opt not in MOUNT_FLAGS:     # data: passed to mount(2), which a bind ignores
             if "," in opt or not opt:
                 r.fail(r.join(opath, j), opt, "not a mount option")
         opts.append(opt)
@@ -526,11 +524,10 @@ def _linux(linux, kw, namespaces, container_id, warnings):
                 r.fail(r.join(r.join("linux", key), i), p, "expected an absolute path")
         kw[name] = tuple(paths)
     prop = r.string(linux, "linux", "rootfsPropagation", "")
-    if prop in ("slave", "rslave"):
-        warnings.append(f"linux.rootfsPropagation: {prop!r} applied as 'rprivate': mounts "
-                        "made on the host later do not reach the container")
-    elif prop not in ("", "private", "rprivate"):
-        r.fail("linux.rootfsPropagation", prop, "only private and rprivate are supported")
+    if prop and MOUNT_FLAGS.get(prop, ("",))[0] != "prop":
+        r.fail("linux.rootfsPropagation", prop, "expected shared, slave, private or "
+               "unbindable, or their r- (recursive) forms")
+    kw["rootfs_propagation"] = prop or None
     label = r.string(linux, "linux", "mountLabel", "")
     if label:
         warnings.append(f"linux.mountLabel: ignored ({label!r}): pycontainer has no SELinux "
@@ -574,12 +571,11 @@ def _devices(linux):
                   required=("path", "type"))
         path = r.string(d, where, "path", absolute=True)
         kind = r.string(d, where, "type")
-        if kind == "p":
-            r.fail(r.join(where, "type"), kind, "FIFO device nodes are not supported")
-        if kind not in ("c", "b", "u"):
+        if kind not in ("c", "b", "u", "p"):
             r.fail(r.join(where, "type"), kind, "expected c, b, u or p")
-        major = r.integer(d, where, "major", lo=0, hi=0xFFFFFFFF)
-        minor = r.integer(d, where, "minor", lo=0, hi=0xFFFFFFFF)
+        fifo = 0 if kind == "p" else r.MISSING     # a FIFO has no numbers
+        major = r.integer(d, where, "major", fifo, lo=0, hi=0xFFFFFFFF)
+        minor = r.integer(d, where, "minor", fifo, lo=0, hi=0xFFFFFFFF)
         mode = r.integer(d, where, "fileMode", None, lo=0, hi=0o7777)
         uid = r.uint32(d, where, "uid", 0)
         gid = r.uint32(d, where, "gid", 0)
@@ -879,6 +875,8 @@ def to_oci(config, process=None, container_id=None, hooks=None, annotations=None
             linux["seccomp"] = json.loads(json.dumps(config.seccomp))
     linux["maskedPaths"] = list(config.masked_paths)
     linux["readonlyPaths"] = list(config.readonly_paths)
+    if config.rootfs_propagation:
+        linux["rootfsPropagation"] = config.rootfs_propagation
     spec["linux"] = linux
     return spec
 

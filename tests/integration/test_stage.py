@@ -10,6 +10,7 @@ import pytest
 
 import pycontainer as pc
 from pycontainer.config import IdMap
+from pycontainer.security import Rlimit
 from helpers import read_pipes, settle
 
 ECHO = ["/bin/sh", "-c", "echo ran as $$ $(id -u)"]
@@ -182,3 +183,46 @@ def test_run_hook(factory, busybox_rootfs):
         c.destroy()
     assert exits.get(timeout=10) == -signal.SIGKILL
     factory.load("hooks").destroy()
+
+
+def test_staged_init_failing_after_the_go_fails_exec(factory, busybox_rootfs):
+    """What a staged init does after the go (the user switch, the cwd, exec) can still
+    fail: exec() raises it as start() would, with its stage and errno, and the container
+    has stopped with nothing left but its record. (A missing cwd is found only then.)"""
+    c, pid, exits, r = staged(factory, busybox_rootfs, cid="late", cwd="/nowhere")
+    try:
+        assert c.run_state() == pc.RunState.CREATED
+        with pytest.raises(pc.ContainerSystemError) as info:
+            c.exec()
+        e = info.value
+        assert (e.stage, e.errno) == ("cwd", 2)
+        assert str(e) == ("container 'late': exec: cwd: /nowhere: No such file or directory "
+                          "(ENOENT)")
+        assert exits.get(timeout=10) == 127
+        assert c.run_state() == pc.RunState.STOPPED and c.processes() == []
+        assert read_pipes([r])[0] == ""
+        assert os.listdir(os.path.join(factory.root, "late")) == ["state.json"]
+        with pytest.raises(pc.ContainerNotRunningError, match="has stopped"):
+            c.exec()
+    finally:
+        c.destroy()
+    assert not os.path.exists(os.path.join(factory.root, "late"))
+
+
+def test_staged_init_names_its_rlimit_after_the_go(factory, busybox_rootfs):
+    """The labels a report after the go needs come from the staged record: here a
+    process rlimit the init cannot set (nofile above fs.nr_open: EPERM, even for root)."""
+    with open("/proc/sys/fs/nr_open") as f:
+        too_many = int(f.read()) + 1
+    c = factory.create("rl", pc.Config(rootfs=busybox_rootfs))
+    c.stage(pc.ProcessConfig(args=["true"], rlimits=[Rlimit("RLIMIT_NOFILE", too_many,
+                                                             too_many)]))
+    try:
+        with pytest.raises(pc.ContainerSystemError) as info:
+            c.exec()
+        assert (info.value.stage, info.value.errno) == ("rlimits", 1)
+        assert str(info.value) == ("container 'rl': exec: rlimits: rlimits RLIMIT_NOFILE: "
+                                   "Operation not permitted (EPERM)")
+        assert c.run_state() == pc.RunState.STOPPED
+    finally:
+        c.destroy()

@@ -61,19 +61,19 @@ def test_terminal_excludes_stdio():
 
 @pytest.mark.parametrize("operation", ["start"])
 def test_terminal_failure_leaves_nothing(factory, busybox_rootfs, operation):
-    """RLIMIT_NOFILE 3, applied before the pty is opened: the child has closed every
-    inherited descriptor by then, so the pty gets 0 and 1, and moving the descriptors
-    into place (above 0-2 first) fails: stage `stdio`, EINVAL, no process, no fd. (A
-    staged init opens its pty before its limits apply, as runc's does, so this cannot
-    fail it.)"""
+    """A limit the child cannot set (nofile above fs.nr_open: EPERM), applied after the
+    pty is opened and its master sent: stage `rlimits`, no process, no fd. (A staged init
+    applies its limits after the go, so this cannot fail stage().)"""
     c = factory.create("notty", pc.Config(rootfs=busybox_rootfs))
-    nofile = pc.config.Rlimit("RLIMIT_NOFILE", 3, 3)
+    with open("/proc/sys/fs/nr_open") as f:
+        too_many = int(f.read()) + 1
+    nofile = pc.config.Rlimit("RLIMIT_NOFILE", too_many, too_many)
     try:
         with pytest.raises(pc.ContainerSystemError) as info:
             getattr(c, operation)(pc.ProcessConfig(args=["sh"], terminal=True,
                                                    rlimits=[nofile]))
-        assert (info.value.stage, info.value.errno) == ("stdio", errno.EINVAL)
-        assert f"container 'notty': {operation}: stdio:" in str(info.value)
+        assert (info.value.stage, info.value.errno) == ("rlimits", errno.EPERM)
+        assert f"container 'notty': {operation}: rlimits:" in str(info.value)
         assert c.processes() == []
     finally:
         c.destroy()

@@ -4,6 +4,7 @@ what it inherited of the caller's descriptors (the state directory's lock, the c
 directory of placement()), and `..` from there walked the host's filesystem or left the
 container's cgroup. Now no such path resolves: every process closes all it inherited but
 its own descriptors before it uses the cwd, and a cwd outside its root is refused."""
+import errno
 import json
 import os
 import subprocess
@@ -70,13 +71,17 @@ def test_cwd_through_a_passed_host_directory_is_refused(factory, busybox_rootfs,
 
 def test_staged_init_with_a_host_descriptor_cwd_never_runs(factory, busybox_rootfs):
     """A staged init reaches its cwd only after exec() released it: by then it holds its
-    stdio alone, so the path resolves to nothing and it ends before its program."""
+    stdio and the fifo it reports on alone, so the path resolves to nothing or to no
+    directory, it ends before its program, and exec() says so."""
     for fd in (3, 4, 5, 6, 7, 8):
         c = factory.create(f"cwd-staged-{fd}", pc.Config(rootfs=busybox_rootfs))
         try:
             _, exits = c.stage(pc.ProcessConfig(args=["/bin/sh", "-c", ESCAPE],
                                                 cwd=f"/proc/self/fd/{fd}"))
-            c.exec()
+            with pytest.raises(pc.ContainerSystemError) as info:
+                c.exec()
+            assert info.value.stage == "cwd"
+            assert info.value.errno in (errno.ENOENT, errno.ENOTDIR)
             assert exits.get(timeout=30) == 127
         finally:
             c.destroy()
