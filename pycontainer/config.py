@@ -393,9 +393,16 @@ class Config:
             if not isinstance(value, str) or len(value) > 64 or not _HOSTNAME.match(value):
                 _bad(name, value, "expected a host name of at most 64 characters [A-Za-z0-9.-]")
         self._check_namespaces()
-        if (self.hostname or self.domainname) and "uts" not in self.new_namespaces:
-            _bad("hostname", self.hostname, "setting a hostname needs the 'uts' namespace "
-                 "(a new one: a joined one is not the container's)")
+        # A joined uts namespace gets the name too (runc does so); from a new user
+        # namespace the init has no rights over a uts namespace it did not make.
+        if self.hostname or self.domainname:
+            what = "hostname" if self.hostname else "domainname"
+            if "uts" not in self.namespaces:
+                _bad(what, getattr(self, what), "setting a hostname needs the 'uts' namespace")
+            if "uts" in self.namespace_paths and "user" in self.namespaces:
+                _bad(what, getattr(self, what), "cannot be set in a joined uts namespace from "
+                     "a new user namespace (it has no rights there): leave it unset and set "
+                     "it in that namespace, or join without a new user namespace")
         self._check_networks()
         object.__setattr__(self, "mounts", _tuple_of(Mount, self.mounts, "mounts"))
         if not isinstance(self.readonly_rootfs, bool):

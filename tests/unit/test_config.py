@@ -8,6 +8,7 @@ import pytest
 
 import pycontainer as pc
 from pycontainer.config import DEFAULT_ENV, DEFAULT_NAMESPACES, NAMESPACES
+from pycontainer.security import IdMap
 
 
 @pytest.fixture
@@ -145,6 +146,20 @@ def test_config_hostname_needs_uts():
     with pytest.raises(pc.ConfigInvalidError) as ei:
         pc.Config(hostname="box", namespaces=("mount", "pid"))
     bad(ei, "hostname")
+
+
+def test_config_hostname_with_a_joined_uts_namespace():
+    c = pc.Config(hostname="box", namespaces={"mount": None, "pid": None,
+                                              "uts": "/proc/1/ns/uts"})
+    assert c.hostname == "box" and c.namespace_paths == {"uts": "/proc/1/ns/uts"}
+    # From a new user namespace the init could not set it: refused, saying what to do.
+    with pytest.raises(pc.ConfigInvalidError) as ei:
+        pc.Config(domainname="lan", namespaces={"mount": None, "pid": None, "user": None,
+                                                "uts": "/proc/1/ns/uts"},
+                  uid_mappings=[IdMap(0, 100000, 65536)],
+                  gid_mappings=[IdMap(0, 100000, 65536)])
+    bad(ei, "domainname")
+    assert "joined uts namespace" in str(ei.value)
 
 
 @pytest.mark.parametrize("value,field", [("/data", "mounts"), (5, "mounts"),
