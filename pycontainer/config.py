@@ -150,6 +150,7 @@ class Resources:
     cpu_quota: Optional[int] = None         # microseconds per period; -1 unlimited
     cpu_period: Optional[int] = None        # microseconds, 1000..1000000
     cpuset_cpus: Optional[str] = None       # "0-1,3"
+    cpuset_mems: Optional[str] = None       # memory (NUMA) nodes, same syntax: "0-1,3"
     pids_limit: Optional[int] = None        # max processes; -1 unlimited
     memory_reservation: Optional[int] = None   # bytes: v1 memory.soft_limit_in_bytes, v2 memory.low
     blkio_weight: Optional[int] = None      # 10..1000: v1 blkio(.bfq).weight, v2 io(.bfq).weight
@@ -169,9 +170,10 @@ class Resources:
         if self.cpu_quota != -1:
             _check_int("resources.cpu_quota", self.cpu_quota, 1000, _MAX_INT64)
         _check_int("resources.cpu_period", self.cpu_period, 1000, 1000000)
-        if self.cpuset_cpus is not None and (not isinstance(self.cpuset_cpus, str)
-                                             or not _CPUSET.match(self.cpuset_cpus)):
-            _bad("resources.cpuset_cpus", self.cpuset_cpus, "expected a cpu list such as '0-1,3'")
+        for name, what in (("cpuset_cpus", "cpu"), ("cpuset_mems", "memory node")):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not _CPUSET.match(value)):
+                _bad(f"resources.{name}", value, f"expected a {what} list such as '0-1,3'")
         if self.pids_limit != -1:
             _check_int("resources.pids_limit", self.pids_limit, 1, _MAX_INT64)
         _check_int("resources.memory_reservation", self.memory_reservation, 0, _MAX_INT64)

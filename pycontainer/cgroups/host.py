@@ -163,7 +163,7 @@ V1_CONTROLLERS = ("blkio", "cpu", "cpuacct", "cpuset", "devices", "hugetlb", "me
 KNOBS = {
     "memory": ("memory_limit", "memory_swap", "memory_reservation"),
     "cpu": ("cpu_shares", "cpu_quota", "cpu_period"),
-    "cpuset": ("cpuset_cpus",),
+    "cpuset": ("cpuset_cpus", "cpuset_mems"),
     "pids": ("pids_limit",),
     "blkio": ("blkio_weight",),
     "hugetlb": ("hugepage_limits",),

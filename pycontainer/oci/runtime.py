@@ -347,7 +347,7 @@ def _int_flag(text, flag):
 
 # runc's update flags: those pycontainer cannot apply (refused unless unset), and those it
 # maps onto a Resources field as an integer.
-_UNSUPPORTED_UPDATE_FLAGS = ("cpu_rt_period", "cpu_rt_runtime", "cpuset_mems", "kernel_memory",
+_UNSUPPORTED_UPDATE_FLAGS = ("cpu_rt_period", "cpu_rt_runtime", "kernel_memory",
                             "kernel_memory_tcp", "l3_cache_schema", "mem_bw_schema")
 _INT_UPDATE_FLAGS = (("cpu_share", "cpu_shares"), ("cpu_quota", "cpu_quota"),
                      ("cpu_period", "cpu_period"), ("pids_limit", "pids_limit"))
@@ -381,8 +381,9 @@ def _resource_changes(resources_file=None, flags=None):
     for flag, key in _INT_UPDATE_FLAGS:
         if flag in flags:
             changes[key] = _int_flag(flags[flag], flag.replace("_", "-"))
-    if "cpuset_cpus" in flags:
-        changes["cpuset_cpus"] = flags["cpuset_cpus"]
+    for key in ("cpuset_cpus", "cpuset_mems"):
+        if key in flags:
+            changes[key] = flags[key]
     if changes.get("pids_limit") is not None and changes["pids_limit"] <= 0:
         changes["pids_limit"] = -1
     if changes.get("memory_limit") == -1:

@@ -644,7 +644,7 @@ def resources_from_oci(value, warnings):
         kw["cpu_quota"] = quota
         kw["cpu_period"] = r.uint64(c, cp, "period", None) or None
         kw["cpuset_cpus"] = r.string(c, cp, "cpus", "") or None
-        _unsupported(c, cp, ("mems",), "cpuset memory nodes are not supported yet")
+        kw["cpuset_mems"] = r.string(c, cp, "mems", "") or None
         _unsupported(c, cp, ("burst", "realtimeRuntime", "realtimePeriod", "idle"))
     if d.get("pids") is not None:
         pp = r.join(path, "pids")
@@ -680,7 +680,8 @@ def resources_from_oci(value, warnings):
                   "resources.memory_limit": "memory.limit", "resources.memory_swap":
                   "memory.swap", "resources.cpu_shares": "cpu.shares", "resources.cpu_quota":
                   "cpu.quota", "resources.cpu_period": "cpu.period", "resources.cpuset_cpus":
-                  "cpu.cpus", "resources.pids_limit": "pids.limit"}
+                  "cpu.cpus", "resources.cpuset_mems": "cpu.mems",
+                  "resources.pids_limit": "pids.limit"}
         raise r.from_library(path, exc, fields) from None
 
 
@@ -780,7 +781,8 @@ def _resources_to_oci(res, rules):
         mem = {k: v for k, v in (("limit", res.memory_limit), ("swap", res.memory_swap),
                                  ("reservation", res.memory_reservation)) if v is not None}
         cpu = {k: v for k, v in (("shares", res.cpu_shares), ("quota", res.cpu_quota),
-                                 ("period", res.cpu_period), ("cpus", res.cpuset_cpus))
+                                 ("period", res.cpu_period), ("cpus", res.cpuset_cpus),
+                                 ("mems", res.cpuset_mems))
                if v is not None}
         if mem:
             out["memory"] = mem

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from test_cli import Cli, make_bundle, oci  # noqa: F401  (fixtures of the CLI tests)
+from test_cli import _cgroup_file, make_bundle, oci  # noqa: F401  (the CLI tests' fixtures)
 
 
 @pytest.fixture
@@ -34,3 +34,24 @@ def test_hostname_in_a_joined_uts_namespace(oci, make_bundle, uts_namespace):
                           capture_output=True, text=True, check=True).stdout
     assert seen == "joined-box\n"
     assert subprocess.run(["hostname"], capture_output=True, text=True).stdout != seen
+
+
+def test_cpuset_memory_nodes(oci, make_bundle):
+    """linux.resources.cpu.mems goes to cpuset.mems (this host's cpuset is cgroup v1; the
+    v2 writer: tests/unit/test_v2_writers.py). Node 0 is the one every host has, so the
+    value equals the parent's here: what is checked is that it is written and applies."""
+    def mutate(s):
+        s["linux"]["resources"]["cpu"] = {"cpus": "0", "mems": "0"}
+    b = make_bundle(mutate=mutate)
+    oci.ok("create", "-b", b, "--pid-file", str(oci.tmp / "pid"), "mems")
+    oci.ok("start", "mems")
+    pid = int((oci.tmp / "pid").read_text())
+    assert oci.state("mems")["status"] == "running"
+    assert (_cgroup_file(pid, "cpuset", "cpuset.cpus"),
+            _cgroup_file(pid, "cpuset", "cpuset.mems")) == ("0", "0")
+    status = oci.ok("exec", "mems", "grep", "_allowed_list:", "/proc/self/status").out
+    assert status.split() == ["Cpus_allowed_list:", "0", "Mems_allowed_list:", "0"]
+    oci.ok("update", "--cpuset-mems", "0", "mems")        # runc's flag, as runc takes it
+    oci.fails("update", "--cpuset-mems", "0-", "mems")
+    oci.ok("delete", "--force", "mems")
+    assert oci.ids() == []

@@ -360,6 +360,9 @@ def test_resources_defaults():
     (dict(cpuset_cpus="0-"), "resources.cpuset_cpus"),
     (dict(cpuset_cpus="0,,1"), "resources.cpuset_cpus"),
     (dict(cpuset_cpus=0), "resources.cpuset_cpus"),
+    (dict(cpuset_mems=""), "resources.cpuset_mems"),
+    (dict(cpuset_mems="0-"), "resources.cpuset_mems"),
+    (dict(cpuset_mems=0), "resources.cpuset_mems"),
     (dict(pids_limit=0), "resources.pids_limit"),
     (dict(pids_limit=-2), "resources.pids_limit"),
     (dict(pids_limit=False), "resources.pids_limit"),
@@ -376,7 +379,8 @@ def test_resources_rejects(kwargs, field):
     dict(memory_limit=64 << 20, memory_swap=64 << 20), dict(memory_swap=-1),
     dict(cpu_shares=2), dict(cpu_shares=262144), dict(cpu_quota=-1), dict(cpu_quota=1000),
     dict(cpu_period=1000), dict(cpu_period=1000000), dict(cpuset_cpus="0"),
-    dict(cpuset_cpus="0-1,3"), dict(pids_limit=-1), dict(pids_limit=1),
+    dict(cpuset_cpus="0-1,3"), dict(cpuset_mems="0"), dict(cpuset_mems="0-1,3"),
+    dict(pids_limit=-1), dict(pids_limit=1),
 ])
 def test_resources_accepts(kwargs):
     r = pc.Resources(**kwargs)
