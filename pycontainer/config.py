@@ -364,7 +364,12 @@ class Config:
     env: tuple = DEFAULT_ENV
     cwd: str = "/"
     resources: Optional[Resources] = None
+    # Where the container's cgroups go, in every hierarchy (absolute: from the root,
+    # relative: below the caller's own cgroup): cgroup_parent is the dir below which a
+    # cgroup named after the id is made; cgroup_path, the cgroup itself (as OCI's
+    # linux.cgroupsPath), which must not exist yet. Neither: <own>/pycontainer/<id>.
     cgroup_parent: Optional[str] = None
+    cgroup_path: Optional[str] = None
     # Isolation (see README "Security defaults"): safe unless asked otherwise.
     capabilities: Optional[Capabilities] = _IMAGE_CAPABILITIES   # None: keep every one
     no_new_privileges: bool = True
@@ -417,10 +422,18 @@ class Config:
                 object.__setattr__(self, "resources", _build(Resources, self.resources, "resources"))
             else:
                 _bad("resources", self.resources, "expected a Resources")
-        if self.cgroup_parent is not None:
-            _check_path("cgroup_parent", self.cgroup_parent, absolute=False)
-            if any(p in ("..", ".") for p in self.cgroup_parent.split("/")):
-                _bad("cgroup_parent", self.cgroup_parent, "must not contain '.' or '..' components")
+        for name in ("cgroup_parent", "cgroup_path"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_path(name, value, absolute=False)
+                if any(p in ("..", ".") for p in value.split("/")):
+                    _bad(name, value, "must not contain '.' or '..' components")
+        if self.cgroup_path is not None:
+            if not self.cgroup_path.strip("/"):
+                _bad("cgroup_path", self.cgroup_path, "expected a cgroup below the hierarchy's "
+                     "root, such as '/a/b/c'")
+            if self.cgroup_parent is not None:
+                _bad("cgroup_path", self.cgroup_path, "give cgroup_parent or cgroup_path, not both")
         self._check_security()
 
     def _check_namespaces(self):

@@ -60,7 +60,7 @@ class Running:
 
 # --- bundles and what only the host can answer -------------------------------------------
 
-def load_bundle(bundle_dir, args=None, container_id=None, missing_ok=False):
+def load_bundle(bundle_dir, args=None, missing_ok=False):
     """The spec.Bundle of `bundle_dir`/config.json, checked against this host (check_host).
     `args` (a list) replaces process.args. missing_ok: a bundle without config.json gets
     the built-in default (spec.builtin_bundle)."""
@@ -79,8 +79,7 @@ def load_bundle(bundle_dir, args=None, container_id=None, missing_ok=False):
     except OSError as exc:
         raise r.SpecError("config.json", r.MISSING, f"cannot read {path}: {exc.strerror}") \
             from None
-    bundle = parse_spec(r.load_json(data, "config.json"), bundle_dir, args=args,
-                        container_id=container_id)
+    bundle = parse_spec(r.load_json(data, "config.json"), bundle_dir, args=args)
     check_host(bundle)
     return bundle
 
@@ -442,7 +441,7 @@ class Runtime:
         where = f"container {container_id!r}: create"
         _check_preserved_fds(preserve_fds)
         _check_pid_file(pid_file, where)
-        bundle = load_bundle(bundle_dir or os.getcwd(), container_id=container_id)
+        bundle = load_bundle(bundle_dir or os.getcwd())
         _check_console(console_socket, bundle.terminal, "create", detached=True)
         container, started = self._create(container_id, bundle, console_socket, preserve_fds)
         if pid_file:
@@ -471,9 +470,8 @@ class Runtime:
         extra = oci_extra(bundle)
         hooks = bundle.hooks
         config = bundle.config
-        if self.nest_cgroups and config.cgroup_parent:
-            config = dataclasses.replace(config,
-                                         cgroup_parent=nested_parent(config.cgroup_parent))
+        if self.nest_cgroups and config.cgroup_path:
+            config = dataclasses.replace(config, cgroup_path=nested_parent(config.cgroup_path))
         container = self.factory.create(container_id, config, extra=extra)
         log.debug(f"created container {container_id!r} in {self.factory.root}")
         try:
@@ -548,8 +546,7 @@ class Runtime:
         where = f"container {container_id!r}: run"
         _check_preserved_fds(preserve_fds)
         _check_pid_file(pid_file, where)
-        bundle = load_bundle(bundle_dir or os.getcwd(), args=args, container_id=container_id,
-                             missing_ok=True)
+        bundle = load_bundle(bundle_dir or os.getcwd(), args=args, missing_ok=True)
         _check_console(console_socket, bundle.terminal, "run", detached=detach)
         container, started = self._create(container_id, bundle, console_socket, preserve_fds,
                                           reap=not detach)

@@ -233,6 +233,23 @@ def test_config_cgroup_parent_rejects(value):
     bad(ei, "cgroup_parent")
 
 
+@pytest.mark.parametrize("kwargs", [
+    dict(cgroup_path="/"), dict(cgroup_path="//"), dict(cgroup_path=""),
+    dict(cgroup_path="/a/../b"), dict(cgroup_path="a/./b"), dict(cgroup_path=5),
+    dict(cgroup_path="/a/b", cgroup_parent="/a"),
+])
+def test_config_cgroup_path_rejects(kwargs):
+    with pytest.raises(pc.ConfigInvalidError) as ei:
+        pc.Config(**kwargs)
+    bad(ei, "cgroup_path")
+
+
+def test_config_cgroup_path_round_trips():
+    for path in ("/a/b/c", "c", "a/c"):
+        c = pc.Config(cgroup_path=path)
+        assert pc.Config.from_dict(json.loads(json.dumps(c.to_dict()))).cgroup_path == path
+
+
 def test_config_cgroup_parent_relative_is_accepted():
     """Relative: below the caller's own cgroup (tests/integration/test_cgroups.py)."""
     assert pc.Config(cgroup_parent="a/b").cgroup_parent == "a/b"
