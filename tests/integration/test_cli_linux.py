@@ -86,9 +86,10 @@ def _dir_in(ctl, path):
 
 
 @pytest.fixture
-def cgroup_tops():
+def cgroup_tops(oci):
     """Removes the cgroup parents a test's cgroupsPaths made (destroy leaves parents, as
-    for Config.cgroup_parent): register (controller, path of the topmost) pairs."""
+    for Config.cgroup_parent): register (controller, path of the topmost) pairs. After
+    `oci` has deleted what a failed test left."""
     tops = []
     yield tops.append
     for ctl, path in tops:
