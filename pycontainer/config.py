@@ -150,6 +150,7 @@ class Resources:
     cpu_quota: Optional[int] = None         # microseconds per period; -1 unlimited
     cpu_period: Optional[int] = None        # microseconds, 1000..1000000
     cpuset_cpus: Optional[str] = None       # "0-1,3"
+    cpuset_mems: Optional[str] = None       # memory (NUMA) nodes, same syntax: "0-1,3"
     pids_limit: Optional[int] = None        # max processes; -1 unlimited
     memory_reservation: Optional[int] = None   # bytes: v1 memory.soft_limit_in_bytes, v2 memory.low
     blkio_weight: Optional[int] = None      # 10..1000: v1 blkio(.bfq).weight, v2 io(.bfq).weight
@@ -169,9 +170,10 @@ class Resources:
         if self.cpu_quota != -1:
             _check_int("resources.cpu_quota", self.cpu_quota, 1000, _MAX_INT64)
         _check_int("resources.cpu_period", self.cpu_period, 1000, 1000000)
-        if self.cpuset_cpus is not None and (not isinstance(self.cpuset_cpus, str)
-                                             or not _CPUSET.match(self.cpuset_cpus)):
-            _bad("resources.cpuset_cpus", self.cpuset_cpus, "expected a cpu list such as '0-1,3'")
+        for name, what in (("cpuset_cpus", "cpu"), ("cpuset_mems", "memory node")):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not _CPUSET.match(value)):
+                _bad(f"resources.{name}", value, f"expected a {what} list such as '0-1,3'")
         if self.pids_limit != -1:
             _check_int("resources.pids_limit", self.pids_limit, 1, _MAX_INT64)
         _check_int("resources.memory_reservation", self.memory_reservation, 0, _MAX_INT64)
@@ -366,7 +368,12 @@ class Config:
     env: tuple = DEFAULT_ENV
     cwd: str = "/"
     resources: Optional[Resources] = None
+    # Where the container's cgroups go, in every hierarchy (absolute: from the root,
+    # relative: below the caller's own cgroup): cgroup_parent is the dir below which a
+    # cgroup named after the id is made; cgroup_path, the cgroup itself (as OCI's
+    # linux.cgroupsPath), which must not exist yet. Neither: <own>/pycontainer/<id>.
     cgroup_parent: Optional[str] = None
+    cgroup_path: Optional[str] = None
     # Isolation (see README "Security defaults"): safe unless asked otherwise.
     capabilities: Optional[Capabilities] = _IMAGE_CAPABILITIES   # None: keep every one
     no_new_privileges: bool = True
@@ -397,9 +404,16 @@ class Config:
             if not isinstance(value, str) or len(value) > 64 or not _HOSTNAME.match(value):
                 _bad(name, value, "expected a host name of at most 64 characters [A-Za-z0-9.-]")
         self._check_namespaces()
-        if (self.hostname or self.domainname) and "uts" not in self.new_namespaces:
-            _bad("hostname", self.hostname, "setting a hostname needs the 'uts' namespace "
-                 "(a new one: a joined one is not the container's)")
+        # A joined uts namespace gets the name too (runc does so); from a new user
+        # namespace the init has no rights over a uts namespace it did not make.
+        if self.hostname or self.domainname:
+            what = "hostname" if self.hostname else "domainname"
+            if "uts" not in self.namespaces:
+                _bad(what, getattr(self, what), "setting a hostname needs the 'uts' namespace")
+            if "uts" in self.namespace_paths and "user" in self.namespaces:
+                _bad(what, getattr(self, what), "cannot be set in a joined uts namespace from "
+                     "a new user namespace (it has no rights there): leave it unset and set "
+                     "it in that namespace, or join without a new user namespace")
         self._check_networks()
         object.__setattr__(self, "mounts", _tuple_of(Mount, self.mounts, "mounts"))
         if not isinstance(self.readonly_rootfs, bool):
@@ -412,10 +426,18 @@ class Config:
                 object.__setattr__(self, "resources", _build(Resources, self.resources, "resources"))
             else:
                 _bad("resources", self.resources, "expected a Resources")
-        if self.cgroup_parent is not None:
-            _check_path("cgroup_parent", self.cgroup_parent, absolute=False)
-            if any(p in ("..", ".") for p in self.cgroup_parent.split("/")):
-                _bad("cgroup_parent", self.cgroup_parent, "must not contain '.' or '..' components")
+        for name in ("cgroup_parent", "cgroup_path"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_path(name, value, absolute=False)
+                if any(p in ("..", ".") for p in value.split("/")):
+                    _bad(name, value, "must not contain '.' or '..' components")
+        if self.cgroup_path is not None:
+            if not self.cgroup_path.strip("/"):
+                _bad("cgroup_path", self.cgroup_path, "expected a cgroup below the hierarchy's "
+                     "root, such as '/a/b/c'")
+            if self.cgroup_parent is not None:
+                _bad("cgroup_path", self.cgroup_path, "give cgroup_parent or cgroup_path, not both")
         self._check_security()
 
     def _check_namespaces(self):

@@ -58,7 +58,7 @@ def rootless_config(config, container_id, scope):
             config, namespaces=("user",) + tuple(config.namespaces),
             uid_mappings=(IdMap(0, os.geteuid(), 1),), gid_mappings=(IdMap(0, os.getegid(), 1),))
     if config.resources is not None and not cgroups.delegated(container_id, config.cgroup_parent,
-                                                              scope):
+                                                              scope, config.cgroup_path):
         raise ConfigInvalidError("resources", config.resources,
                                  f"no cgroups are delegated to uid {os.geteuid()}: "
                                  "limits cannot be enforced", container_id=container_id,
@@ -250,6 +250,9 @@ class Factory:
                 network.check_available()
             except ContainerError as exc:
                 raise in_context(exc, container_id, "create") from None
+        if config.cgroup_path is not None and not (rootless and not cgroups.delegated(
+                container_id, path=config.cgroup_path)):
+            self._check_cgroup_path_free(container_id, config.cgroup_path)
         root_fd = self._open_root(container_id, "create", create=True)
         try:
             try:
@@ -274,19 +277,41 @@ class Factory:
         finally:
             os.close(root_fd)
 
+    def _check_cgroup_path_free(self, container_id, path):
+        """An exact cgroup path must be a new cgroup: EBUSY, naming the container of this
+        root that uses it when there is one, before anything is made. (The manager's
+        create() checks again, for a container made meanwhile.)"""
+        taken = cgroups.new_manager(container_id, path=path).existing()
+        if not taken:
+            return
+        user = None
+        for other in self.list():
+            try:
+                if set(self.load(other).internal.cgroups.dirs()) & set(taken):
+                    user = other
+                    break
+            except ContainerError:
+                continue                 # being created or destroyed, or damaged
+        what = f"container {user!r} uses it" if user is not None else \
+            f"cgroup {taken[0]} exists already: pycontainer does not take over cgroups it " \
+            "did not make"
+        raise ContainerSystemError(errno.EBUSY, f"cgroup path {path}: {what}",
+                                   container_id=container_id, operation="create")
+
     def _create_in(self, dir_fd, root_fd, state_dir, container_id, config, extra, rootless):
         manager = None
         try:
             fcntl.flock(dir_fd, fcntl.LOCK_EX)
             if rootless and not cgroups.delegated(container_id, config.cgroup_parent,
-                                                  self._cgroup_scope):
+                                                  self._cgroup_scope, config.cgroup_path):
                 manager = cgroups.NullManager(container_id)
                 warnings.warn(f"container {container_id!r}: no cgroups are delegated to "
                               f"uid {os.geteuid()}; running without cgroups (no limits, "
                               "pause, or cgroup statistics)", RuntimeWarning, stacklevel=3)
             else:
                 manager = cgroups.new_manager(container_id, config.cgroup_parent,
-                                              config.resources, self._cgroup_scope)
+                                              config.resources, self._cgroup_scope,
+                                              config.cgroup_path)
             # The record first: if this process dies while making the cgroups, the
             # container can still be loaded and destroyed by anyone.
             record = StateRecord(id=container_id, nonce=secrets.token_hex(8),
@@ -329,7 +354,8 @@ class Factory:
             config = Config.from_dict(record.config)
             # The cgroups the record names must be those create() made for this id.
             manager = cgroups.load_manager(record.cgroups, container_id, config.cgroup_parent,
-                                           self._cgroup_scope, config.resources)
+                                           self._cgroup_scope, config.resources,
+                                           config.cgroup_path)
             return Container(state_dir, record, config, manager=manager)
         except RecursionError:
             raise StateInvalidError(f"{os.path.join(state_dir, STATE_FILE)}: nested too deeply",
@@ -393,14 +419,16 @@ class Factory:
     def _damaged_manager(self, dir_fd, name, container_id, not_ours):
         """The cgroups of a container that cannot be loaded: those its record names when it
         can still be read and they are where create() put them, else where create() puts
-        them by default (a container made with Config.cgroup_parent cannot be found then)."""
+        them by default (a container made with Config.cgroup_parent or cgroup_path cannot
+        be found then)."""
         if not not_ours:
             try:
                 record = read_state(os.path.join(self.root, name), container_id, dir_fd=dir_fd)
-                parent = record.config.get("cgroup_parent")
+                parent, path = (record.config.get(k) for k in ("cgroup_parent", "cgroup_path"))
                 return cgroups.load_manager(record.cgroups, container_id,
                                             parent if isinstance(parent, str) else None,
-                                            self._cgroup_scope)
+                                            self._cgroup_scope,
+                                            path=path if isinstance(path, str) else None)
             except ContainerError:
                 pass
         return cgroups.new_manager(container_id, scope=self._cgroup_scope)

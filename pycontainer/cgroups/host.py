@@ -10,9 +10,10 @@ detect() reads /proc/self/mountinfo and /proc/self/cgroup once; PYCONTAINER_CGRO
 makes it ignore the cgroup2 mount, so a hybrid host can exercise the pure-v1 paths for real.
 
 Container cgroups are created only below the caller's own cgroup (default parent: a
-`pycontainer` child of it in each hierarchy) or below an explicit parent (parent_dirs);
-a stored record is only believed when it names such dirs (check_dirs). cgroups this
-package did not create are never moved, written or removed.
+`pycontainer` child of it in each hierarchy), below an explicit parent (parent_dirs), or
+at an exact path (Config.cgroup_path: a parent and the path's last component as the
+name); a stored record is only believed when it names such dirs (check_dirs). cgroups
+this package did not create are never moved, written or removed.
 """
 from __future__ import annotations
 
@@ -163,7 +164,7 @@ V1_CONTROLLERS = ("blkio", "cpu", "cpuacct", "cpuset", "devices", "hugetlb", "me
 KNOBS = {
     "memory": ("memory_limit", "memory_swap", "memory_reservation"),
     "cpu": ("cpu_shares", "cpu_quota", "cpu_period"),
-    "cpuset": ("cpuset_cpus",),
+    "cpuset": ("cpuset_cpus", "cpuset_mems"),
     "pids": ("pids_limit",),
     "blkio": ("blkio_weight",),
     "hugetlb": ("hugepage_limits",),
@@ -214,16 +215,30 @@ def scoped_name(container_id, scope=None):
     return f"{scope}-{name}" if scope else name
 
 
-def container_dirs(container_id, parent=None, scope=None):
+def split_path(path):
+    """(parent, name) of an exact cgroup path, parent as container_dirs takes it:
+    "/a/b/c" -> ("/a/b", "c"), "/c" -> ("/", "c"), "a/c" -> ("a", "c"), "c" -> ("", "c")
+    ("": the caller's own cgroup)."""
+    parts = [p for p in path.split("/") if p]
+    parent = "/".join(parts[:-1])
+    return ("/" + parent if path.startswith("/") else parent), parts[-1]
+
+
+def container_dirs(container_id, parent=None, scope=None, path=None):
     """(name, v2 dir or None, {v1 controller: dir}) of a new container's cgroups. Touches
     no file.
 
     parent None: <own cgroup>/pycontainer/<name> in each hierarchy. Otherwise an absolute
     `parent` is a path from each hierarchy's root ("/a/b" -> <mountpoint>/a/b/<name>), a
     relative one a path below the caller's own cgroup in each hierarchy, as runc takes a
-    relative cgroupsPath ("a/b" -> <mountpoint>/<own>/a/b/<name>)."""
+    relative cgroupsPath ("a/b" -> <mountpoint>/<own>/a/b/<name>). `path` (exact, read
+    the same way) replaces both: its last component is the name ("/a/b/c" ->
+    <mountpoint>/a/b/c), neither the id nor the scope."""
     host = detect()
-    name = scoped_name(container_id, scope)
+    if path is not None:
+        parent, name = split_path(path)
+    else:
+        name = scoped_name(container_id, scope)
     parents = parent_dirs(host, parent)
     v1_dirs = {c: os.path.join(d, name) for c, d in parents.items() if c is not None}
     unified = os.path.join(parents[None], name) if None in parents else None
@@ -262,11 +277,11 @@ def parent_dirs(host, parent):
     return dirs
 
 
-def delegated(container_id, parent=None, scope=None):
+def delegated(container_id, parent=None, scope=None, path=None):
     """Whether this (unprivileged) process may make the container's cgroups: it must be
     able to write the directory they would go in, or the nearest one that exists."""
     try:
-        _, unified, v1_dirs = container_dirs(container_id, parent, scope)
+        _, unified, v1_dirs = container_dirs(container_id, parent, scope, path)
     except ContainerSystemError:
         return False
     for path in {unified, *v1_dirs.values()} - {None}:
@@ -329,7 +344,8 @@ def check_dir(path, h, name, parent, what):
     parent itself. An absolute `parent` gives that parent dir exactly; the default and
     a relative parent are below the creator's own cgroup, which need not be the caller's
     (a CLI run from another session), so for them the parent dir must end in
-    "pycontainer" (or the relative parent) somewhere below the mount."""
+    "pycontainer" (or the relative parent) somewhere below the mount ("": the creator's
+    own cgroup, anywhere in the hierarchy)."""
     slashed = path + "/" if isinstance(path, str) else ""
     if slashed[:1] != "/" or slashed[-2:] == "//" or "\0" in slashed or "//" in slashed \
             or "/./" in slashed or "/../" in slashed:
@@ -344,8 +360,10 @@ def check_dir(path, h, name, parent, what):
         except ContainerSystemError:
             ok = False
     else:
-        tail = "/" + (DEFAULT_PARENT if parent is None else parent.strip("/"))
-        ok = base.startswith(mount + "/") and (base == mount + tail or base.endswith(tail))
+        rel = DEFAULT_PARENT if parent is None else parent.strip("/")
+        tail = "/" + rel if rel else ""
+        below = base.startswith(mount + "/") or (not rel and base == mount)
+        ok = below and (base == mount + tail or base.endswith(tail))
     if not ok:
         raise ValueError(f"{what} dir {path!r} is not below the container's cgroup parent "
-                         f"({parent or DEFAULT_PARENT!r}) in {h.mountpoint}")
+                         f"({DEFAULT_PARENT if parent is None else parent!r}) in {h.mountpoint}")

@@ -39,7 +39,7 @@ from ..stats import CgroupStats, CpuStats
 from . import v1, v2
 from .fs import FREEZING, FROZEN, THAWED, list_procs, parse_int, read_text, remove_cgroup, \
     write_lines
-from .host import KNOBS, check_dirs, container_dirs, scoped_name
+from .host import KNOBS, check_dirs, container_dirs, scoped_name, split_path
 
 
 class FreezerWatch(NamedTuple):
@@ -48,25 +48,29 @@ class FreezerWatch(NamedTuple):
     path: str | None
 
 
-def new_manager(container_id, parent=None, resources=None, scope=None):
-    """The manager of a new container's cgroups (where: host.container_dirs). Touches no
-    file: create() makes them and applies `resources`."""
-    name, unified, v1_dirs = container_dirs(container_id, parent, scope)
+def new_manager(container_id, parent=None, resources=None, scope=None, path=None):
+    """The manager of a new container's cgroups (where: host.container_dirs; `path`: the
+    Config's exact cgroup_path). Touches no file: create() makes them and applies
+    `resources`."""
+    name, unified, v1_dirs = container_dirs(container_id, parent, scope, path)
     return CgroupManager(container_id, name, unified, v1_dirs, resources,
-                         default_parent=parent is None)
+                         default_parent=parent is None and path is None,
+                         exact=path is not None)
 
 
-def load_manager(record, container_id=None, parent=None, scope=None, resources=None):
+def load_manager(record, container_id=None, parent=None, scope=None, resources=None,
+                 path=None):
     """The manager described by CgroupManager.to_record(). Touches no file.
 
     With `container_id` (every load of a stored container), the record is not trusted: it
-    must name the cgroups new_manager(container_id, parent, scope=scope) would have made,
-    each hierarchy's dir being <that container's parent there>/<our name for the id>, and
-    nothing else (see host.check_dir). `parent` and `scope` are the caller's (the Config's
-    cgroup_parent, the Factory's scope), never the record's. Without it the caller
-    vouches for the paths (tests of fake trees). `resources`: the container's limits, as
-    its Config holds them (the record does not repeat them; a "resources" key that
-    records of earlier versions carry is ignored)."""
+    must name the cgroups new_manager(container_id, parent, scope=scope, path=path) would
+    have made, each hierarchy's dir being <that container's parent there>/<our name for
+    the id> (with `path`: <the path's parent there>/<its last component>), and nothing
+    else (see host.check_dir). `parent`, `scope` and `path` are the caller's (the Config's
+    cgroup_parent and cgroup_path, the Factory's scope), never the record's. Without it
+    the caller vouches for the paths (tests of fake trees). `resources`: the container's
+    limits, as its Config holds them (the record does not repeat them; a "resources" key
+    that records of earlier versions carry is ignored)."""
     try:
         if not isinstance(record, dict):
             raise ValueError("not an object")
@@ -80,16 +84,23 @@ def load_manager(record, container_id=None, parent=None, scope=None, resources=N
             raise ValueError("unknown version")
         unified, v1_dirs = record.get("unified"), dict(record.get("v1") or {})
         default_parent = bool(record.get("default_parent"))
+        exact = bool(record.get("exact"))
         if container_id is not None:
             if record.get("id") != container_id:
                 raise ValueError("the id is not the container's")
-            name = scoped_name(container_id, scope)
+            if exact != (path is not None):
+                raise ValueError("made at an exact cgroup path" if exact else
+                                 "not made at the config's exact cgroup path")
+            if path is not None:
+                parent, name = split_path(path)
+            else:
+                name = scoped_name(container_id, scope)
             if record.get("name") != name:
                 raise ValueError(f"the name is not {name!r}")
             check_dirs(unified, v1_dirs, name, parent)
             default_parent = parent is None
         return CgroupManager(record["id"], record["name"], unified, v1_dirs, resources,
-                             default_parent=default_parent)
+                             default_parent=default_parent, exact=exact)
     except RecursionError:
         raise ContainerSystemError(errno.EINVAL, "bad cgroup record: nested too deeply") from None
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
@@ -104,7 +115,7 @@ class CgroupManager:
     Co-mounted v1 controllers (cpu,cpuacct) map to the same dir."""
 
     def __init__(self, container_id, name, unified, v1_dirs, resources=None,
-                 default_parent=False):
+                 default_parent=False, exact=False):
         self.container_id = container_id
         self.name = name
         self.unified = unified
@@ -113,6 +124,11 @@ class CgroupManager:
         # True when the parents are the `pycontainer` dirs this package owns, which
         # create() may prepare (cpuset values, subtree_control) even if they pre-exist.
         self.default_parent = default_parent
+        # True at an exact path (Config.cgroup_path), which another container or program
+        # may hold: create() refuses dirs that exist, and after a failed create() destroy()
+        # leaves alone what this manager did not make.
+        self.exact = exact
+        self._failed_create = False
         self._freezer_fds = None
         # Guards the kept freezer descriptors: a thread closing them (the container was
         # found gone) must not free a number another is reading or writing through.
@@ -122,9 +138,12 @@ class CgroupManager:
         return f"CgroupManager({self.container_id!r}, unified={self.unified!r}, v1={self.v1!r})"
 
     def to_record(self):
-        return {"version": 1, "id": self.container_id, "name": self.name,
-                "default_parent": self.default_parent, "unified": self.unified,
-                "v1": dict(self.v1)}
+        record = {"version": 1, "id": self.container_id, "name": self.name,
+                  "default_parent": self.default_parent, "unified": self.unified,
+                  "v1": dict(self.v1)}
+        if self.exact:
+            record["exact"] = True
+        return record
 
     # -- which dir does what --
 
@@ -156,9 +175,13 @@ class CgroupManager:
     def create(self, device_rules=None):
         """mkdir every dir (and missing parents), prepare parents, apply resources and the
         device policy (a devices.DevicePolicy or DeviceRules; None: leave devices alone).
-        On any failure every dir this call made is removed again."""
+        On any failure every dir this call made is removed again. At an exact path, a dir
+        that exists already is refused (EBUSY) before any is made: it is another
+        container's or program's."""
         made = []
         try:
+            if self.exact:
+                self._refuse_existing()
             for path in self.dirs():
                 try:
                     os.mkdir(path, 0o755)
@@ -168,6 +191,10 @@ class CgroupManager:
                         os.mkdir(path, 0o755)
                     except OSError as exc:
                         raise ContainerSystemError(exc.errno, f"mkdir {path}") from None
+                except FileExistsError:
+                    if self.exact:              # made by someone else since the check
+                        raise self._busy(path) from None
+                    raise ContainerSystemError(errno.EEXIST, f"mkdir {path}") from None
                 except OSError as exc:
                     raise ContainerSystemError(exc.errno, f"mkdir {path}") from None
                 made.append(path)
@@ -181,7 +208,22 @@ class CgroupManager:
                     os.rmdir(path)
                 except OSError:
                     pass      # a parent another container started using meanwhile stays
+            self._failed_create = self.exact
             raise self._err(exc, "create cgroups") from None
+
+    def existing(self):
+        """The container's dirs that exist now."""
+        return [d for d in self.dirs() if os.path.isdir(d)]
+
+    def _busy(self, path):
+        return ContainerSystemError(errno.EBUSY, f"cgroup {path} exists already (a container's "
+                                    "cgroup path must be a new cgroup: pycontainer does not "
+                                    "take over cgroups it did not make)")
+
+    def _refuse_existing(self):
+        taken = self.existing()
+        if taken:
+            raise self._busy(taken[0])
 
     def _prepare_parents(self, made):
         """New v2 parents must delegate controllers to their children (cgroup.subtree_control),
@@ -435,8 +477,11 @@ class CgroupManager:
 
     def destroy(self, init=None):
         """Kill everything, then rmdir every container dir. Idempotent; works on a
-        half-created manager. The shared parents stay."""
+        half-created manager. The shared parents stay. After a failed create() at an exact
+        path, nothing: create() removed what it made, and the rest is not the container's."""
         self.close()
+        if self._failed_create:
+            return
         if os.path.isdir(self._placement_dir()):
             self.kill_all()
         try:

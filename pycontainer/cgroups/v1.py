@@ -77,6 +77,8 @@ def write_cpu(d, r):
 def write_cpuset(d, r):
     if r.cpuset_cpus is not None:
         write_text(os.path.join(d, "cpuset.cpus"), r.cpuset_cpus)
+    if r.cpuset_mems is not None:
+        write_text(os.path.join(d, "cpuset.mems"), r.cpuset_mems)
 
 
 def write_pids(d, r):

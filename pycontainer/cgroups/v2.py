@@ -91,9 +91,11 @@ def write_cpu(d, r):
 
 
 def write_cpuset(d, r):
-    # Unlike v1, an empty cpuset.cpus in v2 means "the parent's": no copying needed.
+    # Unlike v1, an empty cpuset.cpus/mems in v2 means "the parent's": no copying needed.
     if r.cpuset_cpus is not None:
         _write(d, "cpuset.cpus", r.cpuset_cpus)
+    if r.cpuset_mems is not None:
+        _write(d, "cpuset.mems", r.cpuset_mems)
 
 
 def write_pids(d, r):

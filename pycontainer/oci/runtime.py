@@ -60,7 +60,7 @@ class Running:
 
 # --- bundles and what only the host can answer -------------------------------------------
 
-def load_bundle(bundle_dir, args=None, container_id=None, missing_ok=False):
+def load_bundle(bundle_dir, args=None, missing_ok=False):
     """The spec.Bundle of `bundle_dir`/config.json, checked against this host (check_host).
     `args` (a list) replaces process.args. missing_ok: a bundle without config.json gets
     the built-in default (spec.builtin_bundle)."""
@@ -79,8 +79,7 @@ def load_bundle(bundle_dir, args=None, container_id=None, missing_ok=False):
     except OSError as exc:
         raise r.SpecError("config.json", r.MISSING, f"cannot read {path}: {exc.strerror}") \
             from None
-    bundle = parse_spec(r.load_json(data, "config.json"), bundle_dir, args=args,
-                        container_id=container_id)
+    bundle = parse_spec(r.load_json(data, "config.json"), bundle_dir, args=args)
     check_host(bundle)
     return bundle
 
@@ -347,7 +346,7 @@ def _int_flag(text, flag):
 
 # runc's update flags: those pycontainer cannot apply (refused unless unset), and those it
 # maps onto a Resources field as an integer.
-_UNSUPPORTED_UPDATE_FLAGS = ("cpu_rt_period", "cpu_rt_runtime", "cpuset_mems", "kernel_memory",
+_UNSUPPORTED_UPDATE_FLAGS = ("cpu_rt_period", "cpu_rt_runtime", "kernel_memory",
                             "kernel_memory_tcp", "l3_cache_schema", "mem_bw_schema")
 _INT_UPDATE_FLAGS = (("cpu_share", "cpu_shares"), ("cpu_quota", "cpu_quota"),
                      ("cpu_period", "cpu_period"), ("pids_limit", "pids_limit"))
@@ -381,8 +380,9 @@ def _resource_changes(resources_file=None, flags=None):
     for flag, key in _INT_UPDATE_FLAGS:
         if flag in flags:
             changes[key] = _int_flag(flags[flag], flag.replace("_", "-"))
-    if "cpuset_cpus" in flags:
-        changes["cpuset_cpus"] = flags["cpuset_cpus"]
+    for key in ("cpuset_cpus", "cpuset_mems"):
+        if key in flags:
+            changes[key] = flags[key]
     if changes.get("pids_limit") is not None and changes["pids_limit"] <= 0:
         changes["pids_limit"] = -1
     if changes.get("memory_limit") == -1:
@@ -441,7 +441,7 @@ class Runtime:
         where = f"container {container_id!r}: create"
         _check_preserved_fds(preserve_fds)
         _check_pid_file(pid_file, where)
-        bundle = load_bundle(bundle_dir or os.getcwd(), container_id=container_id)
+        bundle = load_bundle(bundle_dir or os.getcwd())
         _check_console(console_socket, bundle.terminal, "create", detached=True)
         container, started = self._create(container_id, bundle, console_socket, preserve_fds)
         if pid_file:
@@ -470,9 +470,8 @@ class Runtime:
         extra = oci_extra(bundle)
         hooks = bundle.hooks
         config = bundle.config
-        if self.nest_cgroups and config.cgroup_parent:
-            config = dataclasses.replace(config,
-                                         cgroup_parent=nested_parent(config.cgroup_parent))
+        if self.nest_cgroups and config.cgroup_path:
+            config = dataclasses.replace(config, cgroup_path=nested_parent(config.cgroup_path))
         container = self.factory.create(container_id, config, extra=extra)
         log.debug(f"created container {container_id!r} in {self.factory.root}")
         try:
@@ -547,8 +546,7 @@ class Runtime:
         where = f"container {container_id!r}: run"
         _check_preserved_fds(preserve_fds)
         _check_pid_file(pid_file, where)
-        bundle = load_bundle(bundle_dir or os.getcwd(), args=args, container_id=container_id,
-                             missing_ok=True)
+        bundle = load_bundle(bundle_dir or os.getcwd(), args=args, missing_ok=True)
         _check_console(console_socket, bundle.terminal, "run", detached=detach)
         container, started = self._create(container_id, bundle, console_socket, preserve_fds,
                                           reap=not detach)

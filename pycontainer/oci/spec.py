@@ -24,11 +24,10 @@ What maps where:
 - ``mounts``: /proc, /dev, /dev/pts, /dev/shm, /dev/mqueue and /sys are always made by
   pycontainer: a mount of the same type there is the built-in one (a warning when it asks
   for options the built-in lacks). A cgroup mount is not supported (warning: not mounted).
-- ``linux.cgroupsPath`` "/a/b/c": the container's cgroup goes below "/a/b" (Config's
-  cgroup_parent), named after the container id as every pycontainer cgroup is (so
-  "/a/b/<id>": the same as runc's when the last component is the id, as podman and
-  containerd make it). A relative path is taken below the runtime's own cgroup, as runc
-  does. The systemd form "slice:prefix:name" is refused.
+- ``linux.cgroupsPath`` is the container's cgroup exactly (Config's cgroup_path), as
+  runc and crun take it: "/a/b/c" from each hierarchy's root, "a/b/c" below the
+  runtime's own cgroup. It must not exist yet (another container's is refused). The
+  systemd form "slice:prefix:name" is refused: pycontainer manages cgroupfs directly.
 - ``linux.namespaces``: without a path each is a new namespace; with a path the container
   joins it (net, ipc, uts, cgroup: Config.namespace_paths).
 """
@@ -168,7 +167,7 @@ def builtin_bundle(bundle_dir, args=None):
                   process=spec.process_config(), process_spec=spec, rootfs="/")
 
 
-def parse_spec(doc, bundle_dir, args=None, container_id=None):
+def parse_spec(doc, bundle_dir, args=None):
     """A config.json document (already decoded) -> Bundle."""
     warnings = []
     d = r.obj(doc, "", _TOP, required=("ociVersion",))
@@ -205,7 +204,7 @@ def parse_spec(doc, bundle_dir, args=None, container_id=None):
     if PDEATHSIG_ANNOTATION in annotations:
         kw["pdeathsig"] = _signal(annotations[PDEATHSIG_ANNOTATION],
                                   f"annotations.{PDEATHSIG_ANNOTATION}")
-    _linux(linux, kw, namespaces, container_id, warnings)
+    _linux(linux, kw, namespaces, warnings)
     kw.setdefault("masked_paths", ())
     kw.setdefault("readonly_paths", ())
     kw.setdefault("seccomp", None)
@@ -222,7 +221,8 @@ def parse_spec(doc, bundle_dir, args=None, container_id=None):
 _CONFIG_FIELDS = {
     "rootfs": "root.path", "hostname": "hostname", "domainname": "domainname",
     "namespaces": "linux.namespaces", "env": "process.env", "cwd": "process.cwd",
-    "cgroup_parent": "linux.cgroupsPath", "uid_mappings": "linux.uidMappings",
+    "cgroup_parent": "linux.cgroupsPath", "cgroup_path": "linux.cgroupsPath",
+    "uid_mappings": "linux.uidMappings",
     "gid_mappings": "linux.gidMappings", "capabilities": "process.capabilities",
     "capabilities.ambient": "process.capabilities.ambient", "umask": "process.user.umask",
     "oom_score_adj": "process.oomScoreAdj", "sysctl": "linux.sysctl",
@@ -494,7 +494,7 @@ def _idmaps(linux, key):
     return tuple(out)
 
 
-def _linux(linux, kw, namespaces, container_id, warnings):
+def _linux(linux, kw, namespaces, warnings):
     kw["uid_mappings"] = _idmaps(linux, "uidMappings")
     kw["gid_mappings"] = _idmaps(linux, "gidMappings")
     sysctl = r.mapping(linux, "linux", "sysctl")
@@ -510,7 +510,7 @@ def _linux(linux, kw, namespaces, container_id, warnings):
     kw["device_rules"] = rules
     cgroups_path = r.string(linux, "linux", "cgroupsPath", "")
     if cgroups_path:
-        kw["cgroup_parent"] = _cgroup_parent(cgroups_path, container_id, warnings)
+        kw["cgroup_path"] = _cgroup_path(cgroups_path)
     if linux.get("seccomp") is not None:
         from ..seccomp import validate_profile      # lazily: the seccomp module is heavy
         try:
@@ -546,21 +546,17 @@ def _linux(linux, kw, namespaces, container_id, warnings):
             r.fail(r.join("linux", key), linux[key], f"{what} are not supported")
 
 
-def _cgroup_parent(path, container_id, warnings):
+def _cgroup_path(path):
+    """cgroupsPath, normalised ("//a/b/" -> "/a/b"). Absolute: from each hierarchy's
+    root; relative: below the runtime's own cgroup (runc's reading)."""
     if ":" in path:
         r.fail("linux.cgroupsPath", path, "systemd cgroup paths (slice:prefix:name) are not "
-               "supported: pycontainer manages cgroupfs directly")
+               "supported: pycontainer manages cgroupfs directly; give a cgroupfs path "
+               "such as /a/b/<id>")
     parts = [p for p in path.split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
         r.fail("linux.cgroupsPath", path, "expected a cgroup path such as /a/b/<id>")
-    if container_id is not None and parts[-1] != container_id:
-        warnings.append(f"linux.cgroupsPath: the container's cgroup is named after its id "
-                        f"below {'/'.join(parts[:-1]) or 'its parent'}, not {parts[-1]!r}")
-    # Absolute: from each hierarchy's root; relative: below the runtime's own cgroup (runc).
-    parent = "/".join(parts[:-1])
-    if path.startswith("/"):
-        return "/" + parent
-    return parent or None
+    return ("/" if path.startswith("/") else "") + "/".join(parts)
 
 
 def _devices(linux):
@@ -640,7 +636,7 @@ def resources_from_oci(value, warnings):
         kw["cpu_quota"] = quota
         kw["cpu_period"] = r.uint64(c, cp, "period", None) or None
         kw["cpuset_cpus"] = r.string(c, cp, "cpus", "") or None
-        _unsupported(c, cp, ("mems",), "cpuset memory nodes are not supported yet")
+        kw["cpuset_mems"] = r.string(c, cp, "mems", "") or None
         _unsupported(c, cp, ("burst", "realtimeRuntime", "realtimePeriod", "idle"))
     if d.get("pids") is not None:
         pp = r.join(path, "pids")
@@ -676,7 +672,8 @@ def resources_from_oci(value, warnings):
                   "resources.memory_limit": "memory.limit", "resources.memory_swap":
                   "memory.swap", "resources.cpu_shares": "cpu.shares", "resources.cpu_quota":
                   "cpu.quota", "resources.cpu_period": "cpu.period", "resources.cpuset_cpus":
-                  "cpu.cpus", "resources.pids_limit": "pids.limit"}
+                  "cpu.cpus", "resources.cpuset_mems": "cpu.mems",
+                  "resources.pids_limit": "pids.limit"}
         raise r.from_library(path, exc, fields) from None
 
 
@@ -776,7 +773,8 @@ def _resources_to_oci(res, rules):
         mem = {k: v for k, v in (("limit", res.memory_limit), ("swap", res.memory_swap),
                                  ("reservation", res.memory_reservation)) if v is not None}
         cpu = {k: v for k, v in (("shares", res.cpu_shares), ("quota", res.cpu_quota),
-                                 ("period", res.cpu_period), ("cpus", res.cpuset_cpus))
+                                 ("period", res.cpu_period), ("cpus", res.cpuset_cpus),
+                                 ("mems", res.cpuset_mems))
                if v is not None}
         if mem:
             out["memory"] = mem
@@ -855,7 +853,9 @@ def to_oci(config, process=None, container_id=None, hooks=None, annotations=None
     if config.sysctl:
         linux["sysctl"] = dict(config.sysctl)
     linux["resources"] = _resources_to_oci(config.resources, config.device_rules)
-    if config.cgroup_parent:
+    if config.cgroup_path:
+        linux["cgroupsPath"] = config.cgroup_path
+    elif config.cgroup_parent:
         linux["cgroupsPath"] = os.path.join(config.cgroup_parent, container_id or "pycontainer")
     linux["namespaces"] = []
     for name in config.namespaces:

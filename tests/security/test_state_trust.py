@@ -9,6 +9,7 @@ one id all succeed; start() racing its init's exit says the container is not run
 Every attack here is real: the victims are a host `sleep` and a cgroup with a `sleep` in
 it, and each test checks they survive."""
 import collections
+import errno
 import json
 import os
 import shutil
@@ -293,6 +294,57 @@ def test_cgroup_parent_records_load_and_are_checked(factory, busybox_rootfs):
             c.destroy()
             for d in dirs:               # the parent stays after destroy (shared): ours
                 os.rmdir(os.path.dirname(d))
+
+
+def test_cgroup_path_records_load_and_are_checked(factory, busybox_rootfs):
+    """Containers at an exact absolute and relative Config.cgroup_path load; a record
+    moving them elsewhere, or disagreeing with the config on being at an exact path,
+    does not."""
+    own = unified().own.rstrip("/")
+    tag = f"sec-path-{os.getpid()}"
+    for path in (f"{own}/{tag}/ctr", f"{tag}/ctr"):
+        c = factory.create("p", pc.Config(rootfs=busybox_rootfs, cgroup_path=path))
+        good = c.internal.cgroups.to_record()
+        assert good["unified"] == unified().dir_of(f"{own}/{tag}/ctr")
+        try:
+            assert pc.Factory(factory.root).load("p").run_state() == pc.RunState.CREATED
+            for forge in (lambda d: d["cgroups"].update(unified=good["unified"] + "x"),
+                          lambda d: d["cgroups"].update(
+                              unified=good["unified"].replace(f"/{tag}/", "/")),
+                          lambda d: d["cgroups"].pop("exact"),
+                          lambda d: d["config"].pop("cgroup_path")):
+                rewrite(factory, "p", lambda d: d.update(cgroups=json.loads(json.dumps(good))))
+                rewrite(factory, "p", forge)
+                with pytest.raises(StateInvalidError):
+                    pc.Factory(factory.root).load("p")
+        finally:
+            rewrite(factory, "p", lambda d: (d.update(cgroups=good),
+                                             d["config"].update(cgroup_path=path)))
+            c.destroy()
+            for h in [cgroups.detect().unified, *cgroups.detect().v1.values()]:
+                d = h.dir_of(f"{h.own.rstrip('/')}/{tag}" if not path.startswith("/")
+                             else f"{own}/{tag}")
+                if os.path.isdir(d):
+                    os.rmdir(d)
+
+
+def test_cgroup_path_of_someone_elses_cgroup(factory, busybox_rootfs, victims):
+    """A cgroup the runtime did not make is never taken over at an exact path: create
+    refuses it (EBUSY) before making anything, and a manager whose create() lost the
+    race to it leaves it alone when destroyed."""
+    h = unified()
+    path = f"{h.own.rstrip('/')}/sec-exact-{os.getpid()}"
+    v = victims(h.dir_of(path))
+    with pytest.raises(pc.ContainerSystemError) as ei:
+        factory.create("taker", pc.Config(rootfs=busybox_rootfs, cgroup_path=path))
+    assert ei.value.errno == errno.EBUSY and path in str(ei.value)
+    assert factory.list() == [] and v.intact()
+    m = cgroups.new_manager("taker", path=path)
+    with pytest.raises(pc.ContainerSystemError) as ei:
+        m.create()
+    assert ei.value.errno == errno.EBUSY
+    m.destroy()
+    assert v.intact()
 
 
 # --- a symlink planted as a state directory ---------------------------------------------

@@ -184,6 +184,24 @@ def test_new_manager_paths_hybrid(monkeypatch):
     assert m.v1["pids"] == "/sys/fs/cgroup/pids/process_api/3d5f/mine/box1"
 
 
+def test_new_manager_exact_paths(monkeypatch):
+    """Config.cgroup_path: the cgroup itself, named by its last component, neither by the
+    id nor the scope; absolute from each hierarchy's root, relative below our own."""
+    fake_host(monkeypatch, HYBRID_MOUNTINFO, HYBRID_CGROUP)
+    m = cgroups.new_manager("box.1", scope="ab12", path="/kubepods/pod1/ctr")
+    assert (m.name, m.exact, m.default_parent) == ("ctr", True, False)
+    assert m.unified == "/sys/fs/cgroup/unified/kubepods/pod1/ctr"
+    assert m.v1["memory"] == "/sys/fs/cgroup/memory/kubepods/pod1/ctr"
+    assert cgroups.new_manager("x", path="/ctr").v1["pids"] == "/sys/fs/cgroup/pids/ctr"
+    m = cgroups.new_manager("x", path="pod1/ctr")
+    assert m.v1["memory"] == "/sys/fs/cgroup/memory/process_api/3d5f/pod1/ctr"
+    assert m.v1["pids"] == "/sys/fs/cgroup/pids/pod1/ctr"
+    assert cgroups.new_manager("x", path="ctr").v1["memory"] == \
+        "/sys/fs/cgroup/memory/process_api/3d5f/ctr"
+    assert m.to_record()["exact"] is True
+    assert "exact" not in cgroups.new_manager("x").to_record()
+
+
 def test_new_manager_v1_mode_uses_freezer(monkeypatch):
     fake_host(monkeypatch, HYBRID_MOUNTINFO, HYBRID_CGROUP, "v1")
     m = cgroups.new_manager("box1")

@@ -8,6 +8,7 @@ import pytest
 
 import pycontainer as pc
 from pycontainer.config import DEFAULT_ENV, DEFAULT_NAMESPACES, NAMESPACES
+from pycontainer.security import IdMap
 
 
 @pytest.fixture
@@ -147,6 +148,20 @@ def test_config_hostname_needs_uts():
     bad(ei, "hostname")
 
 
+def test_config_hostname_with_a_joined_uts_namespace():
+    c = pc.Config(hostname="box", namespaces={"mount": None, "pid": None,
+                                              "uts": "/proc/1/ns/uts"})
+    assert c.hostname == "box" and c.namespace_paths == {"uts": "/proc/1/ns/uts"}
+    # From a new user namespace the init could not set it: refused, saying what to do.
+    with pytest.raises(pc.ConfigInvalidError) as ei:
+        pc.Config(domainname="lan", namespaces={"mount": None, "pid": None, "user": None,
+                                                "uts": "/proc/1/ns/uts"},
+                  uid_mappings=[IdMap(0, 100000, 65536)],
+                  gid_mappings=[IdMap(0, 100000, 65536)])
+    bad(ei, "domainname")
+    assert "joined uts namespace" in str(ei.value)
+
+
 @pytest.mark.parametrize("value,field", [("/data", "mounts"), (5, "mounts"),
                                          (["not a mount"], "mounts[0]"), ([5], "mounts[0]")])
 def test_config_mounts_rejects(value, field):
@@ -216,6 +231,23 @@ def test_config_cgroup_parent_rejects(value):
     with pytest.raises(pc.ConfigInvalidError) as ei:
         pc.Config(cgroup_parent=value)
     bad(ei, "cgroup_parent")
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(cgroup_path="/"), dict(cgroup_path="//"), dict(cgroup_path=""),
+    dict(cgroup_path="/a/../b"), dict(cgroup_path="a/./b"), dict(cgroup_path=5),
+    dict(cgroup_path="/a/b", cgroup_parent="/a"),
+])
+def test_config_cgroup_path_rejects(kwargs):
+    with pytest.raises(pc.ConfigInvalidError) as ei:
+        pc.Config(**kwargs)
+    bad(ei, "cgroup_path")
+
+
+def test_config_cgroup_path_round_trips():
+    for path in ("/a/b/c", "c", "a/c"):
+        c = pc.Config(cgroup_path=path)
+        assert pc.Config.from_dict(json.loads(json.dumps(c.to_dict()))).cgroup_path == path
 
 
 def test_config_cgroup_parent_relative_is_accepted():
@@ -345,6 +377,9 @@ def test_resources_defaults():
     (dict(cpuset_cpus="0-"), "resources.cpuset_cpus"),
     (dict(cpuset_cpus="0,,1"), "resources.cpuset_cpus"),
     (dict(cpuset_cpus=0), "resources.cpuset_cpus"),
+    (dict(cpuset_mems=""), "resources.cpuset_mems"),
+    (dict(cpuset_mems="0-"), "resources.cpuset_mems"),
+    (dict(cpuset_mems=0), "resources.cpuset_mems"),
     (dict(pids_limit=0), "resources.pids_limit"),
     (dict(pids_limit=-2), "resources.pids_limit"),
     (dict(pids_limit=False), "resources.pids_limit"),
@@ -361,7 +396,8 @@ def test_resources_rejects(kwargs, field):
     dict(memory_limit=64 << 20, memory_swap=64 << 20), dict(memory_swap=-1),
     dict(cpu_shares=2), dict(cpu_shares=262144), dict(cpu_quota=-1), dict(cpu_quota=1000),
     dict(cpu_period=1000), dict(cpu_period=1000000), dict(cpuset_cpus="0"),
-    dict(cpuset_cpus="0-1,3"), dict(pids_limit=-1), dict(pids_limit=1),
+    dict(cpuset_cpus="0-1,3"), dict(cpuset_mems="0"), dict(cpuset_mems="0-1,3"),
+    dict(pids_limit=-1), dict(pids_limit=1),
 ])
 def test_resources_accepts(kwargs):
     r = pc.Resources(**kwargs)

@@ -7,6 +7,7 @@ import pytest
 
 import pycontainer as pc
 from pycontainer.factory import rootless_config
+from pycontainer.security import IdMap
 
 
 # --- validation -------------------------------------------------------------------------
@@ -23,7 +24,9 @@ from pycontainer.factory import rootless_config
     (dict(namespace_paths={"net": "/proc/self/ns/net"}, namespaces=("mount", "pid")),
      "namespaces.net"),
     (dict(namespace_paths="x"), "namespace_paths"),
-    (dict(namespaces={"mount": None, "pid": None, "uts": "/proc/self/ns/uts"},
+    # A joined uts namespace takes a hostname, except from a new user namespace.
+    (dict(namespaces={"mount": None, "pid": None, "user": None, "uts": "/proc/self/ns/uts"},
+          uid_mappings=[IdMap(0, 100000, 65536)], gid_mappings=[IdMap(0, 100000, 65536)],
           hostname="box"), "hostname"),
     (dict(namespaces={"mount": None, "pid": None, "net": "/proc/self/ns/net"},
           sysctl={"net.ipv4.ip_forward": "1"}), "sysctl['net.ipv4.ip_forward']"),

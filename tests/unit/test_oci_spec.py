@@ -114,11 +114,11 @@ def test_containerd_style_spec_parses(bundle):
                                                        "network")],
                   "maskedPaths": list(pc.Config().masked_paths),
                   "readonlyPaths": list(pc.Config().readonly_paths)}}
-    b = parse_spec(doc, bundle, container_id="ctr1")
+    b = parse_spec(doc, bundle)
     assert b.warnings == []
     c = b.config
     assert c.capabilities == Capabilities() and c.resources is None
-    assert c.cgroup_parent == "/default" and c.device_rules is None
+    assert c.cgroup_path == "/default/ctr1" and c.device_rules is None
     assert c.mounts == (pc.Mount("/run", "tmpfs", "tmpfs",
                                  ("nosuid", "strictatime", "mode=755", "size=65536k")),)
 
@@ -141,7 +141,7 @@ def test_default_spec_is_runcs_adapted():
 def test_load_bundle(bundle):
     write(bundle, default_spec())
     assert parse_spec(default_spec(), bundle).config == load_bundle(bundle).config
-    b = load_bundle(bundle, args=["echo", "hi"], container_id="x")
+    b = load_bundle(bundle, args=["echo", "hi"])
     assert isinstance(b, Bundle) and b.process.args == ("echo", "hi")
     assert b.path == bundle
 
@@ -177,8 +177,8 @@ def _configs(rootfs):
         env=("PATH=/bin", "A=1"), cwd="/tmp",
         resources=pc.Resources(memory_limit=64 << 20, memory_swap=128 << 20, cpu_shares=512,
                                cpu_quota=50000, cpu_period=100000, cpuset_cpus="0",
-                               pids_limit=64, memory_reservation=32 << 20),
-        cgroup_parent="/some/parent",
+                               cpuset_mems="0", pids_limit=64, memory_reservation=32 << 20),
+        cgroup_path="/some/parent/box1",
         capabilities=Capabilities(bounding=("CAP_KILL", "CAP_CHOWN"),
                                   effective=("CAP_KILL",), permitted=("CAP_KILL",),
                                   inheritable=("CAP_KILL",), ambient=("CAP_KILL",)),
@@ -206,7 +206,7 @@ def test_round_trip_config(bundle, index):
                                additional_gids=(5, 6))
     doc = to_oci(config, process, container_id="box1")
     json.dumps(doc)
-    b = parse_spec(json.loads(json.dumps(doc)), "/", container_id="box1")
+    b = parse_spec(json.loads(json.dumps(doc)), "/")
     assert b.warnings == []
     assert b.config == config
     assert b.process == process
@@ -423,18 +423,17 @@ def test_zero_values_mean_unset(bundle):
 
 
 def test_cgroups_path(bundle):
+    """cgroupsPath is the container's cgroup exactly, as runc and crun take it; relative
+    ones are below the runtime's own cgroup (host.container_dirs)."""
     doc = default_spec()
-    doc["linux"]["cgroupsPath"] = "/default/box1"
-    b = parse_spec(doc, bundle, container_id="box1")
-    assert b.config.cgroup_parent == "/default" and b.warnings == []
-    b = parse_spec(doc, bundle, container_id="other")
-    assert b.config.cgroup_parent == "/default"
-    assert b.warnings and b.warnings[0].startswith("linux.cgroupsPath:")
-    # Relative: below the runtime's own cgroup (runc's reading).
-    doc["linux"]["cgroupsPath"] = "relative/box1"
-    assert parse_spec(doc, bundle).config.cgroup_parent == "relative"
-    doc["linux"]["cgroupsPath"] = "box1"
-    assert parse_spec(doc, bundle).config.cgroup_parent is None
+    for given, path in (("/default/box1", "/default/box1"), ("//a//b/", "/a/b"),
+                        ("/box", "/box"), ("relative/box1", "relative/box1"),
+                        ("box1", "box1")):
+        doc["linux"]["cgroupsPath"] = given
+        b = parse_spec(doc, bundle)
+        assert (b.config.cgroup_path, b.config.cgroup_parent, b.warnings) == (path, None, [])
+    doc["linux"]["cgroupsPath"] = ""
+    assert parse_spec(doc, bundle).config.cgroup_path is None
 
 
 def test_builtin_nodes_in_devices_are_absorbed(bundle):
@@ -606,7 +605,7 @@ ERRORS = [
     (_set("linux.resources.cpu.cpus", "zero"), "linux.resources.cpu.cpus", "cpu list"),
     (_set("linux.resources.cpu.shares", -2), "linux.resources.cpu.shares",
      "expected an integer in 0"),
-    (_set("linux.resources.cpu.mems", "0"), "linux.resources.cpu.mems", "not supported"),
+    (_set("linux.resources.cpu.mems", "0-"), "linux.resources.cpu.mems", "memory node list"),
     (_set("linux.resources.cpu.realtimeRuntime", 1000), "linux.resources.cpu.realtimeRuntime",
      "not supported"),
     (_set("linux.resources.memory", {"limit": 1 << 26, "swap": 1 << 20}),

@@ -109,6 +109,20 @@ def test_cpu_shares_and_quota_write_both(tmp_path):
     assert (read(d, "cpu.weight"), read(d, "cpu.max")) == ("100", "25000 50000")
 
 
+# --- cpuset (a fake cgroup directory: the writer's files, not the kernel) -------------------
+
+def test_cpuset_cpus_and_mems(tmp_path):
+    d = fake_cgroup(tmp_path, {"cpuset.cpus": "", "cpuset.mems": ""})
+    v2.write_cpuset(str(d), pc.Resources(cpuset_cpus="0-1,3", cpuset_mems="0"))
+    assert (read(d, "cpuset.cpus"), read(d, "cpuset.mems")) == ("0-1,3", "0")
+
+
+def test_cpuset_mems_alone_leaves_cpus(tmp_path):
+    d = fake_cgroup(tmp_path, {"cpuset.cpus": "", "cpuset.mems": ""})
+    v2.write_cpuset(str(d), pc.Resources(cpuset_mems="0-1"))
+    assert (read(d, "cpuset.cpus"), read(d, "cpuset.mems")) == ("", "0-1")
+
+
 # --- pids.max ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("limit,written", [(10, "10"), (1, "1"), (-1, "max")])
