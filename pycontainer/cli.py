@@ -673,8 +673,11 @@ def main(argv=None):
         return 130
     except Exception as exc:
         from .errors import ContainerError
+        if isinstance(exc, ContainerError):
+            log.error(str(exc))
+            return 1
         from .oci.hooks import HookError
-        if isinstance(exc, (ContainerError, HookError)):
+        if isinstance(exc, HookError):
             log.error(str(exc))
         elif isinstance(exc, OSError):
             log.error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")

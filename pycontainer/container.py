@@ -392,7 +392,7 @@ class Container:
                                          container_id=self._id, operation=operation)
         if mutable:
             # What the mutating operations change: fields they assign, and `extra`'s keys.
-            record = dataclasses.replace(record, extra=dict(record.extra))
+            record = record.replace(extra=dict(record.extra))
         return record
 
     def _write(self, record):

@@ -13,10 +13,7 @@ the program), ``running``, ``pausing``, ``paused`` or ``stopped`` (pid 0).
 from __future__ import annotations
 
 import os
-import pwd
 import time
-
-from .version import OCI_VERSION
 
 __all__ = ["oci_extra", "state_document", "rfc3339"]
 
@@ -32,6 +29,7 @@ def rfc3339(ns=None):
 
 
 def _owner():
+    import pwd                           # lazily: create's, not state's
     try:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
@@ -51,6 +49,7 @@ def state_document(container, status=None, pid=None, extra=None):
     """The state document of `container`. `status` and `pid` override the live values
     (hooks see "creating" before create returns); `extra` is Container.extra() when the
     caller already has it."""
+    from .version import OCI_VERSION     # lazily: only for records without ociVersion
     oci = (extra if extra is not None else container.extra()).get("oci") or {}
     if status is None:
         status = str(container.run_state())     # RunState's values are runc's names
