@@ -2,8 +2,12 @@
 """Wall time and peak RSS of the command line, per command, against runc and crun on the
 same bundle, next to the floor of a bare interpreter (`python -I -S -c pass`).
 
-    python benchmarks/cli_latency.py [--runs 30] [--json FILE]
+    python benchmarks/cli_latency.py [--runs 30] [--json FILE] [--lean]
         [--pycontainer "CMD ..."]...   (default: this interpreter -m pycontainer)
+
+--lean adds the launcher a packager should install (LEAN_SCRIPT: `python -I -S`, the
+package's directories put on sys.path by the script itself, so no site and no .pth file
+runs), written for this checkout and interpreter.
 
 Rows: `run` of /bin/true; containerd's shim sequence on a fresh container of
 `sleep 1000` (create, start, state, kill KILL, delete: each step a row, and their total;
@@ -46,6 +50,25 @@ STEPS = ("run /bin/true", "create", "start", "state (shim)", "kill", "delete", "
 
 TIME = "/usr/bin/time"
 RSS_MODE = []      # [path]: commands run under /usr/bin/time, which writes the peak RSS there
+
+
+LEAN_SCRIPT = """#!{python} -IS
+import sys
+sys.path[:0] = {path!r}
+from pycontainer.cli import entry
+entry()
+"""
+
+
+def lean_script(path):
+    """LEAN_SCRIPT for this interpreter, with this checkout and its site-packages (where
+    pyseccomp is) on the path."""
+    import site
+    with open(path, "w") as f:
+        f.write(LEAN_SCRIPT.format(python=sys.executable,
+                                   path=[REPO, *site.getsitepackages()]))
+    os.chmod(path, 0o755)
+    return path
 
 
 def timed(argv, env=None, check=True):
@@ -151,6 +174,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--json")
+    ap.add_argument("--lean", action="store_true", help="add the lean launcher (LEAN_SCRIPT)")
     ap.add_argument("--pycontainer", action="append", default=[],
                     help="a pycontainer command line to measure (repeatable)")
     args = ap.parse_args()
@@ -158,6 +182,9 @@ def main():
         raise SystemExit("needs root")
 
     from pycontainer.oci.spec import default_spec
+    import compileall
+    # What an install does (PYTHONDONTWRITEBYTECODE would otherwise have every run compile).
+    compileall.compile_dir(os.path.join(REPO, "pycontainer"), quiet=1)
 
     cleanup = C.Cleanup()
     C.Cleanup.install_signal_handlers()
@@ -180,6 +207,8 @@ def main():
         runtimes = []
         env = dict(os.environ, PYTHONPATH=REPO)
         pyc_cmds = args.pycontainer or [f"{shlex.quote(sys.executable)} -m pycontainer"]
+        if args.lean:
+            pyc_cmds.append(lean_script(os.path.join(tools.tmp, "pycontainer-lean")))
         for i, text in enumerate(pyc_cmds):
             root = os.path.join(state.tmpfs, f"pycontainer-{i}")
             name = "pycontainer" if len(pyc_cmds) == 1 else f"pycontainer[{i}]"
