@@ -144,3 +144,19 @@ def test_read_commands_import_nothing_heavy(box, args):
     assert p.returncode == (1 if args == ("state", "X") else 0), p.stderr
     assert "pycontainer.oci.lean" in imported(p.stderr)
     assert sorted(imported(p.stderr) & set(HEAVY)) == []
+
+
+# What the commands that change a container load (they build it from its record) must
+# still not import: the seccomp compiler (compiled at create, or at exec), the spec parser,
+# the network and asyncio stacks.
+HEAVY_FOR_CHANGES = ("pyseccomp", "ctypes.util", "asyncio", "pyroute2",
+                     "pycontainer.oci.spec", "pycontainer.seccomp")
+
+
+def test_changing_commands_do_not_import_the_seccomp_compiler(box):
+    root, bundle = box
+    cli(root, "create", "-b", bundle, "w")
+    for args in (("start", "w"), ("pause", "w"), ("resume", "w"), ("kill", "w", "KILL"),
+                 ("delete", "--force", "w")):
+        p = cli(root, *args, importtime=True)
+        assert sorted(imported(p.stderr) & set(HEAVY_FOR_CHANGES)) == [], args
