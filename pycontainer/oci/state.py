@@ -45,17 +45,21 @@ def oci_extra(bundle):
                     "owner": _owner(), "hooks": hooks_to_oci(bundle.hooks)}}
 
 
+def _oci_version():
+    from .version import OCI_VERSION     # lazily: only records without one need it
+    return OCI_VERSION
+
+
 def state_document(container, status=None, pid=None, extra=None):
     """The state document of `container`. `status` and `pid` override the live values
     (hooks see "creating" before create returns); `extra` is Container.extra() when the
     caller already has it."""
-    from .version import OCI_VERSION     # lazily: only for records without ociVersion
     oci = (extra if extra is not None else container.extra()).get("oci") or {}
     if status is None:
         status = str(container.run_state())     # RunState's values are runc's names
     if pid is None:
         pid = 0 if status == "stopped" else (container.init_pid() or 0)
-    doc = {"ociVersion": oci.get("ociVersion") or OCI_VERSION, "id": container.id,
+    doc = {"ociVersion": oci.get("ociVersion") or _oci_version(), "id": container.id,
            "pid": pid, "status": status, "bundle": oci.get("bundle", ""),
            "rootfs": oci.get("rootfs", ""), "created": oci.get("created", ""),
            "owner": oci.get("owner", "")}
