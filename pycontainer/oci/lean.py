@@ -60,9 +60,16 @@ def _freezer_status(cgroups, container_id):
         raise _Fallback()
     name, unified = cgroups.get("name"), cgroups.get("unified")
     v1 = cgroups.get("v1") or {}
-    d = unified or (v1.get("freezer") if isinstance(v1, dict) else None)
-    if not isinstance(d, str) or not isinstance(name, str) or not d.startswith("/") \
-            or os.path.normpath(d) != d or os.path.basename(d) != name:
+    if not isinstance(v1, dict) or not isinstance(name, str):
+        raise _Fallback()
+    # Every dir the record names must look like one create() makes (the full load checks
+    # more, and reports what is wrong): else the record is not taken at its word here.
+    for path in ([unified] if unified is not None else []) + list(v1.values()):
+        if not isinstance(path, str) or not path.startswith("/") \
+                or os.path.normpath(path) != path or os.path.basename(path) != name:
+            raise _Fallback()
+    d = unified or v1.get("freezer")
+    if d is None:
         raise _Fallback()
     try:
         if unified:
