@@ -1,6 +1,4 @@
 """`python -m pycontainer`: the runc-compatible command line (pycontainer.cli)."""
-import sys
+from pycontainer.cli import entry
 
-from pycontainer.cli import main
-
-sys.exit(main())
+entry()

@@ -23,7 +23,7 @@ import sys
 from .oci import runtime as oci_runtime
 from .oci.runtime import Failure
 
-__all__ = ["main"]
+__all__ = ["main", "entry"]
 
 PROG = "pycontainer"
 DEFAULT_LOG_FORMAT = "text"
@@ -673,8 +673,11 @@ def main(argv=None):
         return 130
     except Exception as exc:
         from .errors import ContainerError
+        if isinstance(exc, ContainerError):
+            log.error(str(exc))
+            return 1
         from .oci.hooks import HookError
-        if isinstance(exc, (ContainerError, HookError)):
+        if isinstance(exc, HookError):
             log.error(str(exc))
         elif isinstance(exc, OSError):
             log.error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
@@ -684,3 +687,18 @@ def main(argv=None):
             if log.debug_on:
                 traceback.print_exc()
         return 1
+
+
+def entry():
+    """The `pycontainer` program (the console script, `python -m pycontainer`): main(),
+    then the process ends at once. The interpreter's own teardown (freeing every module
+    and object one by one) would cost more than most commands; nothing of ours needs it:
+    output goes through os.write or sys.stdout/stderr, flushed here, files are closed
+    where they are written, and the library registers no atexit work a command needs."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):       # a closed or broken pipe: as sys.exit would
+            code = code or 120
+    os._exit(code)

@@ -16,7 +16,6 @@ from typing import Optional
 from . import namespaces as _ns
 from .devices import DeviceRule
 from .errors import ConfigInvalidError
-from .seccomp import validate_profile
 from .security import (DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, HOST_IMAGE_CAPS,
                        HOST_SECRET_PATHS, Capabilities, Device, IdMap, Rlimit, check_sysctl)
 
@@ -534,6 +533,7 @@ class Config:
         if not isinstance(self.no_new_privileges, bool):
             _bad("no_new_privileges", self.no_new_privileges, "expected True or False")
         if self.seccomp not in ("default", None):
+            from .seccomp import validate_profile      # lazily: only a profile of its own
             object.__setattr__(self, "seccomp", validate_profile(self.seccomp))
         for name in ("masked_paths", "readonly_paths"):
             value = getattr(self, name)

@@ -36,8 +36,6 @@ from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRun
                      in_context)
 from .exits import WATCHER, process_key
 from .process import StartedProcess
-# At import: finding libseccomp needs descriptors, which may have run out at create.
-from .seccomp import DEFAULT_PROFILE, compile_profile
 from .security import kernel_last_cap, sysctl_path
 from .state import (EXEC_FIFO, STATE_FILE, RunState, open_init_pidfd, pidns_of,
                     process_start_time, read_state, write_state)
@@ -219,6 +217,7 @@ def build_security(config, process_rlimits=()):
                       f"(last is {last_cap}); skipped", RuntimeWarning, stacklevel=3)
     seccomp = None
     if config.seccomp is not None:
+        from .seccomp import DEFAULT_PROFILE, compile_profile   # lazily: start and exec's
         try:
             seccomp = compile_profile(DEFAULT_PROFILE if config.seccomp == "default"
                                       else config.seccomp)
@@ -343,7 +342,11 @@ class Container:
         self._nonce = record.nonce
         self._config = config
         self._plan = derived(config, "plan", build_plan)
-        self._security = derived(config, "security", build_security)
+        if written is not None:
+            # A new container (Factory.create): its seccomp profile is compiled now, so
+            # a profile libseccomp refuses fails the create. A loaded one compiles it at
+            # its first start or exec (_security), not for `state` or `kill`.
+            self._security
         # Joins enter all of the init's namespaces, those it joined by path included.
         self._ns_flags = derived(config, "ns_flags",
                                  lambda c: namespaces.clone_flags(c.namespaces))
@@ -394,7 +397,7 @@ class Container:
                                          container_id=self._id, operation=operation)
         if mutable:
             # What the mutating operations change: fields they assign, and `extra`'s keys.
-            record = dataclasses.replace(record, extra=dict(record.extra))
+            record = record.replace(extra=dict(record.extra))
         return record
 
     def _write(self, record):
@@ -489,6 +492,11 @@ class Container:
         return self._state(self._record("run_state")) if state is None else state
 
     # -- starting processes ----------------------------------------------------------
+
+    @property
+    def _security(self):
+        """The Config's SecurityPlan (build_security), compiled once per Config."""
+        return derived(self._config, "security", build_security)
 
     def start(self, process, reap=True):
         """Start a process: the container's init (pid 1 of new namespaces) when none runs,

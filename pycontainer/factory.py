@@ -28,20 +28,13 @@ from .container import Container, device_policy, remove_state_dir
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      ContainerSystemError, IdInUseError, in_context, system_error_from)
 from .security import IdMap
-from .state import (STATE_FILE, StateInvalidError, StateRecord, check_id,
+from .state import (STATE_FILE, StateInvalidError, StateRecord, check_id, default_root,
                     read_state, write_state)
 
 
 _MAX_NAME = 255            # NAME_MAX
 _LONG_PREFIX = ".long-"
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def default_root():
-    if os.geteuid() == 0:
-        return "/run/pycontainer"
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
-    return os.path.join(runtime, "pycontainer")
 
 
 def rootless_config(config, container_id, scope):

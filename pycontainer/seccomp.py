@@ -30,15 +30,41 @@ import platform
 import re
 
 from . import namespaces
-from .errors import ConfigInvalidError
+from .errors import ConfigInvalidError, ContainerSystemError
 
-# Loaded with the package: finding libseccomp runs ldconfig and dlopen, which need
-# descriptors that may have run out by the time a Config is compiled.
-try:
-    import pyseccomp as _scmp
-    _SCMP_MISSING = None
-except (ImportError, RuntimeError) as _exc:   # pragma: no cover - depends on the host
-    _scmp, _SCMP_MISSING = None, _exc
+# libseccomp (through pyseccomp) is loaded at the first compile, not with this module:
+# finding it runs `ldconfig -p` twice (ctypes.util.find_library), which commands that
+# compile nothing (`state`, `kill`, ...) must not pay. See _libseccomp().
+_scmp = []          # [the pyseccomp module], once loaded
+
+
+def _out_of_descriptors():
+    """Whether this process is near its descriptor limit: finding libseccomp takes several
+    at once (subprocess's pipes and /dev/null for ldconfig, then dlopen's)."""
+    import resource
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return True
+    return soft != resource.RLIM_INFINITY and soft - in_use < 16
+
+
+def _libseccomp():
+    """The pyseccomp module, loaded on first use. Finding libseccomp needs descriptors
+    that may have run out: that is a ContainerSystemError (EMFILE); any failure is tried
+    again at the next compile. Returns (module, None) or (None, why it cannot be loaded)."""
+    if _scmp:
+        return _scmp[0], None
+    try:
+        import pyseccomp
+    except (ImportError, RuntimeError, OSError) as exc:   # pragma: no cover - the host
+        if _out_of_descriptors():
+            raise ContainerSystemError(_errno.EMFILE, f"load libseccomp: {exc}") from None
+        return None, exc
+    _scmp.append(pyseccomp)
+    return pyseccomp, None
+
 
 __all__ = ["DEFAULT_PROFILE", "validate_profile", "compile_profile", "filter_flags",
            "ACTIONS", "OPERATORS", "ARCHITECTURES", "FLAGS"]
@@ -293,10 +319,10 @@ def _optimize(scmp, flt, rules):
 
 
 def _compile(p, field="seccomp"):
-    scmp = _scmp
+    scmp, missing = _libseccomp()
     if scmp is None:             # pragma: no cover - depends on the host
         raise ConfigInvalidError(field, "seccomp", f"needs the pyseccomp package and libseccomp "
-                                 f"({_SCMP_MISSING})")
+                                 f"({missing})")
     default = _action_value(p["defaultAction"], p["defaultErrnoRet"])
     try:
         flt = scmp.SyscallFilter(default)

@@ -14,8 +14,6 @@ import os
 import re
 import reprlib
 import stat
-from dataclasses import dataclass, field, fields
-from typing import Optional
 
 from .errors import ContainerError, ContainerNotExistError, ContainerSystemError, InvalidIdError
 
@@ -56,6 +54,14 @@ class StateInvalidError(ContainerError):
     code = "StateInvalid"
 
 
+def default_root():
+    """The state root of a Factory given none (Factory's, and the CLI's without --root)."""
+    if os.geteuid() == 0:
+        return "/run/pycontainer"
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
+    return os.path.join(runtime, "pycontainer")
+
+
 def check_id(container_id):
     """Ids: 1-1024 characters of [A-Za-z0-9_.+-], not starting with a dot."""
     if not isinstance(container_id, str) or not _ID.fullmatch(container_id) \
@@ -66,22 +72,43 @@ def check_id(container_id):
     return container_id
 
 
-@dataclass
 class StateRecord:
-    id: str
-    nonce: str                       # distinguishes this container from a later one with the same id
-    created: float                   # time.time() at create
-    config: dict
-    cgroups: dict
-    init_pid: Optional[int] = None
-    init_start_time: Optional[int] = None   # field 22 of /proc/<pid>/stat: guards pid reuse
-    version: int = STATE_VERSION
-    extra: dict = field(default_factory=dict)
+    """One state.json. A plain class, not a dataclass: `state` and `list` read records
+    without importing dataclasses (and inspect with it). Built from a parsed file as
+    StateRecord(**raw): a missing or unknown key is a TypeError, as a dataclass's is."""
+
+    FIELDS = ("id", "nonce", "created", "config", "cgroups", "init_pid", "init_start_time",
+              "version", "extra")
+    __slots__ = FIELDS
+
+    def __init__(self, id, nonce, created, config, cgroups, init_pid=None,
+                 init_start_time=None, version=STATE_VERSION, extra=None):
+        self.id = id
+        self.nonce = nonce               # tells this container from a later one with its id
+        self.created = created           # time.time() at create
+        self.config = config
+        self.cgroups = cgroups
+        self.init_pid = init_pid
+        self.init_start_time = init_start_time   # field 22 of /proc/<pid>/stat: pid reuse
+        self.version = version
+        self.extra = {} if extra is None else extra
+
+    def _values(self):
+        return tuple(getattr(self, name) for name in self.FIELDS)
+
+    def __eq__(self, other):
+        return type(other) is StateRecord and self._values() == other._values()
+
+    def __repr__(self):
+        return "StateRecord(" + ", ".join(f"{n}={v!r}" for n, v in
+                                          zip(self.FIELDS, self._values())) + ")"
+
+    def replace(self, **changes):
+        """A copy with `changes` (dataclasses.replace's meaning)."""
+        return StateRecord(**{**dict(zip(self.FIELDS, self._values())), **changes})
 
     def to_json(self):
-        # Not asdict(): it deep-copies the (already plain) config on every write.
-        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)},
-                          separators=(",", ":"))
+        return json.dumps(dict(zip(self.FIELDS, self._values())), separators=(",", ":"))
 
 
 def write_state(state_dir, record):

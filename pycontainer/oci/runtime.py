@@ -686,24 +686,43 @@ class Runtime:
 
     # documents ----------------------------------------------------------------------------
 
+    def _root(self):
+        from ..state import default_root     # lazily
+        return os.path.abspath(self.root or default_root())
+
     def state(self, container_id):
         """The OCI state document."""
-        from .state import state_document    # lazily
+        from .lean import state_document as lean_document    # lazily
+        doc = lean_document(self._root(), container_id)
+        if doc is not None:
+            return doc
+        from .state import state_document
         return state_document(self.load(container_id))
 
     def list(self):
         """The state documents of every container. One whose state cannot be read is left
         out with a warning naming it and why; `delete --force` removes it."""
         from ..errors import ContainerError, ContainerNotExistError    # lazily
+        from .lean import state_documents
         from .state import state_document
+
+        def warn(container_id, exc):
+            self.log.warning(f"list: skipped container {container_id!r}: {exc.detail}")
+
+        def full(container_id):
+            return state_document(self.factory.load(container_id))
+
+        docs = state_documents(self._root(), full, warn)
+        if docs is not None:
+            return docs
         docs = []
         for container_id in self.factory.list():
             try:
-                docs.append(state_document(self.factory.load(container_id)))
+                docs.append(full(container_id))
             except ContainerNotExistError:
                 continue            # destroyed meanwhile, or being created
             except ContainerError as exc:
-                self.log.warning(f"list: skipped container {container_id!r}: {exc.detail}")
+                warn(container_id, exc)
         return docs
 
     def pids(self, container_id):

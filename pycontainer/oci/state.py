@@ -13,10 +13,7 @@ the program), ``running``, ``pausing``, ``paused`` or ``stopped`` (pid 0).
 from __future__ import annotations
 
 import os
-import pwd
 import time
-
-from .version import OCI_VERSION
 
 __all__ = ["oci_extra", "state_document", "rfc3339"]
 
@@ -32,6 +29,7 @@ def rfc3339(ns=None):
 
 
 def _owner():
+    import pwd                           # lazily: create's, not state's
     try:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
@@ -47,6 +45,11 @@ def oci_extra(bundle):
                     "owner": _owner(), "hooks": hooks_to_oci(bundle.hooks)}}
 
 
+def _oci_version():
+    from .version import OCI_VERSION     # lazily: only records without one need it
+    return OCI_VERSION
+
+
 def state_document(container, status=None, pid=None, extra=None):
     """The state document of `container`. `status` and `pid` override the live values
     (hooks see "creating" before create returns); `extra` is Container.extra() when the
@@ -56,7 +59,7 @@ def state_document(container, status=None, pid=None, extra=None):
         status = str(container.run_state())     # RunState's values are runc's names
     if pid is None:
         pid = 0 if status == "stopped" else (container.init_pid() or 0)
-    doc = {"ociVersion": oci.get("ociVersion") or OCI_VERSION, "id": container.id,
+    doc = {"ociVersion": oci.get("ociVersion") or _oci_version(), "id": container.id,
            "pid": pid, "status": status, "bundle": oci.get("bundle", ""),
            "rootfs": oci.get("rootfs", ""), "created": oci.get("created", ""),
            "owner": oci.get("owner", "")}

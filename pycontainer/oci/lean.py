@@ -1,0 +1,190 @@
+"""The `state` and `list` documents read straight from the state records, without loading
+the containers (no Config, cgroup manager or Container is built, and the modules that
+build them are not imported): a container engine runs `state` for every container it
+looks at, and most of the cost of a load is the imports.
+
+What is read is what a loaded Container reads (pycontainer/container.py): state.json
+(pycontainer.state.read_state, the same checks), the init's liveness (a pidfd of the
+recorded pid with the recorded start time and pid namespace) and, for a live init that
+has been started, the freezer file of the cgroup the record names. The documents are made
+by oci.state.state_document from a _RecordView, so they are the same as the full path's.
+
+Only the ordinary case is read here: the state root and the state directory ours (the
+same checks as Factory's), an id short enough to be its own directory name, a cgroup
+record naming a freezer file that reads as THAWED, FREEZING or FROZEN. For anything else
+the functions return None (state) or leave the id to the caller (list), which then loads
+the container the full way and reports whatever is wrong exactly as before.
+"""
+from __future__ import annotations
+
+import os
+import select
+
+from ..errors import ContainerError, ContainerNotExistError
+from ..state import check_id, open_init_pidfd, read_state
+
+__all__ = ["state_document", "state_documents"]
+
+_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_NAME = 255               # longer ids are stored under a hash: Factory's business
+_FREEZER_TO_STATUS = {"THAWED": "running", "FREEZING": "pausing", "FROZEN": "paused"}
+
+
+class _Fallback(Exception):
+    """Not the ordinary case: the caller loads the container the full way."""
+
+
+def _ours(fd):
+    st = os.fstat(fd)
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def _open_root(root):
+    """The state root's descriptor, or None when there is none (no container exists)."""
+    try:
+        fd = os.open(root, _DIR_OPEN)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        raise _Fallback() from None
+    if not _ours(fd):
+        os.close(fd)
+        raise _Fallback()
+    return fd
+
+
+def _freezer_status(cgroups, container_id):
+    """running, pausing or paused from the freezer of the cgroup record `cgroups`."""
+    if not isinstance(cgroups, dict) or cgroups.get("version") != 1 \
+            or cgroups.get("id") != container_id or cgroups.get("none"):
+        raise _Fallback()
+    name, unified = cgroups.get("name"), cgroups.get("unified")
+    v1 = cgroups.get("v1") or {}
+    if not isinstance(v1, dict) or not isinstance(name, str):
+        raise _Fallback()
+    # Every dir the record names must look like one create() makes (the full load checks
+    # more, and reports what is wrong): else the record is not taken at its word here.
+    for path in ([unified] if unified is not None else []) + list(v1.values()):
+        if not isinstance(path, str) or not path.startswith("/") \
+                or os.path.normpath(path) != path or os.path.basename(path) != name:
+            raise _Fallback()
+    d = unified or v1.get("freezer")
+    if d is None:
+        raise _Fallback()
+    try:
+        if unified:
+            with open(f"{d}/cgroup.freeze", "rb") as f:
+                if f.read(64).strip() == b"0":
+                    return "running"
+            with open(f"{d}/cgroup.events", "rb") as f:
+                return "paused" if b"frozen 1" in f.read(256) else "pausing"
+        with open(f"{d}/freezer.state", "rb") as f:
+            return _FREEZER_TO_STATUS[f.read(64).decode().strip()]
+    except (OSError, KeyError, UnicodeDecodeError):
+        raise _Fallback() from None
+
+
+class _RecordView:
+    """What oci.state.state_document asks of a Container, answered from its record."""
+
+    def __init__(self, record):
+        self.id = record.id
+        self._record = record
+        self._status = self._pid = None
+        if record.init_pid is None:
+            self._status = "created"
+            return
+        fd = open_init_pidfd(record)
+        try:
+            # A pidfd polls readable once its process has exited (zombies included).
+            if fd is None or select.select([fd], [], [], 0)[0]:
+                self._status = "stopped"
+                return
+        finally:
+            if fd is not None:
+                os.close(fd)
+        self._pid = record.init_pid
+        self._status = "created" if record.extra.get("staged") else \
+            _freezer_status(record.cgroups, record.id)
+
+    def extra(self):
+        return dict(self._record.extra.get("user") or {})
+
+    def run_state(self):
+        return self._status
+
+    def init_pid(self):
+        return self._pid
+
+
+def _document(root, root_fd, container_id):
+    from .state import state_document
+    try:
+        fd = os.open(container_id, _DIR_OPEN, dir_fd=root_fd)
+    except FileNotFoundError:
+        raise ContainerNotExistError("no such container", container_id=container_id,
+                                     operation="load") from None
+    except OSError:
+        raise _Fallback() from None
+    try:
+        if not _ours(fd):
+            raise _Fallback()
+        record = read_state(os.path.join(root, container_id), container_id, dir_fd=fd)
+    finally:
+        os.close(fd)
+    return state_document(_RecordView(record))
+
+
+def state_document(root, container_id):
+    """The state document of the container `container_id` under the state root `root`
+    (an absolute path), or None: load it the full way. Raises the ContainerErrors the full
+    path raises for a missing container, a bad id or an unreadable state.json."""
+    if len(check_id(container_id)) > _MAX_NAME:
+        return None
+    try:
+        root_fd = _open_root(root)
+        if root_fd is None:
+            raise ContainerNotExistError("no such container", container_id=container_id)
+        try:
+            return _document(root, root_fd, container_id)
+        finally:
+            os.close(root_fd)
+    except _Fallback:
+        return None
+
+
+def state_documents(root, full, warn):
+    """The state documents of every container under `root`, sorted by id, as Runtime.list
+    makes them, or None: list the full way. `full(id)` gives the document of one container
+    this module leaves to the full path; warn(id, error): one whose state cannot be read."""
+    try:
+        root_fd = _open_root(root)
+    except _Fallback:
+        return None
+    if root_fd is None:
+        return []
+    docs = []
+    try:
+        with os.scandir(root_fd) as it:
+            names = sorted(e.name for e in it)
+        for name in names:
+            if name.startswith("."):
+                if name.startswith(".long-"):
+                    return None          # an id stored under its hash: Factory's business
+                continue
+            try:
+                container_id = check_id(name)
+            except ContainerError:
+                continue             # not a name this runtime makes
+            try:
+                try:
+                    docs.append(_document(root, root_fd, container_id))
+                except _Fallback:
+                    docs.append(full(container_id))
+            except ContainerNotExistError:
+                continue            # destroyed meanwhile, or being created
+            except ContainerError as exc:
+                warn(container_id, exc)
+    finally:
+        os.close(root_fd)
+    return docs

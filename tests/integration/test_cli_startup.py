@@ -1,0 +1,162 @@
+"""What the command line's read commands load: `state` and `list` take the lean path
+(pycontainer.oci.lean: state.json and the init's liveness, no Config or Container), which
+must give the documents the full path (Factory.load) gives, in every run state; and they
+import none of the library's heavy modules (checked with -X importtime, not timed).
+Root required; every test deletes what it made."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from pycontainer.oci.runtime import Runtime
+from pycontainer.oci.state import state_document
+from pycontainer.oci.spec import default_spec
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+# What `state` and `list` must not import: the seccomp compiler (pyseccomp's import runs
+# ldconfig twice through ctypes.util), the OCI spec parser, Config and its dataclasses,
+# the container and factory machinery, the network and asyncio stacks.
+HEAVY = ("pyseccomp", "ctypes", "ctypes.util", "asyncio", "pyroute2", "dataclasses",
+         "inspect", "typing", "pycontainer.oci.spec", "pycontainer.seccomp",
+         "pycontainer.config", "pycontainer.container", "pycontainer.factory",
+         "pycontainer.cgroups", "pycontainer.network", "pycontainer.events")
+
+
+def cli(root, *args, check=True, importtime=False):
+    argv = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m",
+            "pycontainer", "--root", root, *args]
+    # Files, not pipes: a detached container keeps its stdio open after we return.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.run(argv, env=ENV, stdout=out, stderr=err, cwd=REPO,
+                           stdin=subprocess.DEVNULL, timeout=60)
+        out.seek(0)
+        err.seek(0)
+        p.stdout, p.stderr = out.read().decode(), err.read().decode()
+    if check:
+        assert p.returncode == 0, (args, p.stderr)
+    return p
+
+
+def imported(stderr):
+    """The modules an -X importtime run imported."""
+    return {line.split("|")[-1].strip() for line in stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+@pytest.fixture
+def box(tmp_path, busybox_rootfs, root, leak_check):
+    """(state root, bundle of `sleep 1000`); every container made under it is deleted."""
+    state_root = str(tmp_path / "state")
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    spec = default_spec()
+    spec["root"]["path"] = busybox_rootfs
+    spec["process"]["args"] = ["sleep", "1000"]
+    (bundle / "config.json").write_text(json.dumps(spec))
+    yield state_root, str(bundle)
+    if os.path.isdir(state_root):
+        for cid in cli(state_root, "list", "-q").stdout.split():
+            cli(state_root, "delete", "--force", cid)
+
+
+def full_state(root, cid):
+    return state_document(Runtime(root).load(cid))
+
+
+def full_list(root):
+    rt = Runtime(root)
+    return [state_document(rt.load(cid)) for cid in rt.factory.list()]
+
+
+def wait_exit(pid):
+    fd = os.pidfd_open(pid)
+    try:
+        import select
+        assert select.select([fd], [], [], 30)[0], f"pid {pid} did not exit"
+    finally:
+        os.close(fd)
+
+
+def check_same(root, cid, status):
+    lean = Runtime(root).state(cid)
+    assert lean == full_state(root, cid)
+    assert lean["status"] == status
+    out = cli(root, "state", cid).stdout
+    assert out == json.dumps(full_state(root, cid), indent=2) + "\n"
+    assert Runtime(root).list() == full_list(root)
+
+
+def test_lean_state_and_list_are_the_full_paths_in_every_state(box):
+    root, bundle = box
+    cli(root, "create", "-b", bundle, "a")
+    cli(root, "run", "-d", "-b", bundle, "b")       # company for list
+    check_same(root, "a", "created")
+    cli(root, "start", "a")
+    check_same(root, "a", "running")
+    cli(root, "pause", "a")
+    check_same(root, "a", "paused")
+    cli(root, "resume", "a")
+    check_same(root, "a", "running")
+    pid = Runtime(root).state("a")["pid"]
+    cli(root, "kill", "a", "KILL")
+    wait_exit(pid)
+    check_same(root, "a", "stopped")
+    out = cli(root, "list", "--format", "json").stdout
+    assert json.loads(out) == full_list(root)
+
+
+def test_lean_errors_are_the_full_paths(box, tmp_path):
+    root, bundle = box
+    missing_root = str(tmp_path / "nowhere")
+    p = cli(missing_root, "state", "x", check=False)
+    assert (p.returncode, p.stderr) == (1, "container 'x': no such container\n")
+    cli(root, "run", "-d", "-b", bundle, "c")
+    p = cli(root, "state", "nosuch", check=False)
+    assert (p.returncode, p.stderr) == (1, "container 'nosuch': load: no such container\n")
+    p = cli(root, "state", ".bad", check=False)
+    assert p.returncode == 1 and "invalid container id" in p.stderr
+    # A damaged state.json: read_state's error, for state; a warning and no row, for list.
+    os.mkdir(os.path.join(root, "broken"), 0o700)
+    with open(os.path.join(root, "broken", "state.json"), "w") as f:
+        f.write("{not json")
+    p = cli(root, "state", "broken", check=False)
+    assert p.returncode == 1 and "state.json" in p.stderr
+    with pytest.raises(Exception) as full:
+        full_state(root, "broken")
+    assert p.stderr == str(full.value) + "\n"
+    p = cli(root, "list", "-q")
+    assert p.stdout == "c\n" and "skipped container 'broken'" in p.stderr
+    os.unlink(os.path.join(root, "broken", "state.json"))
+    os.rmdir(os.path.join(root, "broken"))
+
+
+@pytest.mark.parametrize("args", [("state", "X"), ("state", "idle"), ("list",),
+                                  ("list", "--format", "json")])
+def test_read_commands_import_nothing_heavy(box, args):
+    root, bundle = box
+    cli(root, "run", "-d", "-b", bundle, "idle")
+    p = cli(root, *args, importtime=True, check=args != ("state", "X"))
+    assert p.returncode == (1 if args == ("state", "X") else 0), p.stderr
+    assert "pycontainer.oci.lean" in imported(p.stderr)
+    assert sorted(imported(p.stderr) & set(HEAVY)) == []
+
+
+# What the commands that change a container load (they build it from its record) must
+# still not import: the seccomp compiler (compiled at create, or at exec), the spec parser,
+# the network and asyncio stacks.
+HEAVY_FOR_CHANGES = ("pyseccomp", "ctypes.util", "asyncio", "pyroute2",
+                     "pycontainer.oci.spec", "pycontainer.seccomp")
+
+
+def test_changing_commands_do_not_import_the_seccomp_compiler(box):
+    root, bundle = box
+    cli(root, "create", "-b", bundle, "w")
+    for args in (("start", "w"), ("pause", "w"), ("resume", "w"), ("kill", "w", "KILL"),
+                 ("delete", "--force", "w")):
+        p = cli(root, *args, importtime=True)
+        assert sorted(imported(p.stderr) & set(HEAVY_FOR_CHANGES)) == [], args
