@@ -1,18 +1,15 @@
-/* notify.c: inotify and the cgroup v1 OOM eventfd, for pycontainer/events.py.
+/* notify.c: inotify, for pycontainer/events.py.
  *
- * Python has no inotify binding, and cgroup.event_control wants "<eventfd> <file fd>" in
- * one write: both are a few lines of C. kernfs (cgroupfs) raises IN_MODIFY on cgroup.events
- * and memory.events when a field changes; it raises nothing when a cgroup is removed (no
- * IN_DELETE_SELF / IN_IGNORED on the directory or its files, observed on 6.18), which is why
- * destruction is watched on the state directory instead. */
+ * Python has no inotify binding: it is a few lines of C. kernfs (cgroupfs) raises
+ * IN_MODIFY on cgroup.events and memory.events when a field changes; it raises nothing
+ * when a cgroup is removed (no IN_DELETE_SELF / IN_IGNORED on the directory or its files),
+ * which is why destruction is watched on the state directory instead. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 #include "notify.h"
@@ -56,53 +53,4 @@ int pc_inotify_read(int fd, struct pc_inotify_event *out)
         p += sizeof(struct inotify_event) + ev->len;
     }
     return count;
-}
-
-int pc_memcg_oom_eventfd(const char *dir)
-{
-    int err = 0, efd = -1, ofd = -1, cfd = -1;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return -errno;
-    ofd = openat(dfd, "memory.oom_control", O_RDONLY | O_CLOEXEC);
-    if (ofd < 0)
-        goto fail;
-    cfd = openat(dfd, "cgroup.event_control", O_WRONLY | O_CLOEXEC);
-    if (cfd < 0)
-        goto fail;
-    efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (efd < 0)
-        goto fail;
-    char line[32];
-    int len = snprintf(line, sizeof(line), "%d %d", efd, ofd);
-    if (write(cfd, line, (size_t)len) != len)
-        goto fail;
-    close(cfd);
-    close(ofd);
-    close(dfd);
-    return efd;
-fail:
-    err = errno ? errno : EIO;
-    if (efd >= 0)
-        close(efd);
-    if (cfd >= 0)
-        close(cfd);
-    if (ofd >= 0)
-        close(ofd);
-    close(dfd);
-    return -err;
-}
-
-int pc_eventfd_take(int fd, uint64_t *value)
-{
-    ssize_t n;
-    do {
-        n = read(fd, value, sizeof(*value));
-    } while (n < 0 && errno == EINTR);
-    if (n == (ssize_t)sizeof(*value))
-        return 0;
-    *value = 0;
-    if (n < 0 && errno != EAGAIN)
-        return -errno;
-    return 0;
 }

@@ -25,13 +25,5 @@ struct pc_inotify_event {
  * out[PC_INOTIFY_BATCH]. Returns the count; 0 when none is queued. */
 int pc_inotify_read(int fd, struct pc_inotify_event *out);
 
-/* cgroup v1 OOM notification: an eventfd (close-on-exec, non-blocking) registered in
- * <dir>/cgroup.event_control for <dir>/memory.oom_control. The kernel adds 1 to it at every
- * OOM in the memory cgroup `dir`, and 1 more when the cgroup is removed (the registration
- * ends then). memory.oom_control is closed again: the registration does not need it. */
-int pc_memcg_oom_eventfd(const char *dir);
-
-/* Take the counter of an eventfd (read(2) resets it): *value, 0 when it was zero. */
-int pc_eventfd_take(int fd, uint64_t *value);
 
 #endif

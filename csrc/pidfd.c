@@ -2,10 +2,10 @@
  * no GIL; each readable pidfd is a child that has exited, reaped by pidfd, so a reused pid
  * is never confused with it.
  *
- * Our children start with exit_signal 0, but execve makes it SIGCHLD again (observed on
- * 6.18), so a waitpid(-1) elsewhere in the program can reap them first. The status is not
- * lost then: since Linux 6.15 the pidfd keeps it (PIDFD_GET_INFO, PIDFD_INFO_EXIT) once
- * the process has been reaped, by whoever reaped it. */
+ * Our children start with exit_signal 0, but execve makes it SIGCHLD again, so a
+ * waitpid(-1) elsewhere in the program can reap them first. The status is not lost then:
+ * since Linux 6.15 the pidfd keeps it (PIDFD_GET_INFO, PIDFD_INFO_EXIT) once the process
+ * has been reaped, by whoever reaped it. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif

@@ -131,8 +131,6 @@ cdef extern from "notify.h" nogil:
     int pc_inotify_open()
     int pc_inotify_watch(int fd, const char *path, uint32_t mask)
     int pc_inotify_read(int fd, pc_inotify_event *out)
-    int pc_memcg_oom_eventfd(const char *dir)
-    int pc_eventfd_take(int fd, uint64_t *value)
 
 cdef extern from "sys/inotify.h":
     enum:

@@ -453,25 +453,3 @@ def inotify_read(int fd):
         raise ContainerSystemError(-n, "read inotify")
     return [(events[i].wd, events[i].mask,
              (<bytes>events[i].name).decode("utf-8", "surrogateescape")) for i in range(n)]
-
-
-def memcg_oom_eventfd(path):
-    """An eventfd the kernel signals at every OOM of the cgroup v1 memory cgroup `path`
-    (and once more when that cgroup is removed)."""
-    cdef list keep = []
-    cdef const char *cpath = _cstr(keep, path)
-    cdef int rc
-    with nogil:
-        rc = pc_memcg_oom_eventfd(cpath)
-    if rc < 0:
-        raise ContainerSystemError(-rc, f"register an OOM eventfd for {path}")
-    return rc
-
-
-def eventfd_take(int fd):
-    """Read (and so reset) an eventfd's counter; 0 when it was zero."""
-    cdef uint64_t value = 0
-    cdef int rc = pc_eventfd_take(fd, &value)
-    if rc < 0:
-        raise ContainerSystemError(-rc, "read eventfd")
-    return value

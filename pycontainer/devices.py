@@ -366,6 +366,12 @@ def load_and_attach(program, cgroup_dir_fd):
 _loaded = {}     # rules -> fd of their loaded program, for the life of the process
 
 
+def loaded_program_fds():
+    """The descriptors of the device programs loaded so far: kept for the life of the
+    process by design (leak checks name them)."""
+    return set(_loaded.values())
+
+
 class DevicePolicy:
     """A device policy in the forms the kernel takes, made once and shared by every
     container with that policy: the v1 devices-file writes, and the eBPF program (loaded

@@ -93,7 +93,7 @@ def library_fds():
     policy) and the join helper's sealed memfd. (The exit watcher's epoll set is told by
     its target, "[eventpoll]".)"""
     from pycontainer import _core, devices
-    kept = set(devices._loaded.values())
+    kept = devices.loaded_program_fds()
     if _core._join_helper is not None:
         kept.add(_core._join_helper[0])
     return kept

@@ -36,7 +36,7 @@ def fds():
         # The library's own, kept for the life of the process: the exit watcher's epoll,
         # device-policy programs, the join helper's memfd.
         helper = _core._join_helper[0] if _core._join_helper else -1
-        if "[eventpoll]" not in t and int(n) not in set(devices._loaded.values()) \
+        if "[eventpoll]" not in t and int(n) not in devices.loaded_program_fds() \
                 and int(n) != helper:
             out[int(n)] = t
     return out
