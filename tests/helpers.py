@@ -277,3 +277,19 @@ def processes_in_cgroups(prefixes):
         if any(line.split(":", 2)[-1].startswith(needles) for line in lines):
             pids.append(int(name))
     return sorted(pids)
+
+
+def write_bundle(directory, rootfs, args=("sleep", "1000"), mutate=None):
+    """Make `directory` an OCI bundle: config.json is our default spec on `rootfs` running
+    `args`, changed by mutate(spec) when given. Returns the directory as a str."""
+    import json
+    from pycontainer.oci.spec import default_spec
+    os.makedirs(directory)
+    spec = default_spec()
+    spec["root"]["path"] = rootfs
+    spec["process"]["args"] = list(args)
+    if mutate:
+        mutate(spec)
+    with open(os.path.join(directory, "config.json"), "w") as f:
+        json.dump(spec, f)
+    return str(directory)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from pycontainer.oci.spec import default_spec
-from helpers import converse  # noqa: E402  (tests/helpers.py)
+from helpers import converse, write_bundle  # noqa: E402  (tests/helpers.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -87,15 +87,7 @@ def make_bundle(busybox_rootfs, tmp_path):
 
     def make(args=("sleep", "1000"), mutate=None):
         count[0] += 1
-        d = tmp_path / f"bundle{count[0]}"
-        d.mkdir()
-        spec = default_spec()
-        spec["root"]["path"] = busybox_rootfs
-        spec["process"]["args"] = list(args)
-        if mutate:
-            mutate(spec)
-        (d / "config.json").write_text(json.dumps(spec))
-        return str(d)
+        return write_bundle(tmp_path / f"bundle{count[0]}", busybox_rootfs, args, mutate)
     return make
 
 

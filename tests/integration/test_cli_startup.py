@@ -13,7 +13,7 @@ import pytest
 
 from pycontainer.oci.runtime import Runtime
 from pycontainer.oci.state import state_document
-from pycontainer.oci.spec import default_spec
+from helpers import write_bundle  # noqa: E402  (tests/helpers.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -52,13 +52,7 @@ def imported(stderr):
 def box(tmp_path, busybox_rootfs, root, leak_check):
     """(state root, bundle of `sleep 1000`); every container made under it is deleted."""
     state_root = str(tmp_path / "state")
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    spec = default_spec()
-    spec["root"]["path"] = busybox_rootfs
-    spec["process"]["args"] = ["sleep", "1000"]
-    (bundle / "config.json").write_text(json.dumps(spec))
-    yield state_root, str(bundle)
+    yield state_root, write_bundle(tmp_path / "bundle", busybox_rootfs)
     if os.path.isdir(state_root):
         for cid in cli(state_root, "list", "-q").stdout.split():
             cli(state_root, "delete", "--force", cid)

@@ -13,11 +13,11 @@ import os
 import stat
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 
+from pycontainer.cgroups.fs import remove_cgroup
 from pycontainer.devices import DEFAULT_RULES, DeviceRule, bpf_program, detach, \
     load_and_attach
 from pycontainer.errors import ContainerSystemError
@@ -88,25 +88,11 @@ def make_cgroup():
 
     yield make
     for path in made:
-        _remove(path)
+        remove_cgroup(path)
     left = [p for p in made if os.path.exists(p)]
     assert not left, f"cgroups left behind: {left}"
     leaked = set(os.listdir("/proc/self/fd")) - fds_before
     assert not leaked, f"descriptors left open: {leaked}"
-
-
-def _remove(path):
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 def run_probes(probes, cgroup=None):

@@ -5,7 +5,6 @@ directory of placement()), and `..` from there walked the host's filesystem or l
 container's cgroup. Now no such path resolves: every process closes all it inherited but
 its own descriptors before it uses the cwd, and a cwd outside its root is refused."""
 import errno
-import json
 import os
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import tempfile
 import pytest
 
 import pycontainer as pc
-from pycontainer.oci.spec import default_spec
+from helpers import write_bundle  # noqa: E402  (tests/helpers.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -104,13 +103,8 @@ def test_cli_exec_and_run_cwd_through_a_host_descriptor(busybox_rootfs, tmp_path
     """`pycontainer exec --cwd /proc/self/fd/N` and a config.json whose process.cwd is one
     (as an image's WorkingDir could be): the program never runs."""
     root = str(tmp_path / "state")
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    spec = default_spec()
-    spec["root"]["path"] = busybox_rootfs
-    spec["process"]["args"] = ["sleep", "1000"]
-    (bundle / "config.json").write_text(json.dumps(spec))
-    r = _cli(root, "run", "-d", "--bundle", str(bundle), "cwd-cli")
+    bundle = write_bundle(tmp_path / "bundle", busybox_rootfs)
+    r = _cli(root, "run", "-d", "--bundle", bundle, "cwd-cli")
     assert r.returncode == 0, r.stderr
     try:
         for fd in range(3, 16):
@@ -118,10 +112,10 @@ def test_cli_exec_and_run_cwd_through_a_host_descriptor(busybox_rootfs, tmp_path
                      "/bin/sh", "-c", ESCAPE)
             assert r.returncode != 0 and "cwd" in r.stderr, (fd, r.stderr)
         for fd in (3, 4, 5, 6, 7):
-            spec["process"]["cwd"] = f"/proc/self/fd/{fd}"
-            spec["process"]["args"] = ["/bin/sh", "-c", ESCAPE]
-            (bundle / "config.json").write_text(json.dumps(spec))
-            r = _cli(root, "run", "--bundle", str(bundle), f"cwd-run-{fd}")
+            escape = write_bundle(tmp_path / f"bundle-{fd}", busybox_rootfs,
+                                  ["/bin/sh", "-c", ESCAPE],
+                                  lambda spec: spec["process"].update(cwd=f"/proc/self/fd/{fd}"))
+            r = _cli(root, "run", "--bundle", escape, f"cwd-run-{fd}")
             assert r.returncode != 0, (fd, r.stderr)
             _cli(root, "delete", "--force", f"cwd-run-{fd}")
     finally:
