@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import weakref
 from collections import deque
 
@@ -37,17 +38,21 @@ async def start_async(container, process):
     """See Container.start_async. Returns (pid, exit_future), a StartedProcess whose
     .console is the pty master of a terminal process."""
     loop = asyncio.get_running_loop()
-    pid, pidfd, console = container.start_with_pidfd(process)
+    pid, pidfd, console, stdio = container.start_with_pidfd(process, pipes=True)
+
     child = _Child(pidfd, loop.create_future())
     try:
         loop.add_reader(pidfd, child.on_readable, loop)
     except BaseException:
         child.future.cancel()
         child.hand_over()     # this loop cannot watch it (closing): the exit watcher reaps
+        if stdio is not None:
+            stdio.close()
         if console is not None:
             os.close(console)
         raise
-    return StartedProcess(pid, child.future, console)
+    return StartedProcess(pid, child.future, console, stdio=stdio, process=process,
+                          signal=child.send_signal)
 
 
 class _Child:
@@ -83,6 +88,14 @@ class _Child:
                 self.future.set_exception(error)
             else:
                 self.future.set_result(status)
+
+    def send_signal(self, sig):
+        """Through the pidfd while the loop holds it (not yet reaped); else nothing."""
+        if self.pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self.pidfd, sig)
+            except ProcessLookupError:
+                pass
 
     def hand_over(self):
         if self.pidfd is not None:

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import functools
 import os
 import select
 import shutil
@@ -35,7 +36,7 @@ from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRun
                      ContainerNotStoppedError, ContainerPausedError, ContainerSystemError,
                      in_context)
 from .exits import WATCHER, process_key
-from .process import StartedProcess
+from .process import StartedProcess, Stdio
 from .security import kernel_last_cap, sysctl_path
 from .state import (EXEC_FIFO, STATE_FILE, RunState, open_init_pidfd, pidns_of,
                     process_start_time, read_state, write_state)
@@ -507,14 +508,16 @@ class Container:
         reap=False (what a runtime CLI that exits at once needs, as `runc exec -d`): exits
         is None and the status is left to whoever reaps the process: the caller, or once
         the caller has exited, the subreaper it is re-parented to (conmon, a shim)."""
-        return self._started(*self._start(process, "start"), reap)
+        return self._started(process, *self._start(process, "start"), reap)
 
     @staticmethod
-    def _started(pid, pidfd, console, reap):
-        if reap:
-            return StartedProcess(pid, WATCHER.watch(pidfd), console)
-        os.close(pidfd)
-        return StartedProcess(pid, None, console)
+    def _started(process, pid, pidfd, console, stdio, reap):
+        if not reap:
+            os.close(pidfd)
+            return StartedProcess(pid, None, console, stdio=stdio, process=process)
+        exits = WATCHER.watch(pidfd)
+        return StartedProcess(pid, exits, console, stdio=stdio, process=process,
+                              signal=functools.partial(WATCHER.signal, pidfd, exits))
 
     async def start_async(self, process):
         """start() for asyncio (any loop with add_reader: the default one, uvloop):
@@ -533,22 +536,43 @@ class Container:
         it can see before waiting (a missing program, a mount, a capability) raise here.
         Returns (pid, exits) as start() does. The staged init is a fork of the caller, not
         a CLONE_VM child, so it may outlive the calling process. reap: as for start()."""
-        return self._started(*self._start(process, "stage"), reap)
+        return self._started(process, *self._start(process, "stage"), reap)
 
-    def start_with_pidfd(self, process):
+    def start_with_pidfd(self, process, pipes=False):
         """start() for a caller that reaps the process itself (pycontainer.aio's event
         loop, or another one): returns (pid, pidfd, pty master or None). The caller owns
         the pidfd and the master: it must reap the process through the pidfd (waitid
-        P_PIDFD, or hand it to exits.WATCHER.watch) and close both."""
-        return self._start(process, "start")
+        P_PIDFD, or hand it to exits.WATCHER.watch) and close both. pipes=True: a fourth
+        item, the process.Stdio of the pipes made for subprocess.PIPE (None when none)."""
+        pid, pidfd, console, stdio = self._start(process, "start")
+        if pipes:
+            return pid, pidfd, console, stdio
+        if stdio is not None:
+            stdio.close()
+            raise ConfigInvalidError("process", process, "subprocess.PIPE needs pipes=True",
+                                     container_id=self._id, operation="start")
+        return pid, pidfd, console
 
     def _start(self, process, operation):
-        """start_with_pidfd() as `operation` ("start" or "stage")."""
+        """(pid, pidfd, pty master, process.Stdio or None) of a start as `operation`
+        ("start" or "stage")."""
         if not isinstance(process, ProcessConfig):
             raise ConfigInvalidError("process", process, "expected a pycontainer.ProcessConfig",
                                      container_id=self._id, operation=operation)
-        with _Operation(self, operation):
-            return self._start_locked(process, staged=operation == "stage")
+        stdio = None
+        try:
+            with _Operation(self, operation):
+                if any(process.pipes()):
+                    stdio = Stdio(process)
+                return (*self._start_locked(process, operation == "stage",
+                                            stdio.child if stdio else (None,) * 3), stdio)
+        except BaseException:
+            if stdio is not None:
+                stdio.close()
+            raise
+        finally:
+            if stdio is not None:
+                stdio.close_child()
 
     def run_hook(self, args, env=(), input=b"", timeout=None, mount=True):
         """Run a program in the namespaces of the container's init (running, or staged:
@@ -672,7 +696,7 @@ class Container:
                 return report
             report += data
 
-    def _start_locked(self, process, staged=False):
+    def _start_locked(self, process, staged, made):
         record = self._record("start", mutable=True)
         state = self._state(record)
         if state in (RunState.PAUSED, RunState.PAUSING):
@@ -682,8 +706,8 @@ class Container:
             raise ContainerNotRunningError("its init is staged: exec() it first")
         if staged and state == RunState.RUNNING:
             raise ContainerNotStoppedError("an init runs already")
-        uid, gid = process.uid_gid()
-        stdio = process.stdio_fds()
+        uid, gid = process.uid_gid(self._config.rootfs)
+        stdio = process.stdio_fds(made)
         security = (build_security(self._config, process.rlimits) if process.rlimits
                     else self._security)
         args = (security, list(process.args), list(process.env if process.env is not None
