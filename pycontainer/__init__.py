@@ -9,7 +9,7 @@ __all__ = [
     "Factory", "RunState", "ContainerStats", "Event", "ContainerError", "ConfigInvalidError",
     "ContainerNotExistError", "ContainerNotRunningError", "ContainerNotStoppedError",
     "ContainerPausedError", "ContainerSystemError", "IdInUseError", "InvalidIdError",
-    "StateInvalidError",
+    "StateInvalidError", "run", "run_async", "CompletedContainer", "RunStats",
 ]
 __version__ = "0.1.0"
 
@@ -18,6 +18,7 @@ _MODULE_OF = {
     "Resources": "config", "Container": "container", "StartedProcess": "process",
     "Factory": "factory", "RunState": "state", "StateInvalidError": "state",
     "ContainerStats": "stats", "Event": "events",
+    "run": "run", "run_async": "run", "CompletedContainer": "run", "RunStats": "run",
     **{name: "errors" for name in (
         "ContainerError", "ConfigInvalidError", "ContainerNotExistError",
         "ContainerNotRunningError", "ContainerNotStoppedError", "ContainerPausedError",

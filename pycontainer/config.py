@@ -624,7 +624,7 @@ def _build(cls, d, where):
 
 
 # What ProcessConfig's stdin, stdout and stderr take.
-Stdio = Union[None, int, IO[bytes], IO[str]]
+StdioTarget = Union[None, int, IO[bytes], IO[str]]
 # subprocess.PIPE, STDOUT and DEVNULL (their values, without importing subprocess here).
 PIPE, STDOUT, DEVNULL = -1, -2, -3
 _STDIO_SPECIAL = {PIPE: "PIPE", DEVNULL: "DEVNULL", STDOUT: "STDOUT"}
@@ -649,9 +649,9 @@ class ProcessConfig:
     cwd: Union[None, str, os.PathLike[str]] = None
     user: Optional[str] = None
     additional_gids: Sequence[int] = ()
-    stdin: Stdio = None
-    stdout: Stdio = None
-    stderr: Stdio = None
+    stdin: StdioTarget = None
+    stdout: StdioTarget = None
+    stderr: StdioTarget = None
     rlimits: Sequence[Rlimit] = ()          # on top of the Config's, by type
     # A new pty of the container's /dev/pts as controlling terminal and stdio; start()
     # hands its master to the caller (StartedProcess.console).

@@ -251,6 +251,69 @@ class StartedProcess(tuple):
             raise
         return out
 
+    async def communicate_async(self, input: Union[bytes, str, None] = None
+                                ) -> tuple[Any, Any]:
+        """communicate() for a process of start_async, on the running loop's readers and
+        writers (no thread); asyncio.wait_for gives it a timeout."""
+        import asyncio
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        if isinstance(input, str):
+            assert self._process is not None
+            input = input.encode(_encoding(self._process), self._process.errors or "strict")
+        view = memoryview(input or b"")
+        watched: dict[int, Callable[[int], object]] = {}     # fd -> its remover
+
+        def stop(f: IO[Any]) -> None:
+            watched.pop(f.fileno())(f.fileno())
+            if f is self.stdin:
+                self._close_stdin()
+            if not watched and not done.done():
+                done.set_result(None)
+
+        def on_read(f: IO[Any]) -> None:
+            chunk = os.read(f.fileno(), 1 << 16)
+            if chunk:
+                self._read[f.fileno()] += chunk
+            else:
+                stop(f)
+
+        def on_write() -> None:
+            nonlocal view
+            assert self.stdin is not None
+            try:
+                view = view[os.write(self.stdin.fileno(), view[:1 << 16]):]
+            except BrokenPipeError:
+                view = view[:0]
+            if not view:
+                stop(self.stdin)
+
+        try:
+            for f in (self.stdout, self.stderr):
+                if f is not None and not f.closed:
+                    self._read.setdefault(f.fileno(), b"")
+                    os.set_blocking(f.fileno(), False)
+                    watched[f.fileno()] = loop.remove_reader
+                    loop.add_reader(f.fileno(), on_read, f)
+            if self.stdin is not None and not self.stdin.closed:
+                self._input = view
+                self._flush_stdin()
+                if view:
+                    os.set_blocking(self.stdin.fileno(), False)
+                    watched[self.stdin.fileno()] = loop.remove_writer
+                    loop.add_writer(self.stdin.fileno(), on_write)
+            if watched:
+                await done
+            await self.wait_async()
+        finally:
+            for fd, remove in watched.items():
+                remove(fd)
+        out = self._output(final=True)
+        for f in (self.stdout, self.stderr):
+            if f is not None:
+                f.close()
+        return out
+
     def _flush_stdin(self) -> None:
         if self.stdin is None:
             return

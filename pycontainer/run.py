@@ -1,0 +1,280 @@
+"""pc.run and pc.run_async: subprocess.run's shape, each call in a container of its own.
+
+One call: a container with a unique id in the factory's root (Factory() by default), one
+process, its output read (both pipes drained together, as communicate does), the
+container's final statistics, destroy. The container is destroyed however the call ends
+(an error, a timeout, KeyboardInterrupt): nothing stays.
+
+Without `config` (and `image`) the container runs on the built-in image, Config()'s:
+the host's root bind-mounted read-only with fresh /proc, /dev, /sys and writable tmpfs
+/tmp and /run, as `bwrap --ro-bind / / --tmpfs /tmp` gives. A sandbox that runs
+whatever the host has, and can change none of it, is the safe reading of "no image".
+
+Where subprocess inherits (stdout=None, stderr=None), run inherits too: the caller's
+descriptors 1 and 2. stdin is /dev/null unless `input` or `stdin` is given: a sandboxed
+program does not read the caller's terminal by accident.
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from .config import DEVNULL, PIPE, Config, ProcessConfig, StdioTarget
+from .container import Container
+from .errors import ConfigInvalidError, ContainerSystemError
+from .factory import Factory
+from .process import StartedProcess
+
+if TYPE_CHECKING:
+    from .stats import ContainerStats
+
+__all__ = ["run", "run_async", "CompletedContainer", "RunStats"]
+
+log = logging.getLogger("pycontainer")
+_factory: Optional[Factory] = None
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """A finished container's totals: memory_peak (bytes; the cgroup's high-water mark),
+    cpu_time (seconds, user and system), pids_peak (the most processes at once; None where
+    the kernel does not count it: cgroup v1, or v2 before Linux 6.1), oom_kills."""
+
+    memory_peak: int = 0
+    cpu_time: float = 0.0
+    pids_peak: Optional[int] = None
+    oom_kills: int = 0
+
+
+class CompletedContainer(subprocess.CompletedProcess):  # type: ignore[type-arg]
+    """subprocess.CompletedProcess (args, returncode: negative for a signal, stdout,
+    stderr, check_returncode()) plus `oom_killed` (the kernel's OOM killer killed a
+    process of the container), `timed_out` (run's timeout killed it; then run raised
+    subprocess.TimeoutExpired, whose `.result` this is), `stats` (RunStats) and `id`."""
+
+    def __init__(self, args: Any, returncode: int, stdout: Any = None, stderr: Any = None,
+                 *, oom_killed: bool = False, timed_out: bool = False,
+                 stats: Optional[RunStats] = None, id: str = "") -> None:
+        super().__init__(args, returncode, stdout, stderr)
+        self.oom_killed = oom_killed
+        self.timed_out = timed_out
+        self.stats = stats if stats is not None else RunStats()
+        self.id = id
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}=True" for k in ("oom_killed", "timed_out") if getattr(self, k))
+        return (f"CompletedContainer(args={self.args!r}, returncode={self.returncode!r}, "
+                f"stdout={self.stdout!r}, stderr={self.stderr!r}{extra})")
+
+
+def _default_factory() -> Factory:
+    global _factory
+    if _factory is None:
+        _factory = Factory()
+    return _factory
+
+
+def _config(config: Optional[Config], image: Any) -> Config:
+    if config is not None and not isinstance(config, Config):
+        raise ConfigInvalidError("config", config, "expected a pycontainer.Config")
+    if image is None:
+        return config if config is not None else _HOST_IMAGE
+    if not any(f.name == "image" for f in dataclasses.fields(Config)):
+        raise ConfigInvalidError("image", image, "this version's Config takes no image")
+    return dataclasses.replace(config if config is not None else Config(),
+                               image=image)  # type: ignore[call-arg]
+
+
+_HOST_IMAGE = Config()
+
+
+def _process(args: Sequence[str], stdin: Any, input: Any, capture_output: bool,
+             stdout: Any, stderr: Any, text: bool, encoding: Optional[str],
+             errors: Optional[str], env: Any, cwd: Any, user: Optional[str]
+             ) -> ProcessConfig:
+    if input is not None:
+        if stdin is not None:
+            raise ValueError("stdin and input arguments may not both be used.")
+        stdin = PIPE
+    if capture_output:
+        if stdout is not None or stderr is not None:
+            raise ValueError("stdout and stderr arguments may not be used with capture_output.")
+        stdout = stderr = PIPE
+    return ProcessConfig(args=args, env=env, cwd=cwd, user=user,
+                         stdin=DEVNULL if stdin is None else stdin,
+                         stdout=1 if stdout is None else stdout,
+                         stderr=2 if stderr is None else stderr,
+                         text=text, encoding=encoding, errors=errors)
+
+
+def _new_id() -> str:
+    return f"run-{secrets.token_hex(8)}"
+
+
+def _run_stats(c: Container, stats: "ContainerStats") -> RunStats:
+    cg = stats.cgroup_stats
+    pids_peak = None
+    for d in c.internal.cgroups.dirs():
+        try:
+            with open(os.path.join(d, "pids.peak")) as f:
+                pids_peak = int(f.read())
+            break
+        except (OSError, ValueError):
+            continue
+    return RunStats(memory_peak=cg.memory_stats.usage.max_usage,
+                    cpu_time=cg.cpu_stats.cpu_usage.total_usage / 1e9,
+                    pids_peak=pids_peak, oom_kills=cg.memory_stats.oom_kills)
+
+
+def _start_failed(exc: ContainerSystemError, config: Config) -> BaseException:
+    """A start that failed for want of memory under a memory limit, said as such."""
+    limit = config.resources.memory_limit if config.resources is not None else None
+    if exc.errno == errno.ENOMEM and limit is not None:
+        return ContainerSystemError(
+            errno.ENOMEM, f"the program could not start under the memory limit of {limit} "
+            f"bytes ({exc.detail})", container_id=exc.container_id, operation="run")
+    return exc
+
+
+def _finish(c: Container, config: Config, p: StartedProcess, out: Any, err: Any,
+            timed_out: bool, started: float) -> CompletedContainer:
+    stats = _run_stats(c, c.stats())
+    status = p.returncode if p.returncode is not None else -signal.SIGKILL
+    result = CompletedContainer(p.args, status, out, err, oom_killed=stats.oom_kills > 0,
+                                timed_out=timed_out, stats=stats, id=c.id)
+    if status == 127 and result.oom_killed and config.resources is not None:
+        # The exec itself ran out of memory: the kernel killed the new program before
+        # its first instruction, and the shell's or init's 127 is all that is left.
+        raise ContainerSystemError(
+            errno.ENOMEM, "the program could not start under the memory limit of "
+            f"{config.resources.memory_limit} bytes (OOM-killed at exec)",
+            container_id=c.id, operation="run")
+    log.debug("run %s: %s exited %s in %.1f ms", c.id, list(p.args)[:3], status,
+              (time.monotonic() - started) * 1e3)
+    return result
+
+
+def _timed_out(exc: subprocess.TimeoutExpired, result: CompletedContainer
+               ) -> subprocess.TimeoutExpired:
+    exc.output, exc.stderr = result.stdout, result.stderr
+    exc.result = result          # type: ignore[attr-defined]
+    return exc
+
+
+def _check(result: CompletedContainer, check: bool) -> CompletedContainer:
+    if check and result.returncode:
+        raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout,
+                                            result.stderr)
+    return result
+
+
+def _close(p: Optional[StartedProcess]) -> None:
+    if p is not None:
+        for f in (p.stdin, p.stdout, p.stderr):
+            if f is not None and not f.closed:
+                try:
+                    f.close()
+                except BrokenPipeError:
+                    pass
+
+
+def run(args: Sequence[str], *, config: Optional[Config] = None, image: Any = None,
+        stdin: StdioTarget = None, input: Union[bytes, str, None] = None,
+        capture_output: bool = False, stdout: StdioTarget = None, stderr: StdioTarget = None,
+        text: bool = False, encoding: Optional[str] = None, errors: Optional[str] = None,
+        timeout: Optional[float] = None, check: bool = False,
+        env: Union[None, Sequence[str], Mapping[str, str]] = None,
+        cwd: Union[None, str, "os.PathLike[str]"] = None, user: Optional[str] = None,
+        factory: Optional[Factory] = None) -> CompletedContainer:
+    """subprocess.run in a container of its own (see the module docstring): returns a
+    CompletedContainer; `timeout` kills the whole container and raises
+    subprocess.TimeoutExpired (output so far; `.result`: the CompletedContainer);
+    check=True raises subprocess.CalledProcessError on a non-zero status."""
+    started = time.monotonic()
+    process = _process(args, stdin, input, capture_output, stdout, stderr, text, encoding,
+                       errors, env, cwd, user)
+    config = _config(config, image)
+    factory = factory or _default_factory()
+    cid = _new_id()
+    c: Optional[Container] = None
+    p: Optional[StartedProcess] = None
+    try:
+        c = factory.create(cid, config)
+        try:
+            p = c.start(process)
+        except ContainerSystemError as exc:
+            raise _start_failed(exc, config) from None
+        try:
+            out, err = p.communicate(input, timeout)
+        except subprocess.TimeoutExpired as exc:
+            p.kill()         # the init: the kernel kills the rest of its pid namespace
+            out, err = p.communicate()
+            raise _timed_out(exc, _finish(c, config, p, out, err, True, started)) from None
+        return _check(_finish(c, config, p, out, err, False, started), check)
+    finally:
+        _close(p)
+        if c is not None:
+            c.destroy()
+        else:
+            factory.destroy(cid)     # interrupted inside create: whatever it left
+
+
+async def run_async(args: Sequence[str], *, config: Optional[Config] = None,
+                    image: Any = None, stdin: StdioTarget = None,
+                    input: Union[bytes, str, None] = None, capture_output: bool = False,
+                    stdout: StdioTarget = None, stderr: StdioTarget = None, text: bool = False,
+                    encoding: Optional[str] = None, errors: Optional[str] = None,
+                    timeout: Optional[float] = None, check: bool = False,
+                    env: Union[None, Sequence[str], Mapping[str, str]] = None,
+                    cwd: Union[None, str, "os.PathLike[str]"] = None,
+                    user: Optional[str] = None,
+                    factory: Optional[Factory] = None) -> CompletedContainer:
+    """run() for asyncio: the process started with start_async, its pipes and exit
+    watched by the loop (no thread waits for it); create, statistics and destroy hop to
+    the loop's default executor (Container.create_async and friends)."""
+    import asyncio
+    started = time.monotonic()
+    process = _process(args, stdin, input, capture_output, stdout, stderr, text, encoding,
+                       errors, env, cwd, user)
+    config = _config(config, image)
+    factory = factory or _default_factory()
+    cid = _new_id()
+    loop = asyncio.get_running_loop()
+    c: Optional[Container] = None
+    p: Optional[StartedProcess] = None
+    try:
+        c = await loop.run_in_executor(None, factory.create, cid, config)
+        try:
+            p = await c.start_async(process)
+        except ContainerSystemError as exc:
+            raise _start_failed(exc, config) from None
+        timed_out = False
+        try:
+            out, err = await asyncio.wait_for(p.communicate_async(input), timeout)
+        except asyncio.TimeoutError:
+            timed_out = True
+            p.kill()
+            out, err = await p.communicate_async()
+        result = await loop.run_in_executor(None, _finish, c, config, p, out, err,
+                                            timed_out, started)
+        if timed_out:
+            raise _timed_out(subprocess.TimeoutExpired(p.args, timeout),  # type: ignore
+                             result)
+        return _check(result, check)
+    finally:
+        _close(p)
+        destroy = c.destroy if c is not None else (lambda: factory.destroy(cid))
+        try:
+            await asyncio.shield(loop.run_in_executor(None, destroy))
+        except asyncio.CancelledError:
+            destroy()            # cancelled while it ran: make sure, then go on
+            raise
