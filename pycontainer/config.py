@@ -198,6 +198,9 @@ class Resources:
     def to_dict(self):
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    def __repr__(self) -> str:
+        return "Resources(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+
 
 _IFNAME_MAX = 15                   # IFNAMSIZ - 1
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
@@ -568,6 +571,13 @@ class Config:
             object.__setattr__(self, "masked_paths", _HOST_MASKED_PATHS if host and host_root
                                else DEFAULT_MASKED_PATHS)
 
+    def __repr__(self) -> str:
+        """The fields that differ from a default Config's (of the same image kind)."""
+        base = _default_config(self.rootfs is None)
+        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                   if f.repr and getattr(self, f.name) != getattr(base, f.name)]
+        return f"Config({', '.join(changed)})"
+
     @property
     def image_is_host(self):
         return self.rootfs is None
@@ -595,6 +605,16 @@ class Config:
             if isinstance(d.get(k), list):
                 d[k] = tuple(d[k])
         return _build(cls, d, "config")
+
+
+_DEFAULTS: dict = {}
+
+
+def _default_config(host):
+    """Config() (host) or Config(rootfs="/") (an image), made once, for Config.__repr__."""
+    if host not in _DEFAULTS:
+        _DEFAULTS[host] = Config() if host else Config(rootfs="/")
+    return _DEFAULTS[host]
 
 
 def _tuple_of(cls, items, where):

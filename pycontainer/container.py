@@ -19,6 +19,7 @@ import dataclasses
 import errno
 import fcntl
 import functools
+import logging
 import os
 import select
 import shutil
@@ -41,6 +42,8 @@ from .security import kernel_last_cap, sysctl_path
 from .state import (EXEC_FIFO, STATE_FILE, RunState, open_init_pidfd, pidns_of,
                     process_start_time, read_state, write_state)
 from .stats import ContainerStats, read_host_interfaces, read_interfaces
+
+log = logging.getLogger("pycontainer")
 
 _FREEZER_TO_STATE = {"THAWED": RunState.RUNNING, "FREEZING": RunState.PAUSING,
                      "FROZEN": RunState.PAUSED}
@@ -214,8 +217,10 @@ def build_security(config, process_rlimits=()):
     last_cap = kernel_last_cap()
     caps = config.capabilities
     if caps is not None and caps.unsupported(last_cap):
-        warnings.warn(f"capabilities {caps.unsupported(last_cap)} are unknown to this kernel "
-                      f"(last is {last_cap}); skipped", RuntimeWarning, stacklevel=3)
+        message = (f"capabilities {caps.unsupported(last_cap)} are unknown to this kernel "
+                   f"(last is {last_cap}); skipped")
+        log.warning("%s", message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
     seccomp = None
     if config.seccomp is not None:
         from .seccomp import DEFAULT_PROFILE, compile_profile   # lazily: start and exec's
@@ -363,9 +368,22 @@ class Container:
         self._pidfds = {}                 # (pid, start time) -> pidfd of an init we looked at
         self._state_cache = [written, record]   # state.json's bytes and their record
         self._pidfds_lock = threading.Lock()
+        self._started_here = False       # an init started through this handle (__del__)
 
     def __repr__(self):
-        return f"<Container {self._id!r} at {self._dir}>"
+        try:
+            state = self.run_state()
+            pid = f" init={self.init_pid()}" if state != RunState.CREATED else ""
+        except Exception as exc:        # destroyed, or the state cannot be read
+            state, pid = type(exc).__name__, ""
+        return f"<Container {self._id!r} {state}{pid} at {self._dir}>"
+
+    # `with factory.create(...) as c:` destroys the container at the end of the block.
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.destroy()
 
     @property
     def id(self):
@@ -508,7 +526,11 @@ class Container:
         reap=False (what a runtime CLI that exits at once needs, as `runc exec -d`): exits
         is None and the status is left to whoever reaps the process: the caller, or once
         the caller has exited, the subreaper it is re-parented to (conmon, a shim)."""
-        return self._started(process, *self._start(process, "start"), reap)
+        begun = time.monotonic()
+        started = self._started(process, *self._start(process, "start"), reap)
+        log.debug("start %s: pid %d %s in %.2f ms", self._id, started.pid,
+                  list(process.args[:3]), (time.monotonic() - begun) * 1e3)
+        return started
 
     @staticmethod
     def _started(process, pid, pidfd, console, stdio, reap):
@@ -768,6 +790,7 @@ class Container:
                 record.extra.pop(key, None)
         try:
             self._write(record)
+            self._started_here = True
         except BaseException:
             # Unrecorded, the init would be unreachable: take it down again, and let the
             # exit watcher reap it.
@@ -957,6 +980,8 @@ class Container:
 
     def destroy(self):
         """Kill every process, wait for them, remove the cgroups and the state. Idempotent."""
+        begun = time.monotonic()
+        self._started_here = False
         try:
             with _Operation(self, "destroy") as dir_fd:
                 try:
@@ -966,6 +991,7 @@ class Container:
                 self._cgroups.destroy(lambda: self._live_init(record))
                 self._remove_veths(record)
                 remove_state_dir(dir_fd, self._dir)
+                log.debug("destroy %s in %.2f ms", self._id, (time.monotonic() - begun) * 1e3)
         except ContainerNotExistError:
             pass
         finally:
@@ -995,4 +1021,16 @@ class Container:
 
     def __del__(self):
         with contextlib.suppress(Exception):
+            if self._started_here and self._runs_still():
+                warnings.warn(f"container {self._id!r} still runs and its handle was dropped: "
+                              "destroy() it, or use `with factory.create(...) as c:` (load() "
+                              "it again to reach it)", ResourceWarning, source=self)
+        with contextlib.suppress(Exception):
             self._close_pidfds()
+
+    def _runs_still(self):
+        """Whether the init this handle started lives (from the cached record: no lock,
+        no state file read, as fits a finalizer)."""
+        record = self._state_cache[1]
+        return record is not None and record.init_pid is not None and \
+            process_start_time(record.init_pid) == record.init_start_time

@@ -15,6 +15,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -32,6 +33,7 @@ from .state import (STATE_FILE, StateInvalidError, StateRecord, check_id, defaul
                     read_state, write_state)
 
 
+log = logging.getLogger("pycontainer")
 _MAX_NAME = 255            # NAME_MAX
 _LONG_PREFIX = ".long-"
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -116,6 +118,9 @@ class Factory:
         # are prefixed with a tag of it, so equal ids in two roots do not collide.
         self._cgroup_scope = None if self.root == default_root() else \
             hashlib.sha256(self.root.encode()).hexdigest()[:8]
+
+    def __repr__(self):
+        return f"<Factory root={self.root!r}>"
 
     def _name(self, container_id):
         """The state directory's name in the root. An id longer than a file name may be
@@ -218,6 +223,7 @@ class Factory:
         """Make the container's cgroups and state; no process runs until start().
         `extra`: a JSON-able dict stored with the state for the caller (Container.extra();
         the OCI layer keeps the bundle path, annotations and hooks there)."""
+        begun = time.monotonic()
         name = self._name(container_id)
         state_dir = os.path.join(self.root, name)
         if not isinstance(config, Config):
@@ -263,10 +269,12 @@ class Factory:
                 raise system_error_from(exc, state_dir, container_id=container_id,
                                         operation="create") from None
             try:
-                return self._create_in(dir_fd, root_fd, state_dir, container_id, config, extra,
-                                       rootless)
+                container = self._create_in(dir_fd, root_fd, state_dir, container_id, config,
+                                            extra, rootless)
             finally:
                 os.close(dir_fd)
+            log.debug("create %s in %.2f ms", container_id, (time.monotonic() - begun) * 1e3)
+            return container
         finally:
             os.close(root_fd)
 
@@ -298,9 +306,11 @@ class Factory:
             if rootless and not cgroups.delegated(container_id, config.cgroup_parent,
                                                   self._cgroup_scope, config.cgroup_path):
                 manager = cgroups.NullManager(container_id)
-                warnings.warn(f"container {container_id!r}: no cgroups are delegated to "
-                              f"uid {os.geteuid()}; running without cgroups (no limits, "
-                              "pause, or cgroup statistics)", RuntimeWarning, stacklevel=3)
+                message = (f"container {container_id!r}: no cgroups are delegated to "
+                           f"uid {os.geteuid()}; running without cgroups (no limits, "
+                           "pause, or cgroup statistics)")
+                log.warning("%s", message)
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
             else:
                 manager = cgroups.new_manager(container_id, config.cgroup_parent,
                                               config.resources, self._cgroup_scope,
