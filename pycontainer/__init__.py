@@ -26,6 +26,24 @@ _MODULE_OF = {
 }
 
 
+# What type checkers see (they do not run __getattr__); False when the program runs,
+# without importing typing, which the command line's fast path does not load.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .config import Config, Mount, Network, ProcessConfig, Resources
+    from .container import Container
+    from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
+                         ContainerNotRunningError, ContainerNotStoppedError,
+                         ContainerPausedError, ContainerSystemError, IdInUseError,
+                         InvalidIdError)
+    from .events import Event
+    from .factory import Factory
+    from .process import StartedProcess
+    from .run import CompletedContainer, RunStats, run, run_async
+    from .state import RunState, StateInvalidError
+    from .stats import ContainerStats
+
+
 def __getattr__(name):
     module = _MODULE_OF.get(name)
     if module is None:

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, asdict
-from typing import IO, Optional, Union
+from typing import IO, Any, Optional, Union
 
 from . import namespaces as _ns
 from .devices import DeviceRule
@@ -104,7 +104,7 @@ class Mount:
     destination: str
     source: str = ""
     type: str = "bind"
-    options: tuple = ()
+    options: Sequence[str] = ()
 
     def __post_init__(self):
         _check_path("mounts.destination", self.destination)
@@ -155,7 +155,7 @@ class Resources:
     memory_reservation: Optional[int] = None   # bytes: v1 memory.soft_limit_in_bytes, v2 memory.low
     blkio_weight: Optional[int] = None      # 10..1000: v1 blkio(.bfq).weight, v2 io(.bfq).weight
     # (("2MB", bytes), ("1GB", bytes)): hugetlb limit per page size (kernel's names); None: unset
-    hugepage_limits: Optional[tuple] = None
+    hugepage_limits: Optional[Sequence[tuple[str, int]]] = None
 
     def __post_init__(self):
         _check_int("resources.memory_limit", self.memory_limit, 4096, _MAX_INT64)
@@ -242,8 +242,8 @@ class Network:
     name: Optional[str] = None
     host_name: Optional[str] = None
     bridge: Optional[str] = None
-    address: tuple = ()
-    gateway: tuple = ()
+    address: Union[str, Sequence[str]] = ()
+    gateway: Union[str, Sequence[str]] = ()
     mtu: Optional[int] = None
     mac: Optional[str] = None
 
@@ -359,16 +359,16 @@ class Config:
     # Names, or a mapping name -> None (a new namespace) or the path of an existing one to
     # join (net, ipc, uts, cgroup): {"mount": None, "pid": None, "net": "/run/netns/x"}.
     # Normalised to the names plus namespace_paths (name -> path).
-    namespaces: tuple = DEFAULT_NAMESPACES
-    namespace_paths: dict = field(default_factory=dict)
-    networks: tuple = ()               # Network entries
-    mounts: tuple = ()
+    namespaces: Union[Sequence[str], Mapping[str, Optional[str]]] = DEFAULT_NAMESPACES
+    namespace_paths: dict[str, str] = field(default_factory=dict)
+    networks: Sequence[Network] = ()
+    mounts: Sequence[Mount] = ()
     readonly_rootfs: bool = False
     # The rootfs mount's propagation, set after pivot_root: a propagation option of
     # MOUNT_FLAGS ("rslave": mounts made on the host below the rootfs reach the
     # container). None: rprivate.
     rootfs_propagation: Optional[str] = None
-    env: tuple = DEFAULT_ENV
+    env: Sequence[str] = DEFAULT_ENV
     cwd: str = "/"
     resources: Optional[Resources] = None
     # Where the container's cgroups go, in every hierarchy (absolute: from the root,
@@ -380,17 +380,17 @@ class Config:
     # Isolation (see README "Security defaults"): safe unless asked otherwise.
     capabilities: Optional[Capabilities] = _IMAGE_CAPABILITIES   # None: keep every one
     no_new_privileges: bool = True
-    seccomp: object = "default"        # "default", None, or an OCI linux.seccomp dict
-    masked_paths: tuple = DEFAULT_MASKED_PATHS
-    readonly_paths: tuple = DEFAULT_READONLY_PATHS
-    devices: tuple = ()                # extra Device nodes (allowed in the device cgroup)
-    device_rules: Optional[tuple] = None   # None: runc's default policy + the devices above
-    rlimits: tuple = ()
+    seccomp: Union[str, None, dict[str, Any]] = "default"        # "default", None, or an OCI linux.seccomp dict
+    masked_paths: Sequence[str] = DEFAULT_MASKED_PATHS
+    readonly_paths: Sequence[str] = DEFAULT_READONLY_PATHS
+    devices: Sequence[Device] = ()                # extra Device nodes (allowed in the device cgroup)
+    device_rules: Optional[Sequence[DeviceRule]] = None   # None: runc's default policy + the devices above
+    rlimits: Sequence[Rlimit] = ()
     oom_score_adj: Optional[int] = None
-    sysctl: dict = field(default_factory=dict)
+    sysctl: dict[str, str] = field(default_factory=dict)
     umask: int = 0o022
-    uid_mappings: tuple = ()           # IdMap lines; need the "user" namespace
-    gid_mappings: tuple = ()
+    uid_mappings: Sequence[IdMap] = ()     # need the "user" namespace
+    gid_mappings: Sequence[IdMap] = ()
     # A signal every process gets when the thread that started it exits (prctl
     # PR_SET_PDEATHSIG): None lets containers outlive the program that made them.
     pdeathsig: Optional[int] = None

@@ -29,9 +29,11 @@ import threading
 import time
 import warnings
 import weakref
+from collections.abc import Sequence
+from typing import Any, Optional
 
 from . import _core, events, namespaces, network
-from .config import MOUNT_FLAGS, ProcessConfig, Resources
+from .config import MOUNT_FLAGS, Config, ProcessConfig, Resources
 from .devices import DEFAULT_RULES, DevicePolicy, DeviceRule
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
                      ContainerNotStoppedError, ContainerPausedError, ContainerSystemError,
@@ -370,7 +372,7 @@ class Container:
         self._pidfds_lock = threading.Lock()
         self._started_here = False       # an init started through this handle (__del__)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         try:
             state = self.run_state()
             pid = f" init={self.init_pid()}" if state != RunState.CREATED else ""
@@ -379,18 +381,18 @@ class Container:
         return f"<Container {self._id!r} {state}{pid} at {self._dir}>"
 
     # `with factory.create(...) as c:` destroys the container at the end of the block.
-    def __enter__(self):
+    def __enter__(self) -> Container:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.destroy()
 
     @property
-    def id(self):
+    def id(self) -> str:
         return self._id
 
     @property
-    def config(self):
+    def config(self) -> Config:
         return self._config
 
     @property
@@ -494,18 +496,18 @@ class Container:
             return RunState.CREATED         # set up, waiting for exec()
         return _FREEZER_TO_STATE[self._cgroups.freezer_state()]
 
-    def init_pid(self):
+    def init_pid(self) -> Optional[int]:
         """The pid of the container's live init (in the caller's pid namespace), or None
         when it has none (never started, or exited)."""
         record = self._record("init_pid")
         return record.init_pid if self._init_pidfd(record) is not None else None
 
-    def extra(self):
+    def extra(self) -> dict[str, Any]:
         """A copy of the dict the container was created with (Factory.create(extra=))."""
         # Kept under "user": the rest of the record's extra is the library's own.
         return dict(self._record("extra").extra.get("user") or {})
 
-    def run_state(self):
+    def run_state(self) -> RunState:
         """CREATED, RUNNING, PAUSING, PAUSED or STOPPED, as the kernel reports it now."""
         state = self._kept_state()
         return self._state(self._record("run_state")) if state is None else state
@@ -517,7 +519,7 @@ class Container:
         """The Config's SecurityPlan (build_security), compiled once per Config."""
         return derived(self._config, "security", build_security)
 
-    def start(self, process, reap=True):
+    def start(self, process: ProcessConfig, reap: bool = True) -> StartedProcess:
         """Start a process: the container's init (pid 1 of new namespaces) when none runs,
         else one that joins the init's namespaces and cgroup. Returns (pid, exits): pid in
         the caller's pid namespace, exits a queue.Queue that yields the exit code, or
@@ -541,7 +543,7 @@ class Container:
         return StartedProcess(pid, exits, console, stdio=stdio, process=process,
                               signal=functools.partial(WATCHER.signal, pidfd, exits))
 
-    async def start_async(self, process):
+    async def start_async(self, process: ProcessConfig) -> StartedProcess:
         """start() for asyncio (any loop with add_reader: the default one, uvloop):
         returns (pid, exit_future); awaiting exit_future gives the exit code, or -signum.
         The status is reaped from the event loop when the process's pidfd polls readable:
@@ -552,7 +554,7 @@ class Container:
         from . import aio      # lazily: asyncio takes longer to import than all of pycontainer
         return await aio.start_async(self, process)
 
-    def stage(self, process, reap=True):
+    def stage(self, process: ProcessConfig, reap: bool = True) -> StartedProcess:
         """Set up the container's init and leave it blocked just before exec (runc's
         `create`): run_state() is CREATED with its pid, and exec() lets it run. Failures
         it can see before waiting (a missing program, a mount, a capability) raise here.
@@ -560,7 +562,7 @@ class Container:
         a CLONE_VM child, so it may outlive the calling process. reap: as for start()."""
         return self._started(process, *self._start(process, "stage"), reap)
 
-    def start_with_pidfd(self, process, pipes=False):
+    def start_with_pidfd(self, process: ProcessConfig, pipes: bool = False) -> tuple[Any, ...]:
         """start() for a caller that reaps the process itself (pycontainer.aio's event
         loop, or another one): returns (pid, pidfd, pty master or None). The caller owns
         the pidfd and the master: it must reap the process through the pidfd (waitid
@@ -596,7 +598,9 @@ class Container:
             if stdio is not None:
                 stdio.close_child()
 
-    def run_hook(self, args, env=(), input=b"", timeout=None, mount=True):
+    def run_hook(self, args: Sequence[str], env: Sequence[str] = (), input: bytes = b"",
+                 timeout: Optional[float] = None, mount: bool = True
+                 ) -> tuple[Optional[int], bytes]:
         """Run a program in the namespaces of the container's init (running, or staged:
         set up, before exec) and in its cgroup, as the OCI container hooks run:
         mount=True (startContainer) in the container's mount namespace too, so `args[0]`
@@ -652,7 +656,7 @@ class Container:
             finally:
                 os.close(kill_fd)
 
-    def exec(self):
+    def exec(self) -> None:
         """Let the staged init run (runc's `start`): it opens the exec fifo, we read its
         byte, and it execs. run_state() is RUNNING from here. If it fails before its
         program runs, this raises what start() would have (its stage and errno), and the
@@ -842,7 +846,7 @@ class Container:
 
     # -- the rest of the interface ---------------------------------------------------
 
-    def processes(self):
+    def processes(self) -> list[int]:
         """Pids (in the caller's pid namespace) of every process in the container."""
         record = self._record("processes")
         try:
@@ -856,7 +860,7 @@ class Container:
         fd = self._init_pidfd(record)
         return None if fd is None else (record.init_pid, fd)
 
-    def stats(self):
+    def stats(self) -> ContainerStats:
         record = self._record("stats")
         try:
             interfaces = []
@@ -876,7 +880,7 @@ class Container:
         except Exception as exc:
             raise self._read_failed(exc, "stats") from None
 
-    def signal(self, sig, pid=None, all=False):
+    def signal(self, sig: int, pid: Optional[int] = None, all: bool = False) -> None:
         """Send `sig` to the init (default), to `pid` (a pid in the caller's namespace that
         must belong to this container), or to every process of the container (all=True).
         Sent through pidfds, so a pid that exits and is reused meanwhile is never hit."""
@@ -908,7 +912,7 @@ class Container:
                 finally:
                     os.close(fd)
 
-    def set_resources(self, resources):
+    def set_resources(self, resources: Resources) -> None:
         """Change the cgroup limits of the container, running or not (libcontainer's Set).
         The stored config follows. Invalid values are refused before anything is written."""
         if not isinstance(resources, Resources):
@@ -922,7 +926,7 @@ class Container:
             self._write(record)
             self._config = config
 
-    def pause(self):
+    def pause(self) -> None:
         """Ask the kernel to freeze every process and return: run_state() says PAUSING
         until the kernel reports the cgroup frozen, then PAUSED. No-op when paused."""
         with _Operation(self, "pause"):
@@ -935,7 +939,7 @@ class Container:
                 raise ContainerNotRunningError(f"the container is {state}")
             self._cgroups.freeze()
 
-    def resume(self):
+    def resume(self) -> None:
         """Thaw a paused (or pausing) container. No-op when running."""
         with _Operation(self, "resume"):
             # Kept freezer files that still read are this container's (_kept_state).
@@ -952,7 +956,7 @@ class Container:
 
     # -- events (pycontainer/events.py, pycontainer/aio.py) ----------------------------
 
-    def notify_oom(self):
+    def notify_oom(self) -> Any:
         """A queue.Queue (pycontainer.events.OomQueue) that gets an item each time the
         kernel reports an OOM kill in the container: the number of OOM kills seen so far
         (1, 2, ...). None ends it, once the container's cgroup is removed (destroy); its
@@ -961,7 +965,7 @@ class Container:
         when it ends or the queue is garbage-collected. ENOTSUP without a memory cgroup."""
         return events.notify_oom(self)
 
-    def events(self, interval=5.0, stats=True):
+    def events(self, interval: float = 5.0, stats: bool = True) -> Any:
         """An iterator of pycontainer.events.Event, as `runc events`: "stats" (a
         ContainerStats every `interval` seconds; stats=False leaves them out), "oom",
         "paused", "resumed", "exit" (the init exited; data is its status when known) and
@@ -971,14 +975,14 @@ class Container:
         an abandoned stream ends when it is garbage-collected."""
         return events.EventStream(self, interval, stats)
 
-    def events_async(self, interval=5.0, stats=True):
+    def events_async(self, interval: float = 5.0, stats: bool = True) -> Any:
         """events() as an async iterator (`async for ev in c.events_async(1.0)`), driven by
         the running loop's add_reader and call_later: no thread. aclose() or `async with`
         ends it early; dropping it does too."""
         from . import aio      # lazily, as in start_async
         return aio.AsyncEventStream(self, interval, stats)
 
-    def destroy(self):
+    def destroy(self) -> None:
         """Kill every process, wait for them, remove the cgroups and the state. Idempotent."""
         begun = time.monotonic()
         self._started_here = False

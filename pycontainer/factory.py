@@ -22,6 +22,7 @@ import shutil
 import stat
 import time
 import warnings
+from typing import Any, Optional, Union
 
 from . import cgroups, namespaces, network
 from .config import Config
@@ -112,14 +113,14 @@ def _not_ours(st):
 
 
 class Factory:
-    def __init__(self, root=None):
-        self.root = os.path.abspath(root or default_root())
+    def __init__(self, root: Union[None, str, "os.PathLike[str]"] = None) -> None:
+        self.root = os.path.abspath(os.fspath(root) if root else default_root())
         # Containers of the default root have cgroups named by id alone; another root's
         # are prefixed with a tag of it, so equal ids in two roots do not collide.
         self._cgroup_scope = None if self.root == default_root() else \
             hashlib.sha256(self.root.encode()).hexdigest()[:8]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Factory root={self.root!r}>"
 
     def _name(self, container_id):
@@ -219,7 +220,8 @@ class Factory:
 
     # -- the interface ------------------------------------------------------------------
 
-    def create(self, container_id, config, extra=None):
+    def create(self, container_id: str, config: Config,
+               extra: Optional[dict[str, Any]] = None) -> Container:
         """Make the container's cgroups and state; no process runs until start().
         `extra`: a JSON-able dict stored with the state for the caller (Container.extra();
         the OCI layer keeps the bundle path, annotations and hooks there)."""
@@ -335,7 +337,7 @@ class Factory:
             remove_state_dir(dir_fd, state_dir, root_fd)
             raise in_context(exc, container_id, "create") from None
 
-    def load(self, container_id):
+    def load(self, container_id: str) -> Container:
         """The container with this id, as any process sees it."""
         name = self._name(container_id)
         root_fd = self._open_root(container_id, "load")
@@ -368,7 +370,7 @@ class Factory:
             raise StateInvalidError(f"{os.path.join(state_dir, STATE_FILE)}: {exc.detail}",
                                     container_id=container_id, operation="load") from None
 
-    def destroy(self, container_id):
+    def destroy(self, container_id: str) -> None:
         """Remove the container with this id even when it cannot be loaded (its state is
         damaged, from a newer version, or its creator died before writing it): kill what
         runs in its cgroups, remove them and the state directory. An entry that is not a
@@ -436,7 +438,7 @@ class Factory:
                 pass
         return cgroups.new_manager(container_id, scope=self._cgroup_scope)
 
-    def list_broken(self):
+    def list_broken(self) -> dict[str, str]:
         """{id: reason} for every state directory that cannot be loaded (and every entry
         in the root that is not a state directory). A container whose creator still holds
         its lock is being created, not broken, and is left out."""
@@ -466,7 +468,7 @@ class Factory:
             os.close(root_fd)
         return broken
 
-    def list(self):
+    def list(self) -> list[str]:  # noqa: A003
         """Ids of every entry of the root, sorted: the containers, and entries that are not
         state directories of ours (load() says what is wrong with them; destroy() removes
         them)."""
