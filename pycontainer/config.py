@@ -393,6 +393,11 @@ class Config:
     gid_mappings: Sequence[IdMap] = ()
     # A signal every process gets when the thread that started it exits (prctl
     # PR_SET_PDEATHSIG): None lets containers outlive the program that made them.
+    # Per thread, not per process: a container started from a worker of a thread pool
+    # is killed when that worker thread ends (an idle ThreadPoolExecutor worker may),
+    # not when the program does. Start from a thread that lives as long as the
+    # containers should (the main thread), or use `with factory.create(...)` / pc.run,
+    # which destroy the container when the block or call ends.
     pdeathsig: Optional[int] = None
 
     def __post_init__(self):

@@ -147,16 +147,19 @@ def _start_failed(exc: ContainerSystemError, config: Config) -> BaseException:
 
 def _finish(c: Container, config: Config, p: StartedProcess, out: Any, err: Any,
             timed_out: bool, started: float) -> CompletedContainer:
-    stats = _run_stats(c, c.stats())
+    all_stats = c.stats()
+    stats = _run_stats(c, all_stats)
     status = p.returncode if p.returncode is not None else -signal.SIGKILL
     result = CompletedContainer(p.args, status, out, err, oom_killed=stats.oom_kills > 0,
                                 timed_out=timed_out, stats=stats, id=c.id)
-    if status == 127 and result.oom_killed and config.resources is not None:
-        # The exec itself ran out of memory: the kernel killed the new program before
-        # its first instruction, and the shell's or init's 127 is all that is left.
+    limit = config.resources.memory_limit if config.resources is not None else None
+    if status == 127 and not out and not err and limit is not None and \
+            all_stats.cgroup_stats.memory_stats.usage.failcnt > 0:
+        # The program's exec ran out of memory after the point of no return: what is left
+        # is the 127 of a process that never ran a line of it (and no output).
         raise ContainerSystemError(
-            errno.ENOMEM, "the program could not start under the memory limit of "
-            f"{config.resources.memory_limit} bytes (OOM-killed at exec)",
+            errno.ENOMEM, f"the program could not start under the memory limit of {limit} "
+            "bytes (the limit was hit while it was loaded; exit status 127)",
             container_id=c.id, operation="run")
     log.debug("run %s: %s exited %s in %.1f ms", c.id, list(p.args)[:3], status,
               (time.monotonic() - started) * 1e3)

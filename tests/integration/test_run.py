@@ -100,3 +100,12 @@ def test_default_is_the_host_read_only(factory):
     r = pc.run(["sh", "-c", "touch /etc/x 2>&1; touch /tmp/y && echo tmp ok"],
                capture_output=True, text=True, factory=factory)
     assert "Read-only file system" in r.stdout and "tmp ok" in r.stdout
+
+
+def test_memory_limit_too_small_to_start_says_so(cfg):
+    with pytest.raises(pc.ContainerSystemError) as ei:
+        pc.run(["sh", "-c", "echo $((1+2))"], capture_output=True, factory=cfg["factory"],
+               config=pc.Config(rootfs=cfg["config"].rootfs,
+                                resources=pc.Resources(memory_limit=16384)))
+    assert "could not start under the memory limit of 16384 bytes" in str(ei.value)
+    assert cfg["factory"].list() == []
