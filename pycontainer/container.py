@@ -554,6 +554,19 @@ class Container:
         from . import aio      # lazily: asyncio takes longer to import than all of pycontainer
         return await aio.start_async(self, process)
 
+    async def stats_async(self) -> ContainerStats:
+        """stats() without blocking the running loop (pycontainer.aio.off_loop)."""
+        from . import aio
+        import asyncio
+        return await aio.off_loop(asyncio.get_running_loop(), self.stats)
+
+    async def destroy_async(self) -> None:
+        """destroy() without blocking the running loop: it runs to the end even if the
+        awaiting task is cancelled."""
+        from . import aio
+        import asyncio
+        await aio.off_loop(asyncio.get_running_loop(), self.destroy)
+
     def stage(self, process: ProcessConfig, reap: bool = True) -> StartedProcess:
         """Set up the container's init and leave it blocked just before exec (runc's
         `create`): run_state() is CREATED with its pid, and exec() lets it run. Failures

@@ -280,6 +280,15 @@ class Factory:
         finally:
             os.close(root_fd)
 
+    async def create_async(self, container_id: str, config: Config,
+                           extra: Optional[dict[str, Any]] = None) -> Container:
+        """create() without blocking the running loop (pycontainer.aio.off_loop). A
+        create whose awaiting task is cancelled is destroyed again."""
+        import asyncio
+        from . import aio          # lazily: asyncio is not the command line's
+        return await aio.off_loop(asyncio.get_running_loop(), self.create, container_id,
+                                  config, extra, undo=Container.destroy)
+
     def _check_cgroup_path_free(self, container_id, path):
         """An exact cgroup path must be a new cgroup: EBUSY, naming the container of this
         root that uses it when there is one, before anything is made. (The manager's

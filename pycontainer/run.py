@@ -243,8 +243,9 @@ async def run_async(args: Sequence[str], *, config: Optional[Config] = None,
                     factory: Optional[Factory] = None) -> CompletedContainer:
     """run() for asyncio: the process started with start_async, its pipes and exit
     watched by the loop (no thread waits for it); create, statistics and destroy hop to
-    the loop's default executor (Container.create_async and friends)."""
+    pycontainer's worker thread (Factory.create_async and friends)."""
     import asyncio
+    from .aio import off_loop
     started = time.monotonic()
     process = _process(args, stdin, input, capture_output, stdout, stderr, text, encoding,
                        errors, env, cwd, user)
@@ -255,7 +256,7 @@ async def run_async(args: Sequence[str], *, config: Optional[Config] = None,
     c: Optional[Container] = None
     p: Optional[StartedProcess] = None
     try:
-        c = await loop.run_in_executor(None, factory.create, cid, config)
+        c = await factory.create_async(cid, config)
         try:
             p = await c.start_async(process)
         except ContainerSystemError as exc:
@@ -267,8 +268,7 @@ async def run_async(args: Sequence[str], *, config: Optional[Config] = None,
             timed_out = True
             p.kill()
             out, err = await p.communicate_async()
-        result = await loop.run_in_executor(None, _finish, c, config, p, out, err,
-                                            timed_out, started)
+        result = await off_loop(loop, _finish, c, config, p, out, err, timed_out, started)
         if timed_out:
             raise _timed_out(subprocess.TimeoutExpired(p.args, timeout),  # type: ignore
                              result)
@@ -276,8 +276,4 @@ async def run_async(args: Sequence[str], *, config: Optional[Config] = None,
     finally:
         _close(p)
         destroy = c.destroy if c is not None else (lambda: factory.destroy(cid))
-        try:
-            await asyncio.shield(loop.run_in_executor(None, destroy))
-        except asyncio.CancelledError:
-            destroy()            # cancelled while it ran: make sure, then go on
-            raise
+        await off_loop(loop, destroy)       # runs to the end even if we are cancelled
