@@ -26,16 +26,13 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import Any, Optional, Union
 
 from .config import DEVNULL, PIPE, Config, ProcessConfig, StdioTarget
 from .container import Container
 from .errors import ConfigInvalidError, ContainerSystemError
 from .factory import Factory
 from .process import StartedProcess
-
-if TYPE_CHECKING:
-    from .stats import ContainerStats
 
 __all__ = ["run", "run_async", "CompletedContainer", "RunStats"]
 
@@ -120,19 +117,50 @@ def _new_id() -> str:
     return f"run-{secrets.token_hex(8)}"
 
 
-def _run_stats(c: Container, stats: "ContainerStats") -> RunStats:
-    cg = stats.cgroup_stats
-    pids_peak = None
-    for d in c.internal.cgroups.dirs():
-        try:
-            with open(os.path.join(d, "pids.peak")) as f:
-                pids_peak = int(f.read())
-            break
-        except (OSError, ValueError):
-            continue
-    return RunStats(memory_peak=cg.memory_stats.usage.max_usage,
-                    cpu_time=cg.cpu_stats.cpu_usage.total_usage / 1e9,
-                    pids_peak=pids_peak, oom_kills=cg.memory_stats.oom_kills)
+# What a finished container's totals are read from, first file found in its cgroup dirs
+# (v1 controllers' dirs, then the cgroup2 one): a handful of reads, not all of stats().
+_TOTALS = {
+    "memory_peak": (("memory.max_usage_in_bytes", None), ("memory.peak", None)),
+    "limit_hits": (("memory.failcnt", None), ("memory.events", "max")),
+    "oom_kills": (("memory.oom_control", "oom_kill"), ("memory.events", "oom_kill")),
+    "cpu_ns": (("cpuacct.usage", None), ("cpu.stat", "usage_usec")),
+    "pids_peak": (("pids.peak", None),),
+}
+
+
+def _totals(c: Container) -> dict[str, Optional[int]]:
+    dirs = c.internal.cgroups.dirs()
+    dirs = dirs[1:] + dirs[:1] if len(dirs) > 1 else dirs    # v2 last on a hybrid host
+    out: dict[str, Optional[int]] = {}
+    for name, sources in _TOTALS.items():
+        out[name] = None
+        for filename, key in sources:
+            for d in dirs:
+                try:
+                    with open(os.path.join(d, filename), "rb") as f:
+                        text = f.read().decode()
+                except OSError:
+                    continue
+                if key is None:
+                    value = int(text.split()[0]) if text.split()[0].isdigit() else None
+                else:
+                    fields = dict(line.split()[:2] for line in text.splitlines()
+                                  if len(line.split()) >= 2)
+                    value = int(fields[key]) if fields.get(key, "").isdigit() else None
+                if value is not None:
+                    if filename == "cpu.stat":
+                        value *= 1000
+                    out[name] = value
+                    break
+            if out[name] is not None:
+                break
+    return out
+
+
+def _run_stats(totals: dict[str, Optional[int]]) -> RunStats:
+    return RunStats(memory_peak=totals["memory_peak"] or 0,
+                    cpu_time=(totals["cpu_ns"] or 0) / 1e9, pids_peak=totals["pids_peak"],
+                    oom_kills=totals["oom_kills"] or 0)
 
 
 def _start_failed(exc: ContainerSystemError, config: Config) -> BaseException:
@@ -147,14 +175,14 @@ def _start_failed(exc: ContainerSystemError, config: Config) -> BaseException:
 
 def _finish(c: Container, config: Config, p: StartedProcess, out: Any, err: Any,
             timed_out: bool, started: float) -> CompletedContainer:
-    all_stats = c.stats()
-    stats = _run_stats(c, all_stats)
+    totals = _totals(c)
+    stats = _run_stats(totals)
     status = p.returncode if p.returncode is not None else -signal.SIGKILL
     result = CompletedContainer(p.args, status, out, err, oom_killed=stats.oom_kills > 0,
                                 timed_out=timed_out, stats=stats, id=c.id)
     limit = config.resources.memory_limit if config.resources is not None else None
     if status == 127 and not out and not err and limit is not None and \
-            all_stats.cgroup_stats.memory_stats.usage.failcnt > 0:
+            (totals["limit_hits"] or 0) > 0:
         # The program's exec ran out of memory after the point of no return: what is left
         # is the 127 of a process that never ran a line of it (and no output).
         raise ContainerSystemError(
