@@ -88,3 +88,25 @@ def test_start_async_pipes(box):
         assert p.stdout.read() == b"hi\n"
         p.stdout.close()
     asyncio.run(main())
+
+
+def test_create_stats_destroy_async(factory, busybox_rootfs):
+    async def main():
+        c = await factory.create_async("asyncbox", pc.Config(rootfs=busybox_rootfs))
+        p = await c.start_async(P("sh", "-c", "echo hi", stdout=subprocess.PIPE))
+        assert await p.communicate_async() == (b"hi\n", None)
+        stats = await c.stats_async()
+        assert stats.cgroup_stats.cpu_stats.cpu_usage.total_usage > 0
+        await c.destroy_async()
+        assert factory.list() == []
+        # A create whose task is cancelled while it runs is undone.
+        task = asyncio.ensure_future(factory.create_async("cancelled",
+                                                          pc.Config(rootfs=busybox_rootfs)))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await factory.create_async("after", pc.Config(rootfs=busybox_rootfs))  # same worker:
+        assert factory.list() == ["after"]                   # the undo ran before it
+        await factory.load("after").destroy_async()
+    asyncio.run(main())
