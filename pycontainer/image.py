@@ -451,8 +451,14 @@ def apply_layer(raw, tree_fd, where, digest=None, diff_id=None):
                              f"id {diff_id}")
         if digest is not None and blob.drain() != digest:
             raise ImageError(f"{where}: content does not match its digest {digest}")
-    except (tarfile.TarError, EOFError, ValueError) as exc:
-        raise ImageError(f"{where}: not a valid layer tar: {exc}") from None
+    except ImageError:
+        raise
+    except OSError as exc:
+        if exc.errno is not None:                 # the store's disk, not the layer
+            raise
+        raise ImageError(f"{where}: not a valid layer: {exc}") from None
+    except Exception as exc:    # tarfile's, zlib's, zstd's: what a damaged blob raises
+        raise ImageError(f"{where}: not a valid layer: {exc}") from None
 
 
 class _Applier:
@@ -481,15 +487,18 @@ class _Applier:
             finally:
                 os.close(fd)
 
-    def clean(self, name):
-        """The entry's path relative to the tree ('' for the tree itself)."""
+    def clean(self, name, entry=None):
+        """The path `name` relative to the tree ('' for the tree itself): the entry's
+        own, or (entry given) the target of the hard link `entry`."""
+        what = "" if entry is None else f"hard link to {name!r}: "
+        entry = name if entry is None else entry
         if "\0" in name:
-            self.refuse(name, "a NUL byte in the name")
+            self.refuse(entry, what + "a NUL byte in the name")
         if name.startswith("/"):
-            self.refuse(name, "an absolute path")
+            self.refuse(entry, what + "an absolute path")
         parts = [p for p in name.split("/") if p not in ("", ".")]
         if ".." in parts:
-            self.refuse(name, "a '..' component (outside the image)")
+            self.refuse(entry, what + "a '..' component (outside the image)")
         return "/".join(parts)
 
     def open_dir(self, path, name, create=False):
@@ -555,7 +564,7 @@ class _Applier:
         if m.issym():
             os.symlink(m.linkname, base, dir_fd=fd)
         elif m.islnk():
-            target = self.clean(m.linkname)
+            target = self.clean(m.linkname, m.name)
             if not target or target not in self.made and not self.exists(target):
                 self.refuse(m.name, f"a hard link to {m.linkname!r}, which is not in the image")
             tparent, _, tbase = target.rpartition("/")
