@@ -57,8 +57,8 @@ def compress(data, how):
     if how == "gzip":
         return gzip.compress(data, mtime=0)
     if how == "zstd":
-        return subprocess.run(["zstd", "-q", "-c"], input=data, stdout=subprocess.PIPE,
-                              check=True).stdout
+        import zstandard
+        return zstandard.ZstdCompressor().compress(data)
     return data
 
 

@@ -2,6 +2,7 @@
 writes from busybox-static (with a whiteout and an opaque directory), and where podman is
 installed one it saves; each container writes into a layer of its own, which destroy
 removes, mount and all, whoever destroys it."""
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from image_helpers import busybox_layer, entry, layer_tar, oci_blobs, write_tar
 import pycontainer as pc
 from pycontainer.image import Image
+from test_rootless import check_interpreter, run_as_nobody, sandbox  # noqa: F401 (fixture)
 
 
 def mounted(path):
@@ -181,3 +183,39 @@ def test_an_image_podman_saved(factory, tmp_path, fmt):
     c = factory.create("saved", pc.Config(image=img))
     assert run(c, **img.process_defaults()) == (0, "saved\n")
     c.destroy()
+
+
+ROOTLESS_SCRIPT = r"""
+import json, os, warnings
+import pycontainer as pc
+warnings.simplefilter("ignore")                 # no cgroups delegated: said, and known
+img = pc.Image.from_archive(ARCHIVE)
+c = pc.Factory().create("rootless-img", pc.Config(image=img))
+r, w = os.pipe()
+_, exits = c.start(pc.ProcessConfig(args=["sh", "-c", "echo x > /data/f; rm /etc/passwd; ls /data"],
+                                    stdout=w, stderr=w))
+os.close(w)
+out = os.read(r, 4096).decode()
+status = exits.get(timeout=10)
+merged = os.path.join(c.internal.state_dir, "rootfs")
+in_store = sorted(os.listdir(os.path.join(img.rootfs, "etc")))
+c.destroy()
+print(json.dumps({"status": status, "out": out, "merged": merged, "etc": in_store,
+                  "root": sorted(os.listdir(pc.Factory().root))}))
+"""
+
+
+def test_rootless_containers_get_a_copy(sandbox, archive):
+    """Unprivileged, no overlay can be mounted on the host: the container's root is a copy
+    of the image's tree, and the store still stays as it was."""
+    pkgdir, xdg = sandbox
+    check_interpreter(pkgdir)
+    readable = os.path.join(os.path.dirname(pkgdir), "busybox.tar")
+    shutil.copy(archive, readable)
+    os.chmod(readable, 0o644)
+    p = run_as_nobody(pkgdir, xdg, f"ARCHIVE = {readable!r}\n" + ROOTLESS_SCRIPT)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout.splitlines()[-1])
+    assert (r["status"], r["out"]) == (0, "f\n")
+    assert r["etc"] == ["group", "passwd"]                  # the image keeps its passwd
+    assert r["root"] == [".images"]
