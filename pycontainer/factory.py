@@ -67,6 +67,13 @@ def check_host(config, container_id):
     try:
         if config.rootfs is not None and not os.path.isdir(config.rootfs):
             raise ConfigInvalidError("rootfs", config.rootfs, "is not a directory")
+        if config.overlay_lower is not None and config.uid_mappings and not any(
+                m.container_id == 0 and m.host_id == os.geteuid() for m in config.uid_mappings):
+            # Its tree and writable layer belong to this uid, in a state directory only it
+            # may enter: another uid could neither reach nor write them.
+            raise ConfigInvalidError("uid_mappings", config.uid_mappings, "a container on an "
+                                     "image or with rootfs_overlay needs its root mapped to "
+                                     f"uid {os.geteuid()}, this process's")
         if config.image is not None and not os.path.isdir(config.image.rootfs):
             raise ConfigInvalidError("image", config.image.name or config.image.chain_id,
                                      f"its tree {config.image.rootfs} is not in the store "

@@ -155,6 +155,21 @@ def test_image_and_rootfs_together_are_refused_before_anything_is_made(factory, 
     assert factory.list() == []
 
 
+def test_a_user_namespace_must_map_root_to_the_owner(factory, image):
+    """The tree and the writable layer are this uid's, in a state directory only it may
+    enter: a container root mapped elsewhere is refused up front, not at pivot_root."""
+    maps = (pc.config.IdMap(0, 100000, 65536),)
+    with pytest.raises(pc.ConfigInvalidError, match="root mapped to uid 0"):
+        factory.create("mapped", pc.Config(image=image, uid_mappings=maps, gid_mappings=maps,
+                                           namespaces=("user",) + pc.config.DEFAULT_NAMESPACES))
+    assert factory.list() == []
+    same = (pc.config.IdMap(0, 0, 65536),)
+    c = factory.create("mapped", pc.Config(image=image, uid_mappings=same, gid_mappings=same,
+                                           namespaces=("user",) + pc.config.DEFAULT_NAMESPACES))
+    assert run(c, ["sh", "-c", "touch /x && echo ok"]) == (0, "ok\n")
+    c.destroy()
+
+
 @pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
 @pytest.mark.parametrize("fmt", ["oci-archive", "docker-archive"])
 def test_an_image_podman_saved(factory, tmp_path, fmt):
