@@ -33,7 +33,7 @@ import secrets
 import shutil
 import stat
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO, Optional, Sequence, Union
 
 from .errors import ConfigInvalidError, ContainerError, ImageError
 from .state import default_root
@@ -46,6 +46,7 @@ _MAX_JSON = 4 << 20           # an index, manifest or config blob
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _CHUNK = 1 << 20
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 def store_dir(root: Optional[str] = None) -> str:
@@ -57,14 +58,14 @@ def store_dir(root: Optional[str] = None) -> str:
 class ImageConfig:
     """What the image's config says a container runs: defaults, each overridable."""
 
-    entrypoint: tuple = ()
-    cmd: tuple = ()
-    env: tuple = ()
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
     working_dir: str = ""
     user: str = ""
 
     @classmethod
-    def from_json(cls, doc: dict) -> "ImageConfig":
+    def from_json(cls, doc: dict[str, Any]) -> "ImageConfig":
         c = doc.get("config") or {}
         if not isinstance(c, dict):
             raise ValueError("config: expected an object")
@@ -106,7 +107,7 @@ class Image:
 
     # -- defaults for a process --------------------------------------------------------
 
-    def command(self, args=None) -> list:
+    def command(self, args: Optional[Sequence[str]] = None) -> list[str]:
         """The argv a container of this image runs: Entrypoint + (args, else Cmd)."""
         argv = list(self.config.entrypoint) + list(self.config.cmd if args is None else args)
         if not argv:
@@ -114,12 +115,12 @@ class Image:
                                      "no Entrypoint or Cmd: give the command")
         return argv
 
-    def process_defaults(self, args=None) -> dict:
+    def process_defaults(self, args: Optional[Sequence[str]] = None) -> dict[str, Any]:
         """ProcessConfig keyword arguments from the image config: `args` (command()),
         `env`, `cwd` and `user` (a name resolved in the image's /etc/passwd and
         /etc/group to "uid:gid"), those the config sets. Override by updating the dict:
         `ProcessConfig(**{**img.process_defaults(), "cwd": "/tmp"})`."""
-        out: dict = {"args": self.command(args)}
+        out: dict[str, Any] = {"args": self.command(args)}
         if self.config.env:
             out["env"] = self.config.env
         if self.config.working_dir:
@@ -156,7 +157,7 @@ class Image:
     # -- loading -----------------------------------------------------------------------
 
     @classmethod
-    def from_oci_layout(cls, path, tag: Optional[str] = None, *,
+    def from_oci_layout(cls, path: PathLike, tag: Optional[str] = None, *,
                         root: Optional[str] = None) -> "Image":
         """The image of an OCI image layout directory (index.json, blobs/): the manifest
         whose org.opencontainers.image.ref.name is `tag`, or the only one. Unpacked into
@@ -165,7 +166,7 @@ class Image:
         return _load(_LayoutBlobs(path), path, tag, root)
 
     @classmethod
-    def from_archive(cls, path, tag: Optional[str] = None, *,
+    def from_archive(cls, path: PathLike, tag: Optional[str] = None, *,
                      root: Optional[str] = None) -> "Image":
         """The image of a tar archive: an OCI layout in a tar (`podman save --format
         oci-archive`, `skopeo copy ... oci-archive:`) or a docker-archive (`podman save`,
@@ -380,7 +381,7 @@ def _make_store(store):
                              "that only it may write")
 
 
-def remove_tree(path):
+def remove_tree(path: str) -> None:
     """rmtree that also removes what a layer made read-only to its owner (rootless)."""
     def retry(func, failed, _exc):
         parent = os.path.dirname(failed)
@@ -698,7 +699,7 @@ def _id_table(rootfs, rel):
     return out
 
 
-def as_image(value) -> Image:
+def as_image(value: Any) -> Image:
     """Config.image's value (an Image, or its dict from state.json) as an Image."""
     if isinstance(value, dict):
         try:

@@ -199,3 +199,26 @@ def test_config_image_validation_and_defaults(tmp_path):
         Config(image="busybox")
     assert Config(rootfs="/srv", rootfs_overlay=True).overlay_lower == "/srv"
     assert dataclasses.replace(config, image=None).overlay_lower is None
+
+
+def test_concurrent_loads_of_one_image_make_one_tree(tmp_path):
+    """Each load unpacks into a directory of its own and renames it into place: the
+    first wins, the others find the tree made and remove theirs."""
+    import threading
+    archive = write_tar(tmp_path / "one.tar", oci_blobs([layer_tar(SMALL + [
+        entry(f"f{i}", data=b"x" * i) for i in range(200)])]))
+    found, errors = [], []
+
+    def one():
+        try:
+            found.append(Image.from_archive(archive, root=str(tmp_path / "run")).rootfs)
+        except Exception as exc:          # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(set(found)) == 1 and len(found) == 6
+    assert store_entries(tmp_path) == ["sha256", os.path.basename(found[0])]
