@@ -64,6 +64,20 @@ class ImageConfig:
     working_dir: str = ""
     user: str = ""
 
+    def __post_init__(self):
+        for name in ("entrypoint", "cmd", "env"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                value = tuple(value)
+                object.__setattr__(self, name, value)
+            if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+                raise ConfigInvalidError(f"image.config.{name}", value,
+                                         "expected a list of strings")
+        for name in ("working_dir", "user"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigInvalidError(f"image.config.{name}", getattr(self, name),
+                                         "expected a string")
+
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> "ImageConfig":
         c = doc.get("config") or {}
@@ -98,8 +112,14 @@ class Image:
 
     def __post_init__(self):
         if isinstance(self.config, dict):
-            object.__setattr__(self, "config", ImageConfig(**{
-                k: tuple(v) if isinstance(v, list) else v for k, v in self.config.items()}))
+            try:
+                object.__setattr__(self, "config", ImageConfig(**self.config))
+            except TypeError as exc:
+                raise ConfigInvalidError("image.config", self.config, str(exc)) from None
+        if not isinstance(self.config, ImageConfig):
+            raise ConfigInvalidError("image.config", self.config, "expected an ImageConfig")
+        if not isinstance(self.name, str):
+            raise ConfigInvalidError("image.name", self.name, "expected a string")
         if not isinstance(self.rootfs, str) or not os.path.isabs(self.rootfs):
             raise ConfigInvalidError("image.rootfs", self.rootfs, "expected an absolute path")
         if not isinstance(self.chain_id, str) or not _DIGEST.fullmatch(self.chain_id):
@@ -369,8 +389,10 @@ def _unpack(blobs, where, layers, config, ref, root):
 
 
 def _make_store(store):
+    """The store's directories, made 0700 where missing; refused when another user owns
+    them or may write in them (as Factory refuses such a root)."""
     os.makedirs(os.path.dirname(store), mode=0o700, exist_ok=True)
-    for path in (store, os.path.join(store, "sha256")):
+    for path in (os.path.dirname(store), store, os.path.join(store, "sha256")):
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
@@ -382,17 +404,18 @@ def _make_store(store):
 
 
 def remove_tree(path: str) -> None:
-    """rmtree that also removes what a layer made read-only to its owner (rootless)."""
-    def retry(func, failed, _exc):
-        parent = os.path.dirname(failed)
-        os.chmod(parent, 0o700)
-        if func is os.rmdir or func is os.unlink:
-            func(failed)
-        elif func is os.open or func is os.scandir:
-            os.chmod(failed, 0o700)
-            shutil.rmtree(failed, onerror=retry)
-    if os.path.lexists(path):
-        shutil.rmtree(path, onerror=retry)
+    """rmtree, after giving the owner back what a layer made read-only to it (an
+    unprivileged owner needs write and search permission on a directory to empty it;
+    root does not). Symlinks are never followed."""
+    if not os.path.lexists(path):
+        return
+    if os.geteuid() != 0 and not os.path.islink(path):
+        os.chmod(path, 0o700)
+        for top, dirs, _ in os.walk(path):
+            for name in dirs:
+                if not os.path.islink(os.path.join(top, name)):
+                    os.chmod(os.path.join(top, name), 0o700)
+    shutil.rmtree(path)
 
 
 class _Hashing:
