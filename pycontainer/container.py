@@ -28,7 +28,7 @@ import time
 import warnings
 import weakref
 
-from . import _core, events, namespaces, network
+from . import _core, events, namespaces, network, overlay
 from .config import MOUNT_FLAGS, ProcessConfig, Resources
 from .devices import DEFAULT_RULES, DevicePolicy, DeviceRule
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
@@ -154,9 +154,11 @@ def derived(config, name, make):
     return value
 
 
-def build_plan(config):
-    """The Config in the C form the child reads (shared through derived())."""
-    host = config.rootfs is None
+def build_plan(config, rootfs=None):
+    """The Config in the C form the child reads (shared through derived(), unless the
+    container's root is its own: `rootfs`, its writable layer's mount point)."""
+    host = config.image_is_host
+    rootfs = rootfs or config.rootfs
     # The namespaces the init's clone makes: not those it joins by path, nor the network
     # namespace that network.setup() makes and configures for veths (joined the same way).
     owned = tuple(n for n in config.new_namespaces
@@ -169,8 +171,8 @@ def build_plan(config):
     return _core.ContainerPlan(
         namespaces=owned,
         # The host image: / bound recursively (where: csrc/rootfs.c, stage_host_image).
-        rootfs_source="/" if host else config.rootfs,
-        rootfs_target=None if host else config.rootfs,
+        rootfs_source="/" if host else rootfs,
+        rootfs_target=None if host else rootfs,
         host_image=host, readonly_rootfs=host or config.readonly_rootfs,
         rootfs_propagation=MOUNT_FLAGS[config.rootfs_propagation][1]
         if config.rootfs_propagation else 0,
@@ -341,7 +343,8 @@ class Container:
         self._id = record.id
         self._nonce = record.nonce
         self._config = config
-        self._plan = derived(config, "plan", build_plan)
+        self._plan = derived(config, "plan", build_plan) if config.overlay_lower is None \
+            else build_plan(config, overlay.merged_dir(state_dir))
         if written is not None:
             # A new container (Factory.create): its seccomp profile is compiled now, so
             # a profile libseccomp refuses fails the create. A loaded one compiles it at
@@ -941,6 +944,8 @@ class Container:
                     return
                 self._cgroups.destroy(lambda: self._live_init(record))
                 self._remove_veths(record)
+                if self._config.overlay_lower is not None:
+                    overlay.teardown(dir_fd)
                 remove_state_dir(dir_fd, self._dir)
         except ContainerNotExistError:
             pass

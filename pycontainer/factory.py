@@ -22,7 +22,7 @@ import stat
 import time
 import warnings
 
-from . import cgroups, namespaces, network
+from . import cgroups, namespaces, network, overlay
 from .config import Config
 from .container import Container, device_policy, remove_state_dir
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
@@ -67,6 +67,17 @@ def check_host(config, container_id):
     try:
         if config.rootfs is not None and not os.path.isdir(config.rootfs):
             raise ConfigInvalidError("rootfs", config.rootfs, "is not a directory")
+        if config.overlay_lower is not None and config.uid_mappings and not any(
+                m.container_id == 0 and m.host_id == os.geteuid() for m in config.uid_mappings):
+            # Its tree and writable layer belong to this uid, in a state directory only it
+            # may enter: another uid could neither reach nor write them.
+            raise ConfigInvalidError("uid_mappings", config.uid_mappings, "a container on an "
+                                     "image or with rootfs_overlay needs its root mapped to "
+                                     f"uid {os.geteuid()}, this process's")
+        if config.image is not None and not os.path.isdir(config.image.rootfs):
+            raise ConfigInvalidError("image", config.image.name or config.image.chain_id,
+                                     f"its tree {config.image.rootfs} is not in the store "
+                                     "(removed?): load the image again")
         for name, path in config.namespace_paths.items():
             namespaces.check_file(name, path)
     except ConfigInvalidError as exc:
@@ -314,9 +325,16 @@ class Factory:
             written = write_state(state_dir, record)
             # An unprivileged user cannot restrict devices; the user namespace does.
             manager.create(device_rules=None if rootless else device_policy(config))
+            if config.overlay_lower is not None:
+                overlay.setup(dir_fd, config.overlay_lower)
             return Container(state_dir, record, config, written, manager)
         except BaseException as exc:
-            # Nothing half-made stays: cgroups, then the state directory.
+            # Nothing half-made stays: the writable layer, cgroups, then the state directory.
+            if config.overlay_lower is not None:
+                try:
+                    overlay.teardown(dir_fd)
+                except Exception:
+                    pass
             if manager is not None:
                 try:
                     manager.destroy()
@@ -405,6 +423,7 @@ class Factory:
             if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
                 return                # destroyed meanwhile (and maybe made again): not ours
             self._damaged_manager(dir_fd, name, container_id, _not_ours(st)).destroy()
+            overlay.teardown(dir_fd)                 # whether or not the record says so
             shutil.rmtree(name, dir_fd=root_fd)      # what is in it is never followed
         finally:
             os.close(dir_fd)
