@@ -88,6 +88,7 @@ static const char *const stage_names[PC_STAGE_COUNT] = {
     [PC_STAGE_JOIN_HELPER] = "join_helper",
     [PC_STAGE_DUMPABLE] = "dumpable",
     [PC_STAGE_ROOTFS_PROPAGATION] = "rootfs_propagation",
+    [PC_STAGE_POOL_REQUEST] = "pool_request",
 };
 
 const char *pc_stage_name(int stage)
@@ -517,6 +518,35 @@ static int stage_wait(struct spawn_ctx *ctx, struct pc_child_error *e)
     return 0;
 }
 
+/* --- pooled sandboxes (zygote.c): the parked init's side ---------------------------
+ * A staged init that waits for its process, not only for a go: it reports ready, keeps
+ * nothing but its socket, and blocks until the request comes (or the socket closes: it
+ * exits). The request's process replaces the placeholder; the socket becomes the error
+ * pipe that exec_process reports on, closed by the exec. */
+static int zygote_park(struct spawn_ctx *ctx, struct pc_child_error *e)
+{
+    int sock = ctx->t->zygote_fd;
+    struct pc_child_error ready = { PC_STAGE_NONE, 0, -1 };
+    report(ctx, &ready);
+    if (close_all_but(0, &sock, 1) < 0)
+        return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
+    ctx->errfd = ctx->done_w = ctx->sync_r = -1;   /* closed: nobody listens any more */
+    sigset_t none;
+    sigemptyset(&none);
+    reset_signal_handlers();
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8);
+    struct pc_process *p;
+    int rc = pc_zygote_receive(sock, &p, e);
+    if (rc == 1)
+        syscall(SYS_exit_group, 0);
+    ctx->errfd = sock;
+    if (rc < 0)
+        return rc;
+    ctx->p = p;
+    return 0;
+}
+/* --- end of pooled sandboxes --- */
+
 static int child_finish(struct spawn_ctx *ctx, struct pc_child_error *e)
 {
     report(ctx, e);
@@ -547,6 +577,7 @@ static int init_close_inherited(struct spawn_ctx *ctx)
     keep[n++] = ctx->sync_r;
     keep[n++] = ctx->done_w;
     keep[n++] = t->exec_fifo_fd;
+    keep[n++] = t->zygote_fd;
     keep[n++] = ctx->legacy ? t->cgroup_fd : -1;
     keep[n++] = p->console_fd;
     for (int i = 0; i < 3; i++)
@@ -614,7 +645,7 @@ static int init_main(void *arg)
         return die(ctx, &e, PC_STAGE_DOMAINNAME);
     if ((c->ns_flags & CLONE_NEWNET) && bring_up_loopback() < 0)
         return die(ctx, &e, PC_STAGE_LOOPBACK);
-    if (ctx->staged && stage_wait(ctx, &e) < 0)
+    if (ctx->staged && (ctx->t->zygote_fd >= 0 ? zygote_park(ctx, &e) : stage_wait(ctx, &e)) < 0)
         return child_finish(ctx, &e);
     exec_process(ctx, &e);
     return child_finish(ctx, &e);
@@ -1020,7 +1051,7 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
     struct spawn_ctx ctx = {
         .t = t, .p = p, .join_pidfd_out = -1, .join_pid_out = -1,
         .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1,
-        .staged = !joining && t->exec_fifo_fd >= 0,
+        .staged = !joining && (t->exec_fifo_fd >= 0 || t->zygote_fd >= 0),
     };
     char *stacks = MAP_FAILED;
 
