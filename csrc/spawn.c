@@ -518,34 +518,6 @@ static int stage_wait(struct spawn_ctx *ctx, struct pc_child_error *e)
     return 0;
 }
 
-/* --- pooled sandboxes (zygote.c): the parked init's side ---------------------------
- * A staged init that waits for its process, not only for a go: it reports ready, keeps
- * nothing but its socket, and blocks until the request comes (or the socket closes: it
- * exits). The request's process replaces the placeholder; the socket becomes the error
- * pipe that exec_process reports on, closed by the exec. */
-static int zygote_park(struct spawn_ctx *ctx, struct pc_child_error *e)
-{
-    int sock = ctx->t->zygote_fd;
-    struct pc_child_error ready = { PC_STAGE_NONE, 0, -1 };
-    report(ctx, &ready);
-    if (close_all_but(0, &sock, 1) < 0)
-        return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
-    ctx->errfd = ctx->done_w = ctx->sync_r = -1;   /* closed: nobody listens any more */
-    sigset_t none;
-    sigemptyset(&none);
-    reset_signal_handlers();
-    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8);
-    struct pc_process *p;
-    int rc = pc_zygote_receive(sock, &p, e);
-    if (rc == 1)
-        syscall(SYS_exit_group, 0);
-    ctx->errfd = sock;
-    if (rc < 0)
-        return rc;
-    ctx->p = p;
-    return 0;
-}
-/* --- end of pooled sandboxes --- */
 
 static int child_finish(struct spawn_ctx *ctx, struct pc_child_error *e)
 {
@@ -559,6 +531,67 @@ static int die(struct spawn_ctx *ctx, struct pc_child_error *e, int stage)
     pc_fail(e, stage, -1);
     return child_finish(ctx, e);
 }
+
+/* --- pooled sandboxes (zygote.c): the parked init's side ---------------------------
+ * A staged init that waits for its process, not only for a go. Set up, it execs the join
+ * helper (a small static program, from its sealed memfd) as "pycontainer-zygote" with its
+ * socket as PC_ZYGOTE_SOCK_FD and its error pipe as PC_ZYGOTE_READY_FD: parked, it then
+ * holds a memory of a few pages instead of a copy of the caller's, so the exec of the
+ * process does not have to tear that copy down (most of an exec's cost from a fork of a
+ * large process), nor does it use that memory while it waits. The helper reports ready
+ * and waits in pc_zygote_main. */
+static int zygote_park(struct spawn_ctx *ctx, struct pc_child_error *e)
+{
+    const struct pc_target *t = ctx->t;
+    int sock, ready, helper;
+    if ((sock = fcntl(t->zygote_fd, F_DUPFD_CLOEXEC, 10)) < 0 ||
+        (ready = fcntl(ctx->errfd, F_DUPFD_CLOEXEC, 10)) < 0 ||
+        (helper = fcntl(t->join_helper_fd, F_DUPFD_CLOEXEC, 10)) < 0 ||
+        dup2(sock, PC_ZYGOTE_SOCK_FD) < 0 || dup2(ready, PC_ZYGOTE_READY_FD) < 0)
+        return pc_fail(e, PC_STAGE_JOIN_HELPER, -1);
+    ctx->errfd = PC_ZYGOTE_READY_FD;
+    int keep[3] = { PC_ZYGOTE_SOCK_FD, PC_ZYGOTE_READY_FD, helper };
+    if (close_all_but(0, keep, 3) < 0)
+        return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
+    char *const argv[] = { "pycontainer-zygote", NULL };
+    char *const envp[] = { NULL };
+    syscall(SYS_execveat, helper, "", argv, envp, AT_EMPTY_PATH);
+    return pc_fail(e, PC_STAGE_JOIN_HELPER, -1);
+}
+
+int pc_zygote_main(void)
+{
+    struct spawn_ctx ctx = { .errfd = PC_ZYGOTE_READY_FD, .join_pidfd_out = -1,
+                             .join_pid_out = -1, .sync_r = -1, .sync_w = -1, .done_r = -1,
+                             .done_w = -1, .own_mm = 1 };
+    struct pc_child_error e = { 0, 0, -1 };
+    /* First: no one in the container may open our /proc files (exec made us dumpable). */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return die(&ctx, &e, PC_STAGE_DUMPABLE);
+    /* EOF on the socket must tell the caller the process exec'd. */
+    if (fcntl(PC_ZYGOTE_SOCK_FD, F_SETFD, FD_CLOEXEC) < 0)
+        return die(&ctx, &e, PC_STAGE_JOIN_HELPER);
+    struct pc_child_error ready = { PC_STAGE_NONE, 0, -1 };
+    report(&ctx, &ready);
+    close(PC_ZYGOTE_READY_FD);
+    ctx.errfd = PC_ZYGOTE_SOCK_FD;
+    /* The signals the init blocked (and ignored) survive exec: a signal ends us as it
+     * would the program. */
+    sigset_t none;
+    sigemptyset(&none);
+    reset_signal_handlers();
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8);
+    struct pc_process *p;
+    int rc = pc_zygote_receive(PC_ZYGOTE_SOCK_FD, &p, &e);
+    if (rc == 1)
+        return 0;             /* the pool (or its process) is gone: so are we */
+    if (rc < 0)
+        return child_finish(&ctx, &e);
+    ctx.p = p;
+    exec_process(&ctx, &e);
+    return child_finish(&ctx, &e);
+}
+/* --- end of pooled sandboxes --- */
 
 /* The init's first act: of the caller's descriptor table (a copy) keep only what the
  * target and the process name, so no host descriptor is there while the container is set
@@ -578,6 +611,7 @@ static int init_close_inherited(struct spawn_ctx *ctx)
     keep[n++] = ctx->done_w;
     keep[n++] = t->exec_fifo_fd;
     keep[n++] = t->zygote_fd;
+    keep[n++] = t->zygote_fd >= 0 ? t->join_helper_fd : -1;
     keep[n++] = ctx->legacy ? t->cgroup_fd : -1;
     keep[n++] = p->console_fd;
     for (int i = 0; i < 3; i++)

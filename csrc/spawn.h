@@ -187,7 +187,8 @@ struct pc_target {
     int nns_fds;
     /* >= 0 (a new container only): park the init (a pooled sandbox, zygote.c). It is
      * staged as for exec_fifo_fd, but before anything of the process: after the Config's
-     * setup it reports ready and waits on this socket for the process (pc_zygote_start). */
+     * setup it execs join_helper_fd as pc_zygote_main, which reports ready and waits on
+     * this socket for the process (pc_zygote_start). */
     int zygote_fd;
 };
 
@@ -219,6 +220,10 @@ int pc_pidfd_exit_status(int fd, int reap, int *status);
  * it has exec'd (0) or reports a failure (cerr filled, -errno). -E2BIG when the request
  * is larger than PC_ZYGOTE_MAX_REQUEST or has too many descriptors for one message. */
 #define PC_ZYGOTE_MAX_REQUEST (128 * 1024)
+/* The parked init runs the join helper as "pycontainer-zygote" with these descriptors. */
+#define PC_ZYGOTE_SOCK_FD 3
+#define PC_ZYGOTE_READY_FD 4
+int pc_zygote_main(void);
 int pc_zygote_start(int sock, const struct pc_process *p, struct pc_child_error *cerr);
 
 #endif

@@ -314,7 +314,7 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned i
         target.procs_fds = cprocs
         target.nprocs_fds = nprocs
         target.exec_fifo_fd = exec_fifo_fd
-        target.join_helper_fd = join_helper_fd() if join_pidfd >= 0 else -1
+        target.join_helper_fd = join_helper_fd() if join_pidfd >= 0 or zygote_fd >= 0 else -1
         target.uid_map = _cstr(keep, uid_map)
         target.gid_map = _cstr(keep, gid_map)
         target.deny_setgroups = 1 if deny_setgroups else 0

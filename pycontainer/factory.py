@@ -342,9 +342,9 @@ class Factory:
             remove_state_dir(dir_fd, state_dir, root_fd)
             raise in_context(exc, container_id, "create") from None
 
-    def pool(self, config, size=8):
+    def pool(self, config, size=8, refill_below=None):
         """A Pool of `size` prepared sandboxes of `config` in this root (pycontainer.pool)."""
-        return Pool(self, config, size)
+        return Pool(self, config, size, refill_below)
 
     def adopt(self, sandbox, container_id):
         """Pooled sandboxes (pycontainer.pool): give `sandbox`, a container of this root's

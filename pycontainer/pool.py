@@ -102,8 +102,10 @@ class _Shared:
     """What the refill thread works on: no reference to the Pool, so that dropping the
     Pool collects it (and closes it)."""
 
-    def __init__(self, factory, sandboxes, config, size):
+    def __init__(self, factory, sandboxes, config, size, refill_below):
         self.factory, self.sandboxes, self.config, self.size = factory, sandboxes, config, size
+        self.refill_below = refill_below
+        self.filling = True          # refilling until `size` are ready
         self.cond = threading.Condition()
         self.ready = collections.deque()
         self.dead = []
@@ -119,12 +121,16 @@ class _Shared:
                 sandbox = self.ready.popleft()
                 if sandbox.alive():
                     self.counts["hits"] += 1
-                    self.cond.notify()
+                    if len(self.ready) < self.refill_below:
+                        self.filling = True
+                    if self.filling or self.dead:
+                        self.cond.notify()
                     return sandbox
                 self.counts["dropped"] += 1
                 self.dead.append(sandbox)
             self.counts["misses"] += 1
             self.paused = False
+            self.filling = True
             self.cond.notify()
             return None
 
@@ -156,13 +162,14 @@ class _Shared:
         """The refill thread: keep `size` sandboxes ready until closed."""
         while True:
             with self.cond:
-                while not self.closed and not self.dead and \
-                        (len(self.ready) >= self.size or self.paused):
+                if len(self.ready) >= self.size:
+                    self.filling = False
+                while not self.closed and not self.dead and (not self.filling or self.paused):
                     self.cond.wait()
                 if self.closed:
                     break
                 dead, self.dead = self.dead, []
-                want = len(self.ready) < self.size and not self.paused
+                want = self.filling and not self.paused
             for sandbox in dead:
                 sandbox.discard()
             if not want:
@@ -179,6 +186,8 @@ class _Shared:
                 continue
             with self.cond:
                 self.counts["refills"] += 1
+                if len(self.ready) + 1 >= self.size:
+                    self.filling = False
                 self.counts["refill_seconds"] += time.perf_counter() - began
                 self.ready.append(sandbox)
                 self.cond.notify_all()
@@ -205,14 +214,25 @@ def _close(shared, thread):
 
 class Pool:
     """`size` prepared sandboxes of `config` in `factory`'s root (see the module
-    docstring). A context manager; close() when done."""
+    docstring). A context manager; close() when done.
 
-    def __init__(self, factory, config, size=8):
+    refill_below: the refill thread starts once fewer than this many are ready (then fills
+    up to `size`); default `size`, at once. A lower mark lets bursts of create() run
+    without the refill beside them (it competes for the CPU and the GIL), when the caller
+    has quiet moments for it."""
+
+
+    def __init__(self, factory, config, size=8, refill_below=None):
         if not isinstance(config, Config):
             raise ConfigInvalidError("config", config, "expected a pycontainer.Config",
                                      operation="pool")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigInvalidError("size", size, "expected an int >= 1", operation="pool")
+        refill_below = size if refill_below is None else refill_below
+        if isinstance(refill_below, bool) or not isinstance(refill_below, int) or \
+                not 1 <= refill_below <= size:
+            raise ConfigInvalidError("refill_below", refill_below,
+                                     f"expected an int from 1 to size ({size})", operation="pool")
         if config.cgroup_path is not None:
             raise ConfigInvalidError("cgroup_path", config.cgroup_path,
                                      "an exact cgroup path names one container: it cannot "
@@ -222,7 +242,7 @@ class Pool:
         # The same Factory class on the pool root: sandboxes are containers there.
         sandboxes = type(factory)(os.path.join(factory.root, POOL_ROOT))
         remove_leftovers(factory)
-        self._shared = _Shared(factory, sandboxes, config, size)
+        self._shared = _Shared(factory, sandboxes, config, size, refill_below)
         thread = threading.Thread(target=self._shared.refill, name="pycontainer-pool",
                                   daemon=True)
         self._close = weakref.finalize(self, _close, self._shared, thread)
@@ -266,6 +286,10 @@ class Pool:
         count = shared.size if count is None else count
         with shared.cond:
             errors = shared.counts["refill_errors"]
+            if len(shared.ready) < count:
+                shared.filling = True
+                shared.paused = False
+                shared.cond.notify_all()
             while len(shared.ready) < count:
                 if shared.counts["refill_errors"] != errors:
                     raise shared.counts["last_error"]

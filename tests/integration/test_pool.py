@@ -47,6 +47,24 @@ def test_pooled_lifecycle(factory, pool):
         factory.load("job-1")
 
 
+def test_parked_init_holds_nothing_of_ours(factory, pool):
+    """Parked, the init is the small helper program (not a copy of this process), in the
+    container's namespaces, holding its socket only."""
+    c = pool.create("parked")
+    try:
+        pid = c.init_pid()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            assert f.read() == b"pycontainer-zygote\0"
+        assert os.listdir(f"/proc/{pid}/fd") == ["3"]
+        for ns in ("mnt", "pid", "net", "uts", "ipc"):
+            assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
+        with open(f"/proc/{pid}/status") as f:
+            rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+        assert rss < 4096                       # KiB: a few pages, not our heap
+    finally:
+        c.destroy()
+
+
 def test_pooled_container_from_another_process(factory, pool):
     c = pool.create("job-2")
     try:
