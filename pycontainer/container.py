@@ -790,7 +790,16 @@ class Container:
             with sock:
                 _, _, console = _spawn(process, self._plan, *args, zygote_sock=sock.fileno())
         except BaseException:
-            WATCHER.watch(pidfd)       # it has exited (a failure) or exits with the socket
+            # As after an unpooled start that failed: no process, CREATED, startable.
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)   # exiting after its report
+            select.select([pidfd], [], [])
+            _core.pidfd_exit_status(pidfd, True)
+            os.close(pidfd)
+            record.init_pid = record.init_start_time = None
+            for key in ("parked", "init_pidns", "init_key"):
+                record.extra.pop(key, None)
+            self._write(record)
             raise
         del record.extra["parked"]
         self._write(record)

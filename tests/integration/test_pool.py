@@ -145,7 +145,10 @@ def test_start_failure_reports_stage(factory, pool):
             c.start(pc.ProcessConfig(args=["/no/such/program"]))
         assert info.value.stage == "exec"
         assert info.value.errno == 2
-        wait_for(lambda: c.run_state() == pc.RunState.STOPPED, what="the init exited")
+        assert "/no/such/program" in str(info.value) and "'fails'" in str(info.value)
+        # As after an unpooled start that failed: nothing runs, and it can start again.
+        assert c.run_state() == pc.RunState.CREATED and c.processes() == []
+        assert run(c, ["true"])[0] == 0
     finally:
         c.destroy()
 
