@@ -119,7 +119,7 @@ def parked_cost(pool):
     """The idle cost of one parked init: its resident memory (of which most is shared
     with the process that forked it, copy-on-write) and its open descriptors."""
     pool.wait_ready()
-    pid = pool._shared.ready[0].container.init_pid()
+    pid = pool.parked_pids()[0]
     rss = private = 0
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:

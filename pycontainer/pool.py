@@ -45,14 +45,18 @@ import weakref
 from .config import Config
 from .errors import ConfigInvalidError, ContainerError, ContainerNotExistError
 from .exits import WATCHER
-from .state import RunState
+from .state import RunState, process_start_time
 
-__all__ = ["Pool", "PoolStats", "remove_leftovers", "POOL_ROOT", "SANDBOX_ID"]
+__all__ = ["Pool", "PoolStats", "remove_leftovers", "sandbox_owner", "POOL_ROOT", "SANDBOX_ID"]
 
 POOL_ROOT = ".pool"                          # <root>/.pool: a name no id has
 SANDBOX_ID = re.compile(r"pool-[0-9a-f]{16}")
-# A sandbox without an init this long after it was made is a refill that died midway.
-_ABANDONED_AFTER = 60.0
+
+
+def sandbox_owner():
+    """Who prepares a sandbox: (pid, start time) of this process, kept in its record so
+    that remove_leftovers tells a preparation under way from one whose process died."""
+    return [os.getpid(), process_start_time(os.getpid())]
 
 
 class PoolStats:
@@ -145,7 +149,7 @@ class _Shared:
 
     def prepare(self):
         sandbox_id = f"pool-{secrets.token_hex(8)}"
-        container = self.sandboxes.create(sandbox_id, self.config)
+        container = self.sandboxes.create(sandbox_id, self.config, extra={"owner": sandbox_owner()})
         ours = None
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -279,6 +283,11 @@ class Pool:
             return PoolStats(size=self._shared.size, ready=len(self._shared.ready),
                              **self._shared.counts)
 
+    def parked_pids(self):
+        """The pids of the parked inits ready to be handed out, oldest first."""
+        with self._shared.cond:
+            return [s.container.init_pid() for s in self._shared.ready]
+
     def wait_ready(self, count=None):
         """Block until `count` (default: size) sandboxes are ready, or a preparation failed
         (then raise its error). For benchmarks and tests; create() never waits."""
@@ -311,7 +320,8 @@ class Pool:
 def remove_leftovers(factory):
     """Destroy the sandboxes in factory's pool root that no live pool holds: those whose
     parked init has exited (it does when its pool's process dies), those that cannot be
-    loaded, and those a refill left without an init. Returns their ids."""
+    loaded, and those without an init whose preparing process has died (a refill cut
+    short). Returns their ids."""
     sandboxes = type(factory)(os.path.join(factory.root, POOL_ROOT))
     removed = []
     for sandbox_id in sandboxes.list():
@@ -319,8 +329,11 @@ def remove_leftovers(factory):
             container = sandboxes.load(sandbox_id)
             record = container.internal.record("load")
             state = container.run_state()
+            owner = container.extra().get("owner")
             gone = state == RunState.STOPPED or (
-                record.init_pid is None and time.time() - record.created > _ABANDONED_AFTER)
+                record.init_pid is None and
+                (not isinstance(owner, list) or len(owner) != 2 or
+                 process_start_time(owner[0]) != owner[1]))
         except ContainerNotExistError:
             continue
         except ContainerError:

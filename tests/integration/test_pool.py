@@ -154,10 +154,12 @@ def test_start_failure_reports_stage(factory, pool):
 
 
 def test_killed_parked_init_is_dropped(factory, pool):
-    victims = [s for s in pool._shared.ready]
-    for s in victims:
-        os.kill(s.container.init_pid(), signal.SIGKILL)
-    wait_for(lambda: all(not s.alive() for s in victims), what="the parked inits died")
+    victims = pool.parked_pids()
+    assert len(victims) == 2
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: all(open(f"/proc/{pid}/stat").read().split()[2] == "Z" for pid in victims),
+             what="the parked inits died")
     c = pool.create("after-kill")
     try:
         stats = pool.stats()
@@ -182,7 +184,7 @@ def test_creator_killed_leaves_nothing(factory, busybox_rootfs, tmp_path):
     sockets, and remove_leftovers (which every new Pool runs) removes the rest."""
     code = ("import sys, os, pycontainer as pc; f = pc.Factory(sys.argv[1]);"
             "p = f.pool(pc.Config(rootfs=sys.argv[2]), size=3); p.wait_ready();"
-            "print(' '.join(str(s.container.init_pid()) for s in p._shared.ready), flush=True);"
+            "print(' '.join(map(str, p.parked_pids())), flush=True);"
             "sys.stdin.read()")
     proc = subprocess.Popen([sys.executable, "-c", code, factory.root, busybox_rootfs],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -196,6 +198,32 @@ def test_creator_killed_leaves_nothing(factory, busybox_rootfs, tmp_path):
              what="the parked inits exited")
     assert len(sandboxes(factory)) == 3
     assert len(remove_leftovers(factory)) == 3
+    assert sandboxes(factory) == []
+
+
+def test_refill_killed_midway_leaves_nothing(factory, busybox_rootfs):
+    """The pool's process dies between making a sandbox's cgroups and state and parking
+    its init: remove_leftovers finds it by its dead owner."""
+    code = ("import sys, pycontainer as pc\n"
+            "f = pc.Factory(sys.argv[1])\n"
+            "p = f.pool(pc.Config(rootfs=sys.argv[2]), size=1)\n"
+            "p.close()\n"
+            "from pycontainer import pool\n"
+            "sandboxes = type(f)(f.root + '/' + pool.POOL_ROOT)\n"
+            "made = sandboxes.create('pool-0123456789abcdef', p.config,\n"
+            "                        extra={'owner': pool.sandbox_owner()})\n"
+            "print('made', flush=True)\n"
+            "sys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, factory.root, busybox_rootfs],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "made\n"
+    # Someone else's preparation under way is not a leftover.
+    assert remove_leftovers(factory) == []
+    proc.kill()
+    proc.wait()
+    proc.stdin.close()
+    proc.stdout.close()
+    assert remove_leftovers(factory) == ["pool-0123456789abcdef"]
     assert sandboxes(factory) == []
 
 
