@@ -241,6 +241,11 @@ class Pool:
             raise ConfigInvalidError("cgroup_path", config.cgroup_path,
                                      "an exact cgroup path names one container: it cannot "
                                      "be pooled", operation="pool")
+        if config.pdeathsig is not None:
+            raise ConfigInvalidError("pdeathsig", config.pdeathsig,
+                                     "a pooled init is forked by the pool's refill thread, "
+                                     "whose end would send the signal: it cannot be pooled",
+                                     operation="pool")
         self._factory = factory
         self._config = config
         # The same Factory class on the pool root: sandboxes are containers there.

@@ -169,6 +169,15 @@ def test_killed_parked_init_is_dropped(factory, pool):
         c.destroy()
 
 
+@pytest.mark.parametrize("field, value", [("cgroup_path", "/pool-exact"), ("pdeathsig", 9)])
+def test_unpoolable_config_is_refused(factory, busybox_rootfs, field, value):
+    with pytest.raises(pc.ConfigInvalidError, match=field):
+        factory.pool(pc.Config(rootfs=busybox_rootfs, **{field: value}))
+    with pytest.raises(pc.ConfigInvalidError, match="size"):
+        factory.pool(pc.Config(rootfs=busybox_rootfs), size=0)
+    assert sandboxes(factory) == []
+
+
 def test_close_leaves_nothing(factory, busybox_rootfs):
     p = factory.pool(pc.Config(rootfs=busybox_rootfs), size=3)
     p.wait_ready()
