@@ -533,13 +533,13 @@ static int die(struct spawn_ctx *ctx, struct pc_child_error *e, int stage)
 }
 
 /* --- pooled sandboxes (zygote.c): the parked init's side ---------------------------
- * A staged init that waits for its process, not only for a go. Set up, it execs the join
- * helper (a small static program, from its sealed memfd) as "pycontainer-zygote" with its
- * socket as PC_ZYGOTE_SOCK_FD and its error pipe as PC_ZYGOTE_READY_FD: parked, it then
- * holds a memory of a few pages instead of a copy of the caller's, so the exec of the
- * process does not have to tear that copy down (most of an exec's cost from a fork of a
- * large process), nor does it use that memory while it waits. The helper reports ready
- * and waits in pc_zygote_main. */
+ * An init that waits for its process. It is cloned as an unstaged init is (CLONE_VM |
+ * CLONE_VFORK, no copy of the caller's memory) and, set up, execs the join helper (a
+ * small static program, from its sealed memfd) as "pycontainer-zygote" with its socket as
+ * PC_ZYGOTE_SOCK_FD and its error pipe as PC_ZYGOTE_READY_FD: that exec ends the sharing
+ * (the caller wakes), and parked it holds a few pages of its own, so the later exec of
+ * the process has nothing large to tear down. The helper reports ready and waits in
+ * pc_zygote_main; a failure before is reported as any init's. */
 static int zygote_park(struct spawn_ctx *ctx, struct pc_child_error *e)
 {
     const struct pc_target *t = ctx->t;
@@ -550,8 +550,9 @@ static int zygote_park(struct spawn_ctx *ctx, struct pc_child_error *e)
         dup2(sock, PC_ZYGOTE_SOCK_FD) < 0 || dup2(ready, PC_ZYGOTE_READY_FD) < 0)
         return pc_fail(e, PC_STAGE_JOIN_HELPER, -1);
     ctx->errfd = PC_ZYGOTE_READY_FD;
-    int keep[3] = { PC_ZYGOTE_SOCK_FD, PC_ZYGOTE_READY_FD, helper };
-    if (close_all_but(0, keep, 3) < 0)
+    /* done_w (close-on-exec) tells a user namespace helper that we have exec'd. */
+    int keep[4] = { PC_ZYGOTE_SOCK_FD, PC_ZYGOTE_READY_FD, helper, ctx->done_w };
+    if (close_all_but(0, keep, 4) < 0)
         return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
     char *const argv[] = { "pycontainer-zygote", NULL };
     char *const envp[] = { NULL };
@@ -679,7 +680,7 @@ static int init_main(void *arg)
         return die(ctx, &e, PC_STAGE_DOMAINNAME);
     if ((c->ns_flags & CLONE_NEWNET) && bring_up_loopback() < 0)
         return die(ctx, &e, PC_STAGE_LOOPBACK);
-    if (ctx->staged && (ctx->t->zygote_fd >= 0 ? zygote_park(ctx, &e) : stage_wait(ctx, &e)) < 0)
+    if (ctx->t->zygote_fd >= 0 ? zygote_park(ctx, &e) < 0 : ctx->staged && stage_wait(ctx, &e) < 0)
         return child_finish(ctx, &e);
     exec_process(ctx, &e);
     return child_finish(ctx, &e);
@@ -1085,7 +1086,7 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
     struct spawn_ctx ctx = {
         .t = t, .p = p, .join_pidfd_out = -1, .join_pid_out = -1,
         .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1,
-        .staged = !joining && (t->exec_fifo_fd >= 0 || t->zygote_fd >= 0),
+        .staged = !joining && t->exec_fifo_fd >= 0,
     };
     char *stacks = MAP_FAILED;
 
@@ -1158,11 +1159,13 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
     do {
         n = read(errpipe[0], cerr, sizeof(*cerr));
     } while (n < 0 && errno == EINTR);
-    if (ctx.staged && n == 0) {
+    /* A parked init reports ready too, from the helper it execs (zygote_park). */
+    int reports_ready = ctx.staged || (!joining && t->zygote_fd >= 0);
+    if (reports_ready && n == 0) {
         n = -1;
         errno = EPROTO;
     }
-    if (n != 0 && !(ctx.staged && n == (ssize_t)sizeof(*cerr) && cerr->err == 0)) {
+    if (n != 0 && !(reports_ready && n == (ssize_t)sizeof(*cerr) && cerr->err == 0)) {
         if (n != (ssize_t)sizeof(*cerr)) {
             cerr->stage = PC_STAGE_NONE;
             cerr->err = n < 0 ? errno : EPROTO;

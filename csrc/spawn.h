@@ -186,7 +186,7 @@ struct pc_target {
     const int *ns_types;
     int nns_fds;
     /* >= 0 (a new container only): park the init (a pooled sandbox, zygote.c). It is
-     * staged as for exec_fifo_fd, but before anything of the process: after the Config's
+     * cloned as an unstaged init, but before anything of the process: after the Config's
      * setup it execs join_helper_fd as pc_zygote_main, which reports ready and waits on
      * this socket for the process (pc_zygote_start). */
     int zygote_fd;

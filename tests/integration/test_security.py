@@ -837,9 +837,11 @@ USERNS = ("user", "mount", "pid", "uts", "ipc", "net")
 MAP = [IdMap(0, 100000, 65536)]
 
 
-def test_user_namespace(public_factory, rootfs):
-    c = public_factory.create("userns", pc.Config(rootfs=rootfs, namespaces=USERNS,
-                                                  uid_mappings=MAP, gid_mappings=MAP))
+@pytest.mark.parametrize("pooled", [False, True], ids=["unpooled", "pooled"])
+def test_user_namespace(public_factory, rootfs, pooled):
+    config = pc.Config(rootfs=rootfs, namespaces=USERNS, uid_mappings=MAP, gid_mappings=MAP)
+    c = pooled_create(public_factory, "userns", config) if pooled else \
+        public_factory.create("userns", config)
     status, out, err = sh(c, "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map")
     assert status == 0, err
     lines = out.splitlines()
