@@ -115,6 +115,16 @@ POOLED_NAME = "pycontainer pooled"
 BARE_NAME = "pycontainer (no seccomp/caps/masks)"
 
 
+def remove_pool_root(factory):
+    """The pools' state root (<root>/.pool), empty once they are closed."""
+    from pycontainer.pool import POOL_ROOT, remove_leftovers
+    remove_leftovers(factory)
+    try:
+        os.rmdir(os.path.join(factory.root, POOL_ROOT))
+    except FileNotFoundError:
+        pass
+
+
 def parked_cost(pool):
     """The idle cost of one parked init: its resident memory (of which most is shared
     with the process that forked it, copy-on-write) and its open descriptors."""
@@ -286,6 +296,7 @@ def run_scenarios(args, ctx):
     C.log(f"[1/4] full lifecycle: {rounds} rounds")
     py = PyLifecycle(pc, factory, pc.Config(rootfs=tools.rootfs))
     contenders = [C.Contender("pycontainer", py.chunk, k, note="default Config")]
+    cleanup.push(remove_pool_root, factory)      # runs after every pool's close
     pool = factory.pool(pc.Config(rootfs=tools.rootfs), size=2 * k, refill_below=k)
     cleanup.push(pool.close)
     pooled = PyLifecycle(pc, factory, pool.config, "pooled", pool=pool)
