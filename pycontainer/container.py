@@ -137,6 +137,9 @@ def _remove(path, dir_fd=None):
 
 
 _DERIVED = {}       # id(Config) -> {name: value}; an entry goes with its Config
+# What a parked init (a pooled sandbox) is cloned with before its process is known: only
+# the Config's setup reads it; its process comes over the pool's socket (_unpark).
+_PARKED = ProcessConfig(args=["(parked)"])
 
 
 def derived(config, name, make):
@@ -333,6 +336,19 @@ class ContainerInternal:
     def is_current(self, record):
         return record.nonce == self._c._nonce
 
+    # Pooled sandboxes (pycontainer.pool): an init parked before its process.
+    def park(self, sock_fd):
+        """Start the init parked on the socket sock_fd (csrc/zygote.c): (pid, pidfd)."""
+        with _Operation(self._c, "pool"):
+            pid, pidfd, _ = self._c._start_locked(_PARKED, zygote_fd=sock_fd)
+            return pid, pidfd
+
+    def hold_parked(self, sock, pidfd):
+        """This handle's start() hands its process to the parked init over `sock` (the
+        other end of park's socket); `pidfd` (the init's, owned from here) is what start
+        returns to be reaped."""
+        self._c._parked = (sock, pidfd)
+
 
 class Container:
     def __init__(self, state_dir, record, config, written=None, manager=None):
@@ -365,6 +381,7 @@ class Container:
         self._pidfds = {}                 # (pid, start time) -> pidfd of an init we looked at
         self._state_cache = [written, record]   # state.json's bytes and their record
         self._pidfds_lock = threading.Lock()
+        self._parked = None               # (socket, pidfd) of a parked init: hold_parked
 
     def __repr__(self):
         return f"<Container {self._id!r} at {self._dir}>"
@@ -456,7 +473,8 @@ class Container:
         new ones) and the record's init, not staged, is alive: a start that records a new
         init needs it dead, and only exec() changes a staged record."""
         record = self._state_cache[1]
-        if record is None or record.init_pid is None or record.extra.get("staged"):
+        if record is None or record.init_pid is None or record.extra.get("staged") or \
+                record.extra.get("parked"):
             return None
         fd = self._pidfds.get((record.init_pid, record.init_start_time))
         if fd is None:
@@ -474,8 +492,8 @@ class Container:
             return RunState.CREATED
         if self._init_pidfd(record) is None:
             return RunState.STOPPED
-        if record.extra.get("staged"):
-            return RunState.CREATED         # set up, waiting for exec()
+        if record.extra.get("staged") or record.extra.get("parked"):
+            return RunState.CREATED         # set up, waiting for exec() or its process
         return _FREEZER_TO_STATE[self._cgroups.freezer_state()]
 
     def init_pid(self):
@@ -675,7 +693,7 @@ class Container:
                 return report
             report += data
 
-    def _start_locked(self, process, staged=False):
+    def _start_locked(self, process, staged=False, zygote_fd=-1):
         record = self._record("start", mutable=True)
         state = self._state(record)
         if state in (RunState.PAUSED, RunState.PAUSING):
@@ -696,6 +714,8 @@ class Container:
             # The init died while the container was paused: a new one cloned into the
             # frozen cgroup would never run (and we would wait for its exec forever).
             self._cgroups.thaw()
+        if record.extra.get("parked") and state == RunState.CREATED:
+            return self._unpark(process, record, args)
         if state == RunState.RUNNING and self._cgroups.pids_full():
             raise ContainerSystemError(errno.EAGAIN, "the pids limit is reached")
         cgroup_fd, procs_fds = self._cgroups.placement()
@@ -716,7 +736,8 @@ class Container:
                 fifo_fd = self._make_exec_fifo()
             pid, pidfd, console = _spawn(process, self._plan, *args, cgroup_fd=cgroup_fd,
                                          procs_fds=procs_fds, ns_fds=ns_fds,
-                                         exec_fifo_fd=fifo_fd, **self._userns)
+                                         exec_fifo_fd=fifo_fd, zygote_fd=zygote_fd,
+                                         **self._userns)
         except BaseException:
             with contextlib.suppress(Exception):   # else the veths go with the namespace
                 network.teardown(veths)
@@ -740,7 +761,7 @@ class Container:
         if staged:   # what exec() names when the init reports a failure after the go
             staged = {"argv0": process.args[0], "cwd": args[3],
                       "rlimits": list(security.rlimit_names if security is not None else ())}
-        for key, value in (("staged", staged), ("veths", veths)):
+        for key, value in (("staged", staged), ("veths", veths), ("parked", zygote_fd >= 0)):
             if value:
                 record.extra[key] = value
             else:
@@ -758,6 +779,34 @@ class Container:
                 os.close(console)
             raise
         return pid, pidfd, console
+
+    def _unpark(self, process, record, args):
+        """start() of a pooled container: its parked init takes the process over the socket
+        Pool.create gave this handle, and execs it (csrc/zygote.c)."""
+        if self._parked is None:
+            raise ContainerNotRunningError("its init is parked in a pool: only the handle "
+                                           "Pool.create returned can start it")
+        if self._init_pidfd(record) is None:
+            raise ContainerNotRunningError("its parked init has exited")
+        (sock, pidfd), self._parked = self._parked, None
+        try:
+            with sock:
+                _, _, console = _spawn(process, self._plan, *args, zygote_sock=sock.fileno())
+        except BaseException:
+            # As after an unpooled start that failed: no process, CREATED, startable.
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)   # exiting after its report
+            select.select([pidfd], [], [])
+            _core.pidfd_exit_status(pidfd, True)
+            os.close(pidfd)
+            record.init_pid = record.init_start_time = None
+            for key in ("parked", "init_pidns", "init_key"):
+                record.extra.pop(key, None)
+            self._write(record)
+            raise
+        del record.extra["parked"]
+        self._write(record)
+        return record.init_pid, pidfd, console
 
     def _join(self, process, record, args, cgroup_fd, procs_fds):
         """_spawn a process into the running init's namespaces (see _joining)."""
@@ -972,6 +1021,11 @@ class Container:
             for fd in self._pidfds.values():
                 os.close(fd)
             self._pidfds.clear()
+            if self._parked is not None:
+                # The parked init exits once its socket closes; the watcher reaps it.
+                (sock, pidfd), self._parked = self._parked, None
+                sock.close()
+                WATCHER.watch(pidfd)
         self._cgroups.close()
 
     def __del__(self):
