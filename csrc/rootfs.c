@@ -9,8 +9,9 @@
  * CVE-2021-30465 class).
  * Host sources of bind mounts are still reachable at that point. Then pivot_root and
  * detach the old root; /proc, /sys and /dev/pts... are placed inside the new root, where
- * no host path exists any more; devices, sysctls, read-only and masked paths, and the
- * rootfs propagation asked for, last.
+ * no host path exists any more; devices, sysctls, read-only and masked paths, then a
+ * read-only rootfs (its mount points all made by then) and the rootfs propagation asked
+ * for, last.
  * Every step reports its stage; indexed steps report which item failed. Descriptors
  * left open on a failure are close-on-exec in a child about to _exit. */
 #ifndef _GNU_SOURCE
@@ -21,6 +22,8 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 #include "child.h"
@@ -483,6 +486,28 @@ static const char *stage_host_image(void)
     return PC_HOST_TARGET;
 }
 
+/* A read-only image: every mount of it read-only now, recursively, but its top mount
+ * only once every mount point is made and everything is mounted (runc's order: an image
+ * without /etc/resolv.conf still gets one bound onto it). Returns 1 when the top is to be
+ * made read-only last, 0 when it is already, -1 with errno. The host's own tree stays
+ * read-only from the start: nothing may make mount points in the host's filesystems.
+ * A top mount that was read-only before (a read-only bind or filesystem) stays so. */
+static int readonly_image(int root, int host_image)
+{
+    struct statfs sfs;
+    if (fstatfs(root, &sfs) < 0)
+        return -1;
+    struct pc_mount_attr ro = { .attr_set = PC_MOUNT_ATTR_RDONLY };
+    if (pc_mount_setattr(root, "", AT_EMPTY_PATH | PC_AT_RECURSIVE, &ro) < 0)
+        return -1;
+    if (host_image || (sfs.f_flags & ST_RDONLY))
+        return 0;
+    struct pc_mount_attr rw = { .attr_clr = PC_MOUNT_ATTR_RDONLY };
+    if (pc_mount_setattr(root, "", AT_EMPTY_PATH, &rw) < 0)
+        return -1;
+    return 1;
+}
+
 int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
 {
     /* Nothing we mount may reach the host. A slave rootfs starts as one, so that what
@@ -509,10 +534,12 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
         return pc_fail(e, PC_STAGE_BIND_ROOTFS, -1);
     if (c->host_image && detach_host_views(target) < 0)
         return pc_fail(e, PC_STAGE_BIND_ROOTFS, -1);
+    int readonly_last = 0;
     if (c->readonly_rootfs) {
-        struct pc_mount_attr ro = { .attr_set = PC_MOUNT_ATTR_RDONLY };
-        if (pc_mount_setattr(root, "", AT_EMPTY_PATH | PC_AT_RECURSIVE, &ro) < 0)
+        int rc = readonly_image(root, c->host_image);
+        if (rc < 0)
             return pc_fail(e, PC_STAGE_READONLY_ROOTFS, -1);
+        readonly_last = rc;
     }
 
     umask(0);   /* device nodes and mount points get exactly the modes asked for */
@@ -580,6 +607,11 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
     for (int i = 0; i < c->nmasked; i++)
         if (mask_path(c->masked_paths[i]) < 0)
             return pc_fail(e, PC_STAGE_MASKED_PATHS, i);
+    if (readonly_last) {
+        struct pc_mount_attr ro = { .attr_set = PC_MOUNT_ATTR_RDONLY };
+        if (pc_mount_setattr(AT_FDCWD, "/", 0, &ro) < 0)
+            return pc_fail(e, PC_STAGE_READONLY_ROOTFS, -1);
+    }
     /* On the new root itself, once everything is mounted, as runc does: "shared" makes
      * it a peer group of its own (mounts inside reach the container's later mount
      * namespaces, never the host, whose groups it left at the start). */

@@ -104,6 +104,9 @@ class Mount:
     source: str = ""
     type: str = "bind"
     options: tuple = ()
+    # What an error names this mount: "" is "mounts[i]" by its place in Config.mounts; the
+    # OCI layer gives config.json's own ("mounts[7]"), which counts entries it takes apart.
+    label: str = field(default="", compare=False)
 
     def __post_init__(self):
         _check_path("mounts.destination", self.destination)
@@ -118,6 +121,8 @@ class Mount:
         for opt in self.options:
             if opt not in MOUNT_FLAGS and ("," in opt or not opt):
                 _bad("mounts.options", opt, "not a mount option")
+        if not isinstance(self.label, str):
+            _bad("mounts.label", self.label, "expected a string")
 
     def flags(self):
         """(mount flags, propagation flags, filesystem data string) for mount(2)."""

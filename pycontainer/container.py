@@ -165,7 +165,7 @@ def build_plan(config):
     for m in config.mounts:
         flags, propagation, data = m.flags()
         mounts.append((m.source, m.destination, None if m.type == "bind" else m.type,
-                       flags, propagation, data))
+                       flags, propagation, data, m.label))
     return _core.ContainerPlan(
         namespaces=owned,
         # The host image: / bound recursively (where: csrc/rootfs.c, stage_host_image).

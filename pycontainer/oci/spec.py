@@ -473,7 +473,8 @@ def _mount(where, dest, kind, source, options, bind, bundle_dir):
         source = os.path.normpath(os.path.join(bundle_dir, source))
         kind = "bind"
     try:
-        return Mount(destination=dest, source=source, type=kind, options=tuple(opts))
+        return Mount(destination=dest, source=source, type=kind, options=tuple(opts),
+                     label=where)
     except ConfigInvalidError as exc:
         raise r.from_library(where, exc, {"mounts.destination": "destination",
                                           "mounts.source": "source", "mounts.type": "type",
