@@ -88,6 +88,7 @@ static const char *const stage_names[PC_STAGE_COUNT] = {
     [PC_STAGE_JOIN_HELPER] = "join_helper",
     [PC_STAGE_DUMPABLE] = "dumpable",
     [PC_STAGE_ROOTFS_PROPAGATION] = "rootfs_propagation",
+    [PC_STAGE_EXEC_FIFO] = "exec_fifo",
 };
 
 const char *pc_stage_name(int stage)
@@ -489,6 +490,15 @@ static int stage_wait(struct spawn_ctx *ctx, struct pc_child_error *e)
     /* Above the descriptors the process keeps, which setup_stdio puts in place. */
     if ((fifo = fcntl(ctx->t->exec_fifo_fd, F_DUPFD_CLOEXEC, kept_fds(p))) < 0)
         return pc_fail(e, PC_STAGE_STDIO, -1);
+    char path[40] = "/proc/self/fd/", num[16];
+    const char *n = format_uint(num + sizeof(num), (unsigned long)fifo);
+    memcpy(path + 14, n, strlen(n) + 1);
+    /* The go reopens the fifo through /proc: a root without /proc fails here, reported,
+     * not after the ready, when nobody listens. */
+    int probe = open(path, O_PATH | O_CLOEXEC);
+    if (probe < 0)
+        return pc_fail(e, PC_STAGE_EXEC_FIFO, -1);
+    close(probe);
     int rc = setup_stdio(ctx);
     if (rc < 0)
         return pc_fail(e, rc == -2 ? PC_STAGE_TERMINAL : PC_STAGE_STDIO, -1);
@@ -503,15 +513,12 @@ static int stage_wait(struct spawn_ctx *ctx, struct pc_child_error *e)
     reset_signal_handlers();
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8);
 
-    char path[40] = "/proc/self/fd/", num[16];
-    const char *n = format_uint(num + sizeof(num), (unsigned long)fifo);
-    memcpy(path + 14, n, strlen(n) + 1);
     int w;
     do {
         w = open(path, O_WRONLY | O_CLOEXEC);
     } while (w < 0 && errno == EINTR);
     if (w < 0 || write(w, "0", 1) != 1)
-        return pc_fail(e, PC_STAGE_EXEC, -1);
+        return pc_fail(e, PC_STAGE_EXEC_FIFO, -1);
     close(fifo);
     ctx->errfd = w;
     return 0;

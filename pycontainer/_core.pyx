@@ -118,7 +118,8 @@ cdef class ContainerPlan:
 
     def __init__(self, *, namespaces, rootfs_source, rootfs_target, host_image, readonly_rootfs,
                  hostname, domainname, mounts, devices=(), sysctl=(), readonly_paths=(),
-                 masked_paths=(), bind_devices=False, rootfs_propagation=0):
+                 masked_paths=(), bind_devices=False, rootfs_propagation=0,
+                 default_mounts=True):
         """mounts: (source, destination, fstype or None for a bind, flags, propagation, data,
         label: what errors call it, "" for mounts[i]);
         devices: (path, mode, major, minor, uid, gid); sysctl: (/proc/sys path, value)."""
@@ -127,6 +128,7 @@ cdef class ContainerPlan:
         self.c.rootfs_target = _cstr(self._keep, rootfs_target)
         self.c.host_image = 1 if host_image else 0
         self.c.readonly_rootfs = 1 if readonly_rootfs else 0
+        self.c.default_mounts = 1 if default_mounts else 0
         self.c.rootfs_propagation = rootfs_propagation
         self.c.bind_devices = 1 if bind_devices else 0
         self.c.hostname = _cstr(self._keep, hostname)

@@ -364,6 +364,11 @@ class Config:
     namespace_paths: dict = field(default_factory=dict)
     networks: tuple = ()               # Network entries
     mounts: tuple = ()
+    # True: pycontainer mounts /proc, /sys, /dev (a tmpfs with the default nodes),
+    # /dev/pts, /dev/shm and /dev/mqueue itself, before ``mounts``. False: ``mounts`` are
+    # every mount, in their order (an OCI config.json lists its own); the default device
+    # nodes and /dev's links (fd, stdin..., ptmx) are made either way.
+    default_mounts: bool = True
     readonly_rootfs: bool = False
     # The rootfs mount's propagation, set after pivot_root: a propagation option of
     # MOUNT_FLAGS ("rslave": mounts made on the host below the rootfs reach the
@@ -420,8 +425,9 @@ class Config:
                      "it in that namespace, or join without a new user namespace")
         self._check_networks()
         object.__setattr__(self, "mounts", _tuple_of(Mount, self.mounts, "mounts"))
-        if not isinstance(self.readonly_rootfs, bool):
-            _bad("readonly_rootfs", self.readonly_rootfs, "expected True or False")
+        for name in ("readonly_rootfs", "default_mounts"):
+            if not isinstance(getattr(self, name), bool):
+                _bad(name, getattr(self, name), "expected True or False")
         object.__setattr__(self, "env", tuple(self.env) if isinstance(self.env, list) else self.env)
         _check_env("env", self.env)
         _check_path("cwd", self.cwd)

@@ -172,6 +172,7 @@ def build_plan(config):
         rootfs_source="/" if host else config.rootfs,
         rootfs_target=None if host else config.rootfs,
         host_image=host, readonly_rootfs=host or config.readonly_rootfs,
+        default_mounts=config.default_mounts,
         rootfs_propagation=MOUNT_FLAGS[config.rootfs_propagation][1]
         if config.rootfs_propagation else 0,
         hostname=config.hostname, domainname=config.domainname, mounts=mounts,

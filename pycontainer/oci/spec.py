@@ -21,9 +21,10 @@ What maps where:
   (pycontainer applies them to every process of the container).
 - ``root.path`` is relative to the bundle; the host's ``/`` (read-only) is the built-in
   host image, ``Config(rootfs=None)``.
-- ``mounts``: /proc, /dev, /dev/pts, /dev/shm, /dev/mqueue and /sys are always made by
-  pycontainer: a mount of the same type there is the built-in one (a warning when it asks
-  for options the built-in lacks). A cgroup mount is not supported (warning: not mounted).
+- ``mounts``: every entry is mounted in the order listed, /proc, /sys and /dev included
+  (``Config.default_mounts`` False: pycontainer adds none of its own but the default
+  device nodes and /dev links); errors name config.json's index. A cgroup mount is not
+  supported (warning: not mounted).
 - ``linux.cgroupsPath`` is the container's cgroup exactly (Config's cgroup_path), as
   runc and crun take it: "/a/b/c" from each hierarchy's root, "a/b/c" below the
   runtime's own cgroup. It must not exist yet (another container's is refused). The
@@ -84,8 +85,9 @@ _CPU = {"shares", "quota", "burst", "period", "realtimeRuntime", "realtimePeriod
 _BLOCKIO = {"weight", "leafWeight", "weightDevice", "throttleReadBpsDevice",
             "throttleWriteBpsDevice", "throttleReadIOPSDevice", "throttleWriteIOPSDevice"}
 
-# What pycontainer mounts in every container whatever the config says (csrc/rootfs.c),
-# as (type, options): a config mount of the same type at the same place is this one.
+# What pycontainer mounts itself in a library Config's container (Config.default_mounts,
+# csrc/rootfs.c), as (type, options): what a config.json written for it lists. A
+# config.json's own mounts are all its container gets, in its order.
 BUILTIN_MOUNTS = {
     "/proc": ("proc", ("nosuid", "noexec", "nodev")),
     "/dev": ("tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
@@ -199,6 +201,7 @@ def parse_spec(doc, bundle_dir, args=None):
     kw["namespaces"] = namespaces
     userns = "user" in namespaces
     kw["mounts"] = _mounts(r.array(d, "", "mounts", []), bundle_dir, userns, warnings)
+    kw["default_mounts"] = False
     hooks = parse_hooks(d.get("hooks"))
     annotations = r.mapping(d, "", "annotations")
     if PDEATHSIG_ANNOTATION in annotations:
@@ -426,17 +429,11 @@ def _mounts(items, bundle_dir, userns, warnings):
             if d.get(key):
                 r.fail(r.join(where, key), d[key], "id-mapped mounts are not supported")
         bind = kind == "bind" or "bind" in options or "rbind" in options
-        norm = os.path.normpath(dest)
-        if norm in BUILTIN_MOUNTS and kind == BUILTIN_MOUNTS[norm][0] or \
-                norm == "/sys" and bind and os.path.normpath(source) == "/sys":
-            builtin = set(BUILTIN_MOUNTS[norm][1]) | {"bind", "rbind", "rw", "defaults"}
-            extra = [o for o in options if o not in builtin and not
-                     (norm == "/dev/pts" and userns and o.startswith("gid="))]
-            if extra:
-                warnings.append(f"{where}: {norm} is always mounted by pycontainer "
-                                f"({kind} with {','.join(BUILTIN_MOUNTS[norm][1])}); the "
-                                f"options {extra} are not applied")
-            continue
+        if kind == "devpts" and userns:
+            # gid 5 (tty) is unmapped in most user namespaces, and devpts refuses an
+            # unmapped gid; its ptys then belong to the creating group (runc's rootless
+            # spec leaves the option out).
+            options = [o for o in options if not o.startswith("gid=")]
         if kind == "cgroup" or kind == "cgroup2":
             warnings.append(f"{where}: {dest} ({kind}) is not mounted: pycontainer does not "
                             "mount cgroupfs into containers yet")
@@ -838,7 +835,8 @@ def to_oci(config, process=None, container_id=None, hooks=None, annotations=None
         spec["hostname"] = config.hostname
     if config.domainname:
         spec["domainname"] = config.domainname
-    spec["mounts"] = _builtin_mounts(userns) + [_mount_to_oci(m) for m in config.mounts]
+    spec["mounts"] = (_builtin_mounts(userns) if config.default_mounts else []) + \
+        [_mount_to_oci(m) for m in config.mounts]
     if hooks:
         spec["hooks"] = hooks_to_oci(hooks)
     notes = dict(annotations or {})

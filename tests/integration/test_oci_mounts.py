@@ -80,3 +80,64 @@ def write_spec(bundle):
     import json
     with open(os.path.join(bundle, "config.json")) as f:
         return json.load(f)
+
+
+# --- every config.json mount in its listed position ----------------------------------
+
+# mountinfo's mount points and sources below / in order (the root itself left out).
+MOUNTS_IN_ORDER = ("awk '$5 != \"/\" { for (i = 7; $i != \"-\"; i++); print $5, $(i + 2) }' "
+                   "/proc/self/mountinfo")
+
+
+def test_mounts_follow_the_config_json_order(oci, own_bundle, tmp_path):
+    """/sys listed first, a tmpfs between /proc and /dev: mountinfo shows them in that
+    order, with the config's sources."""
+    def mutate(s):
+        mounts = {m["destination"]: m for m in s["mounts"]}
+        s["mounts"] = [dict(mounts["/sys"], source="sysfs-src"),
+                       dict(mounts["/proc"], source="proc-src"),
+                       {"destination": "/mnt", "type": "tmpfs", "source": "between",
+                        "options": ["size=1m"]},
+                       mounts["/dev"], mounts["/dev/pts"], mounts["/dev/shm"],
+                       mounts["/dev/mqueue"], mounts["/run"]]
+    log = lifecycle(oci, own_bundle, tmp_path, MOUNTS_IN_ORDER, mutate)
+    seen = [line for line in log.splitlines() if not line.startswith(("/proc/", "/sys/", "/run"))]
+    assert seen == ["/sys sysfs-src", "/proc proc-src", "/mnt between", "/dev tmpfs",
+                    "/dev/pts devpts", "/dev/shm shm", "/dev/mqueue mqueue"], log
+
+
+def test_a_config_json_without_sys_and_dev_gets_none(oci, own_bundle, tmp_path):
+    """No /sys and no /dev in config.json: none is made (runc's behaviour); the default
+    device nodes and /dev links still are, in the image's own /dev."""
+    def mutate(s):
+        s["mounts"] = [m for m in s["mounts"] if m["destination"] in ("/proc", "/run")]
+    log = lifecycle(oci, own_bundle, tmp_path,
+                    "ls /sys | wc -l; ls /dev; readlink /dev/ptmx; readlink /dev/fd; "
+                    "grep -c ' /dev ' /proc/self/mountinfo", mutate)
+    assert log.split() == ["0", "fd", "full", "null", "ptmx", "random", "stderr",
+                           "stdin", "stdout", "tty", "urandom", "zero", "pts/ptmx",
+                           "/proc/self/fd", "0"], log
+
+
+def test_a_staged_init_without_proc_fails_at_create(oci, own_bundle):
+    """The go reopens exec.fifo through /proc/self/fd (as runc's does): without a /proc
+    create fails, naming it, instead of an init that dies unseen after it."""
+    b = own_bundle(["true"], mutate=lambda s: s.__setitem__(
+        "mounts", [m for m in s["mounts"] if m["destination"] != "/proc"]))
+    r = oci.fails("create", "-b", b, "noproc")
+    assert "stage: exec_fifo: No such file or directory (ENOENT)" in r.err, r.err
+    assert oci.ids() == []
+
+
+def test_library_default_mounts(factory, own_rootfs):
+    """A library Config keeps its own kernel filesystems; default_mounts=False leaves
+    them to its mounts."""
+    out = run_lib(factory, MOUNTS_IN_ORDER, rootfs=own_rootfs)
+    assert sorted(line for line in out.splitlines() if line.count("/") == 1 or "/dev/" in
+                  line) == ["/dev tmpfs", "/dev/mqueue mqueue", "/dev/pts devpts",
+                            "/dev/shm shm", "/proc proc", "/sys sysfs"], out
+    out = run_lib(factory, MOUNTS_IN_ORDER, rootfs=own_rootfs, default_mounts=False, mounts=[
+        pc.Mount("/sys", "sys", "sysfs", ("ro", "nosuid")),
+        pc.Mount("/proc", "p", "proc")])
+    assert [line for line in out.splitlines() if line.count("/") == 1] == \
+        ["/sys sys", "/proc p"], out

@@ -3,6 +3,7 @@ JSON path, warnings, hooks, the state and features documents, and the CLI's pars
 
 No root needed: nothing here touches the kernel (hooks run as plain subprocesses)."""
 import copy
+import dataclasses
 import json
 import os
 import signal
@@ -20,7 +21,8 @@ from pycontainer.oci.events import stats_event
 from pycontainer.oci.features import features
 from pycontainer.oci.reader import SpecError
 from pycontainer.oci.runtime import check_host, load_bundle
-from pycontainer.oci.spec import Bundle, default_spec, parse_process, parse_spec, to_oci
+from pycontainer.oci.spec import (BUILTIN_MOUNTS, Bundle, default_spec, parse_process,
+                                  parse_spec, to_oci)
 from pycontainer.oci.state import rfc3339, state_document
 from pycontainer.security import Capabilities, Device, IdMap, Rlimit
 
@@ -54,7 +56,12 @@ def test_runc_spec_parses(bundle):
     assert c.rootfs == os.path.join(bundle, "rootfs") and c.readonly_rootfs
     assert c.hostname == "runc"
     assert set(c.namespaces) == {"pid", "net", "ipc", "uts", "mount"}
-    assert c.mounts == ()                       # every one of them is built in
+    # every entry, in its order, the kernel filesystems included (none is made otherwise)
+    assert not c.default_mounts
+    assert [(m.destination, m.type, m.source, m.label) for m in c.mounts] == [
+        (m["destination"], m["type"], m["source"], f"mounts[{i}]")
+        for i, m in enumerate(fixture("runc-1.1.5-spec.json")["mounts"])
+        if m["type"] != "cgroup"]         # not mounted (a warning)
     assert c.capabilities.bounding == ("CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE")
     assert c.capabilities.ambient == ()
     assert c.rlimits == (Rlimit("RLIMIT_NOFILE", 1024, 1024),)
@@ -76,7 +83,10 @@ def test_runc_rootless_spec_parses(bundle):
     c = b.config
     assert "user" in c.namespaces and "net" not in c.namespaces
     assert c.uid_mappings == (IdMap(0, 0, 1),) and c.gid_mappings == (IdMap(0, 0, 1),)
-    assert c.mounts == ()                       # /sys as an rbind of the host's is built in
+    assert c.mounts[5] == pc.Mount("/sys", "/sys", "bind",      # the host's, rbind
+                                   ("nosuid", "noexec", "nodev", "ro"))
+    devpts = c.mounts[2]      # gid=5 left out: the user namespace does not map it
+    assert devpts.type == "devpts" and not any(o.startswith("gid=") for o in devpts.options)
     assert c.resources is None and c.device_rules is None
 
 
@@ -119,8 +129,9 @@ def test_containerd_style_spec_parses(bundle):
     c = b.config
     assert c.capabilities == Capabilities() and c.resources is None
     assert c.cgroup_path == "/default/ctr1" and c.device_rules is None
-    assert c.mounts == (pc.Mount("/run", "tmpfs", "tmpfs",
-                                 ("nosuid", "strictatime", "mode=755", "size=65536k")),)
+    assert c.mounts[-1] == pc.Mount("/run", "tmpfs", "tmpfs",
+                                    ("nosuid", "strictatime", "mode=755", "size=65536k"))
+    assert len(c.mounts) == len(doc["mounts"]) and not c.default_mounts
 
 
 def test_default_spec_is_runcs_adapted():
@@ -208,7 +219,10 @@ def test_round_trip_config(bundle, index):
     json.dumps(doc)
     b = parse_spec(json.loads(json.dumps(doc)), "/")
     assert b.warnings == []
-    assert b.config == config
+    # The built-in mounts come back as the config.json entries they were written as.
+    assert b.config == dataclasses.replace(config, default_mounts=False, mounts=b.config.mounts)
+    assert b.config.mounts[len(BUILTIN_MOUNTS):] == config.mounts
+    assert [m.destination for m in b.config.mounts[:len(BUILTIN_MOUNTS)]] == list(BUILTIN_MOUNTS)
     assert b.process == process
     # and the document is a fixed point
     assert to_oci(b.config, b.process, container_id="box1") == doc
@@ -220,7 +234,8 @@ def test_round_trip_default_seccomp_writes_the_profile(bundle):
     config = pc.Config(rootfs=os.path.join(bundle, "rootfs"))
     b = parse_spec(to_oci(config), "/")
     assert b.config.seccomp == validate_profile(DEFAULT_PROFILE)
-    assert b.config == pc.Config(rootfs=config.rootfs, seccomp=b.config.seccomp)
+    assert b.config == pc.Config(rootfs=config.rootfs, seccomp=b.config.seccomp,
+                                 default_mounts=False, mounts=b.config.mounts)
 
 
 def test_round_trip_joined_namespaces(bundle):
@@ -288,15 +303,25 @@ def test_relative_paths_are_the_bundles(bundle):
                           "options": ["rbind", "ro"]})
     doc["mounts"].append({"destination": "/d2", "source": "/srv", "options": ["bind"]})
     c = parse_spec(doc, bundle).config
-    assert c.mounts[0] == pc.Mount("/data", os.path.join(bundle, "data"), "bind", ("ro",))
-    assert c.mounts[0].flags()[0] & 0x4000      # MS_REC: the library's binds are recursive
-    assert c.mounts[1] == pc.Mount("/d2", "/srv", "bind", ("bind",))
+    assert c.mounts[-2] == pc.Mount("/data", os.path.join(bundle, "data"), "bind", ("ro",))
+    assert c.mounts[-2].flags()[0] & 0x4000     # MS_REC: the library's binds are recursive
+    assert c.mounts[-1] == pc.Mount("/d2", "/srv", "bind", ("bind",))
+
+
+def test_the_kernel_filesystems_get_the_configs_options(bundle):
+    """/dev/shm's size is the config's (it was the built-in's, with a warning)."""
+    doc = default_spec()
+    doc["mounts"][3]["options"].append("size=1g")
+    b = parse_spec(doc, bundle)
+    assert b.warnings == []
+    assert b.config.mounts[3].destination == "/dev/shm"
+    assert b.config.mounts[3].flags()[2].endswith("size=65536k,size=1g")
 
 
 def test_bind_type_alone_is_not_recursive(bundle):
     doc = default_spec()
     doc["mounts"].append({"destination": "/data", "type": "bind", "source": "/srv"})
-    m = parse_spec(doc, bundle).config.mounts[0]
+    m = parse_spec(doc, bundle).config.mounts[-1]
     assert m.options == ("bind",)
     assert not m.flags()[0] & 0x4000            # no MS_REC
 
@@ -463,7 +488,6 @@ def test_null_lists_are_empty(bundle):
      "linux.resources.memory.kernel"),
     (lambda d: d["process"]["capabilities"]["bounding"].append("CAP_FUTURE"),
      "process.capabilities.bounding[3]"),
-    (lambda d: d["mounts"][3]["options"].append("size=1g"), "mounts[3]"),
     (lambda d: d["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup",
                                    "source": "cgroup"}), "mounts[6]"),
 ])
