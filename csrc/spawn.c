@@ -166,12 +166,13 @@ static int join_cgroups(struct spawn_ctx *ctx, struct pc_child_error *e)
 }
 
 /* Enter the existing namespaces a new container names by path (or the network namespace
- * the caller prepared): the cgroup one (cgroup != 0) or all the others. setns() checks
+ * the caller prepared): the cgroup one (cgroup != 0) or all the others but pid, which the
+ * caller entered for its children before the clone (enter_pid_namespace). setns() checks
  * each descriptor's type, so a file that is not such a namespace fails with EINVAL. */
 static int join_namespaces(const struct pc_target *t, int cgroup, struct pc_child_error *e)
 {
     for (int i = 0; i < t->nns_fds; i++) {
-        if ((t->ns_types[i] == CLONE_NEWCGROUP) != (cgroup != 0))
+        if ((t->ns_types[i] == CLONE_NEWCGROUP) != (cgroup != 0) || t->ns_types[i] == CLONE_NEWPID)
             continue;
         if (setns(t->ns_fds[i], t->ns_types[i]) < 0)
             return pc_fail(e, PC_STAGE_SETNS, i);
@@ -613,7 +614,8 @@ static int init_main(void *arg)
         return die(ctx, &e, PC_STAGE_CGROUP_NS);
     if (join_namespaces(ctx->t, 1, &e) < 0)
         return child_finish(ctx, &e);
-    if (pc_setup_rootfs(c, &e) < 0)
+    /* A joined mount namespace is used as it is (setns made its root ours). */
+    if ((c->ns_flags & CLONE_NEWNS) && pc_setup_rootfs(c, &e) < 0)
         return child_finish(ctx, &e);
     if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) < 0)
         return die(ctx, &e, PC_STAGE_HOSTNAME);
@@ -1016,6 +1018,39 @@ out:
     return rc;
 }
 
+/* A pid namespace named by path is entered before the clone: setns(CLONE_NEWPID) moves
+ * only the children of the calling thread, so the init is born in it. *saved gets the
+ * thread's own namespace for its children back (leave_pid_namespace); -1 when there is
+ * none to enter. Returns 0, or -1 with errno and cerr (stage setns, its index). */
+static int enter_pid_namespace(const struct pc_target *t, int *saved, struct pc_child_error *cerr)
+{
+    *saved = -1;
+    for (int i = 0; i < t->nns_fds; i++) {
+        if (t->ns_types[i] != CLONE_NEWPID)
+            continue;
+        *saved = open("/proc/thread-self/ns/pid_for_children", O_RDONLY | O_CLOEXEC);
+        if (*saved < 0 || setns(t->ns_fds[i], CLONE_NEWPID) < 0) {
+            int err = errno;
+            close_fd(saved);
+            cerr->stage = PC_STAGE_SETNS;
+            cerr->err = err;
+            cerr->index = i;
+            errno = err;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void leave_pid_namespace(int *saved)
+{
+    if (*saved < 0)
+        return;
+    /* Our own namespace is always one we may enter again: the thread is still in it. */
+    setns(*saved, CLONE_NEWPID);
+    close_fd(saved);
+}
+
 int pc_spawn(const struct pc_target *t, const struct pc_process *p,
              pid_t *pid_out, int *pidfd_out, struct pc_child_error *cerr)
 {
@@ -1077,10 +1112,16 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
 
     /* Children start with every signal blocked: until they exec, a handler would be
      * Python's, running on memory shared with this process. */
+    int own_pidns;
+    if (enter_pid_namespace(t, &own_pidns, cerr) < 0) {
+        rc = -cerr->err;
+        goto out;
+    }
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     long ret = clone_vm(&a, fn, &ctx);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    leave_pid_namespace(&own_pidns);
     close_fd(&errpipe[1]);
     if (ret < 0) {
         rc = (int)ret;

@@ -733,6 +733,8 @@ class Container:
         record.init_pid = pid
         record.init_start_time = process_start_time(pid)
         record.extra["init_pidns"] = pidns_of(pid)
+        if "pid" not in self._config.new_namespaces:
+            record.extra["init_pidns_shared"] = True      # not pid 1 of a namespace of its own
         # Lets an event stream that sees this init only after it was reaped find its status.
         record.extra["init_key"] = process_key(pidfd)
         if staged:   # what exec() names when the init reports a failure after the go

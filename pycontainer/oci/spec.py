@@ -30,7 +30,9 @@ What maps where:
   runtime's own cgroup. It must not exist yet (another container's is refused). The
   systemd form "slice:prefix:name" is refused: pycontainer manages cgroupfs directly.
 - ``linux.namespaces``: without a path each is a new namespace; with a path the container
-  joins it (net, ipc, uts, cgroup: Config.namespace_paths).
+  joins it (any but user: Config.namespace_paths); no "pid" entry shares the caller's pid
+  namespace. A joined mount namespace is used as it is (mounts and root.readonly are not
+  applied, with a warning).
 """
 from __future__ import annotations
 
@@ -202,6 +204,14 @@ def parse_spec(doc, bundle_dir, args=None):
     userns = "user" in namespaces
     kw["mounts"] = _mounts(r.array(d, "", "mounts", []), bundle_dir, userns, warnings)
     kw["default_mounts"] = False
+    if "mount" in ns_paths:
+        # A joined mount namespace is used as it is: what would change it is not applied.
+        for key, unset in (("mounts", ()), ("readonly_rootfs", False)):
+            if kw[key] != unset:
+                warnings.append(f"{'root.readonly' if key == 'readonly_rootfs' else key}: "
+                                "not applied: the container joins an existing mount "
+                                "namespace, which it uses as it is")
+                kw[key] = unset
     hooks = parse_hooks(d.get("hooks"))
     annotations = r.mapping(d, "", "annotations")
     if PDEATHSIG_ANNOTATION in annotations:
@@ -407,11 +417,11 @@ def _namespaces(linux):
                        f"{', '.join(OCI_NAMESPACE_TYPES[n] for n in JOINABLE_NAMESPACES)})")
             paths[name] = ns_path
         names.append(name)
-    for needed in ("pid", "mount"):
-        if needed not in names:
-            r.fail("linux.namespaces", [item.get("type") for item in
-                                        linux.get("namespaces") or [] if isinstance(item, dict)],
-                   f"pycontainer needs a new {needed} namespace for every container")
+    if "mount" not in names:      # "pid" absent: the caller's (Kubernetes' hostPID)
+        r.fail("linux.namespaces", [item.get("type") for item in
+                                    linux.get("namespaces") or [] if isinstance(item, dict)],
+               "pycontainer needs a mount namespace for every container (a new one or one "
+               "joined by path)")
     return tuple(names), paths
 
 

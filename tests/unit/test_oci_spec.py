@@ -245,7 +245,8 @@ def test_round_trip_joined_namespaces(bundle):
     that each is a namespace of its type)."""
     from pycontainer.config import JOINABLE_NAMESPACES
     from pycontainer.oci.spec import OCI_NAMESPACE_TYPES
-    paths = {name: f"/proc/{os.getpid()}/ns/{name}" for name in JOINABLE_NAMESPACES}
+    paths = {name: f"/proc/{os.getpid()}/ns/{name}" for name in JOINABLE_NAMESPACES
+             if name not in ("mount", "pid")}       # those: test_joined_pid_and_mount
     doc = default_spec()
     del doc["hostname"]                          # a hostname needs a uts namespace of its own
     doc["linux"]["namespaces"] = [{"type": "pid"}, {"type": "mount"}] + [
@@ -605,10 +606,10 @@ ERRORS = [
      "linux.namespaces[2].type", "duplicate"),
     (_set("linux.namespaces", [{"type": "pid"}, {"type": "mount"}, {"type": "time"}]),
      "linux.namespaces[2].type", "time namespaces"),
-    (_set("linux.namespaces", [{"type": "mount"}]), "linux.namespaces",
-     "new pid namespace"),
-    (_set("linux.namespaces", [{"type": "pid", "path": "/proc/1/ns/pid"}, {"type": "mount"}]),
-     "linux.namespaces[0].path", "joining an existing pid namespace is not supported"),
+    (_set("linux.namespaces", [{"type": "pid"}]), "linux.namespaces",
+     "needs a mount namespace"),
+    (_set("linux.namespaces", [{"type": "user", "path": "/proc/1/ns/user"}, {"type": "mount"}]),
+     "linux.namespaces[0].path", "joining an existing user namespace is not supported"),
     (_set("linux.uidMappings", [{"containerID": 0, "hostID": 1000, "size": 0}]),
      "linux.uidMappings[0].size", "at least 1"),
     (_set("linux.uidMappings", [{"containerID": 0, "hostID": 1000, "size": 1}]),
@@ -730,15 +731,6 @@ def test_namespace_path_parses_into_the_configs_paths(bundle):
     c = parse_spec(doc, bundle).config
     assert set(c.namespaces) == {"pid", "mount", "net"}
     assert c.namespace_paths == {"net": "/proc/self/ns/net"}
-
-
-def test_namespace_path_of_a_pid_namespace_is_refused(bundle):
-    doc = default_spec()
-    doc["linux"]["namespaces"] = [{"type": "pid", "path": "/proc/self/ns/pid"}, {"type": "mount"}]
-    with pytest.raises(SpecError) as e:
-        parse_spec(doc, bundle)
-    assert str(e.value).startswith("linux.namespaces[0].path: ")
-    assert "joining an existing pid namespace is not supported" in str(e.value)
 
 
 # --- exec's process.json ---------------------------------------------------------------------
@@ -932,3 +924,43 @@ def test_parse_bytes(text, value):
 def test_parse_bytes_rejects():
     with pytest.raises(cli.Failure):
         oci_runtime.parse_bytes("lots", "memory")
+
+
+def test_joined_pid_and_mount_namespaces_and_no_pid_namespace(bundle):
+    """CRI puts /proc/<pause>/ns/pid into every container of a pod; hostPID pods leave
+    "pid" out; a joined mount namespace is used as it is (warnings for what is not
+    applied). What features says agrees."""
+    own = f"/proc/{os.getpid()}/ns"
+    doc = default_spec()
+    del doc["hostname"]                          # a hostname needs a uts namespace
+    doc["linux"]["namespaces"] = [{"type": "pid", "path": f"{own}/pid"}, {"type": "mount"}]
+    c = parse_spec(doc, bundle).config
+    assert c.namespaces == ("mount", "pid") and c.namespace_paths == {"pid": f"{own}/pid"}
+    assert sorted(to_oci(c)["linux"]["namespaces"], key=str) == \
+        sorted(doc["linux"]["namespaces"], key=str)
+    doc["linux"]["namespaces"] = [{"type": "mount"}, {"type": "network"}]
+    c = parse_spec(doc, bundle).config
+    assert c.namespaces == ("mount", "net") and c.new_namespaces == ("mount", "net")
+    assert {ns["type"] for ns in to_oci(c)["linux"]["namespaces"]} == {"mount", "network"}
+    doc["linux"]["namespaces"] = [{"type": "pid"}, {"type": "mount", "path": f"{own}/mnt"}]
+    doc["root"]["readonly"] = True
+    b = parse_spec(doc, bundle)
+    assert b.config.namespace_paths == {"mount": f"{own}/mnt"}
+    assert b.config.mounts == () and not b.config.readonly_rootfs
+    assert [w.split(":")[0] for w in b.warnings] == ["mounts", "root.readonly"]
+    doc["linux"]["namespaces"] = [{"type": "pid"}]
+    with pytest.raises(SpecError) as e:
+        parse_spec(doc, bundle)
+    assert str(e.value).startswith("linux.namespaces: ")
+    notes = features()["annotations"]
+    assert notes["org.pycontainer.joinableNamespaces"] == "mount,pid,uts,ipc,network,cgroup"
+
+
+def test_a_joined_mount_namespace_refuses_what_it_cannot_apply():
+    with pytest.raises(pc.ConfigInvalidError) as ei:
+        pc.Config(namespaces={"mount": "/proc/self/ns/mnt", "pid": None},
+                  mounts=[pc.Mount("/x", type="tmpfs")])
+    assert ei.value.field == "mounts"
+    with pytest.raises(pc.ConfigInvalidError) as ei:
+        pc.Config(namespaces={"mount": "/proc/self/ns/mnt", "user": None})
+    assert ei.value.field == "namespaces.mount"
