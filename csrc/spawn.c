@@ -110,6 +110,9 @@ struct spawn_ctx {
     int sync_r, sync_w;   /* user ns: the init waits on sync_r until its maps are written */
     int done_r, done_w;   /* user ns: EOF on done_r once the init has exec'd or exited */
     int staged;           /* the init is a fork that waits at t->exec_fifo_fd */
+    /* The init is a fork (memory of its own), not a CLONE_VM child: staged, or not alone
+     * in its pid namespace (a joined one, or ours) while it sets up. */
+    int forked;
     const int *join_src;  /* a join's intermediate: the descriptors to move to slots 3... */
     int join_nsrc;
     int stdio_ready;      /* staged: stdio is in place already */
@@ -589,17 +592,19 @@ static int init_main(void *arg)
         if (syscall(SYS_setresuid, 0, 0, 0) < 0)
             return die(ctx, &e, PC_STAGE_SETUID);
     }
-    /* A staged init is a fork with a memory of its own, a copy of the caller's: processes
-     * that join the container while it waits must not read it, nor reach our
-     * interpreter through /proc/1/exe. (After the id maps: the helper writes them through
-     * /proc, which a non-dumpable process's /proc denies to an unprivileged caller; it
-     * also could not read our pid namespace any more, so an unprivileged caller's staged
-     * init in a new user namespace stays dumpable: see docs/SECURITY.md.) An unstaged
-     * init shares the caller's memory, whose dumpable flag is the caller's to keep; it is
+    /* A forked init (staged, or in a pid namespace not its own) has a memory of its own,
+     * a copy of the caller's: processes that join the container while it waits, or that
+     * share its pid namespace (another container's, the host's) and may trace it once
+     * its capabilities are the container's, must not read it, nor reach our interpreter
+     * through /proc/<pid>/exe. (After the id maps: the helper writes them through /proc,
+     * which a non-dumpable process's /proc denies to an unprivileged caller; it also
+     * could not read our pid namespace any more, so an unprivileged caller's forked init
+     * in a new user namespace stays dumpable: see docs/SECURITY.md.) Any other init
+     * shares the caller's memory, whose dumpable flag is the caller's to keep; it is
      * alone in its new pid namespace until it execs. */
-    if (ctx->staged && ctx->privileged && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+    if (ctx->forked && ctx->privileged && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         return die(ctx, &e, PC_STAGE_DUMPABLE);
-    ctx->own_mm = ctx->staged && ctx->privileged;
+    ctx->own_mm = ctx->forked && ctx->privileged;
     if (ctx->legacy)
         reset_signal_handlers();
     /* Before anything else is set up in them. With a user namespace the helper has
@@ -799,7 +804,7 @@ static int userns_helper_main(void *arg)
      * the init inherits them. */
     if (join_namespaces(t, 0, &e) < 0)
         return child_finish(ctx, &e);
-    uint64_t vm = ctx->staged ? 0 : CLONE_VM;   /* a staged init outlives the caller's call */
+    uint64_t vm = ctx->forked ? 0 : CLONE_VM;   /* see ctx->forked */
     if (clone_for_caller(ctx, vm | (t->container->ns_flags & ~(uint64_t)CLONE_NEWCGROUP),
                          init_main) < 0)
         return die(ctx, &e, PC_STAGE_CLONE);
@@ -1063,6 +1068,7 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
         .t = t, .p = p, .join_pidfd_out = -1, .join_pid_out = -1,
         .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1,
         .staged = !joining && t->exec_fifo_fd >= 0,
+        .forked = !joining && (t->exec_fifo_fd >= 0 || !(t->container->ns_flags & CLONE_NEWPID)),
     };
     char *stacks = MAP_FAILED;
 
@@ -1099,8 +1105,9 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
         a.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_CLEAR_SIGHAND;
         fn = userns_helper_main;
     } else {
-        /* Staged, the init is a fork: it must outlive this call (and our stacks). */
-        a.flags = (ctx.staged ? 0 : CLONE_VM | CLONE_VFORK) | CLONE_PIDFD | CLONE_CLEAR_SIGHAND |
+        /* Staged, the init is a fork: it must outlive this call (and our stacks); it is
+         * one too where it is not alone in its pid namespace (ctx.forked). */
+        a.flags = (ctx.forked ? 0 : CLONE_VM | CLONE_VFORK) | CLONE_PIDFD | CLONE_CLEAR_SIGHAND |
                   (t->container->ns_flags & ~(uint64_t)CLONE_NEWCGROUP);
         a.pidfd = (uint64_t)(uintptr_t)&pidfd;
         if (t->cgroup_fd >= 0) {
