@@ -9,7 +9,8 @@ __all__ = [
     "Factory", "RunState", "ContainerStats", "Event", "ContainerError", "ConfigInvalidError",
     "ContainerNotExistError", "ContainerNotRunningError", "ContainerNotStoppedError",
     "ContainerPausedError", "ContainerSystemError", "IdInUseError", "InvalidIdError",
-    "StateInvalidError", "run", "run_async", "CompletedContainer", "RunStats",
+    "StateInvalidError", "Image", "ImageError", "Pool", "PoolStats", "run", "run_async",
+    "CompletedContainer", "RunStats",
 ]
 __version__ = "0.1.0"
 
@@ -17,7 +18,8 @@ _MODULE_OF = {
     "Config": "config", "Mount": "config", "Network": "config", "ProcessConfig": "config",
     "Resources": "config", "Container": "container", "StartedProcess": "process",
     "Factory": "factory", "RunState": "state", "StateInvalidError": "state",
-    "ContainerStats": "stats", "Event": "events",
+    "ContainerStats": "stats", "Event": "events", "Image": "image", "ImageError": "errors",
+    "Pool": "pool", "PoolStats": "pool",
     "run": "run", "run_async": "run", "CompletedContainer": "run", "RunStats": "run",
     **{name: "errors" for name in (
         "ContainerError", "ConfigInvalidError", "ContainerNotExistError",
@@ -37,7 +39,10 @@ if TYPE_CHECKING:
                          ContainerPausedError, ContainerSystemError, IdInUseError,
                          InvalidIdError)
     from .events import Event
+    from .errors import ImageError
     from .factory import Factory
+    from .image import Image
+    from .pool import Pool, PoolStats
     from .process import StartedProcess
     from .run import CompletedContainer, RunStats, run, run_async
     from .state import RunState, StateInvalidError

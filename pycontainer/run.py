@@ -32,6 +32,7 @@ from .config import DEVNULL, PIPE, Config, ProcessConfig, StdioTarget
 from .container import Container
 from .errors import ConfigInvalidError, ContainerSystemError
 from .factory import Factory
+from .image import Image
 from .process import StartedProcess
 
 __all__ = ["run", "run_async", "CompletedContainer", "RunStats"]
@@ -80,15 +81,12 @@ def _default_factory() -> Factory:
     return _factory
 
 
-def _config(config: Optional[Config], image: Any) -> Config:
+def _config(config: Optional[Config], image: Optional[Image]) -> Config:
     if config is not None and not isinstance(config, Config):
         raise ConfigInvalidError("config", config, "expected a pycontainer.Config")
     if image is None:
         return config if config is not None else _HOST_IMAGE
-    if not any(f.name == "image" for f in dataclasses.fields(Config)):
-        raise ConfigInvalidError("image", image, "this version's Config takes no image")
-    return dataclasses.replace(config if config is not None else Config(),
-                               image=image)  # type: ignore[call-arg]
+    return dataclasses.replace(config if config is not None else Config(), image=image)
 
 
 _HOST_IMAGE = Config()
@@ -218,7 +216,8 @@ def _close(p: Optional[StartedProcess]) -> None:
                     pass
 
 
-def run(args: Sequence[str], *, config: Optional[Config] = None, image: Any = None,
+def run(args: Sequence[str], *, config: Optional[Config] = None,
+        image: Optional[Image] = None,
         stdin: StdioTarget = None, input: Union[bytes, str, None] = None,
         capture_output: bool = False, stdout: StdioTarget = None, stderr: StdioTarget = None,
         text: bool = False, encoding: Optional[str] = None, errors: Optional[str] = None,
@@ -260,7 +259,7 @@ def run(args: Sequence[str], *, config: Optional[Config] = None, image: Any = No
 
 
 async def run_async(args: Sequence[str], *, config: Optional[Config] = None,
-                    image: Any = None, stdin: StdioTarget = None,
+                    image: Optional[Image] = None, stdin: StdioTarget = None,
                     input: Union[bytes, str, None] = None, capture_output: bool = False,
                     stdout: StdioTarget = None, stderr: StdioTarget = None, text: bool = False,
                     encoding: Optional[str] = None, errors: Optional[str] = None,

@@ -50,6 +50,16 @@ def main() -> None:
     print(errors)
 
 
+def images_and_pools(pool: pc.Pool, pool_stats: pc.PoolStats) -> None:
+    try:
+        image = pc.Image.from_archive("busybox.tar")
+    except pc.ImageError as exc:
+        print(exc)
+        return
+    r = pc.run(["cat", "/etc/os-release"], image=image, capture_output=True)
+    print(r.stdout, pool, pool_stats)
+
+
 async def amain() -> None:
     r = await pc.run_async(["echo"], capture_output=True)
     c = pc.Factory().load("box1")
