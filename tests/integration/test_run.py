@@ -109,3 +109,17 @@ def test_memory_limit_too_small_to_start_says_so(cfg):
                                 resources=pc.Resources(memory_limit=16384)))
     assert "could not start under the memory limit of 16384 bytes" in str(ei.value)
     assert cfg["factory"].list() == []
+
+
+def test_run_on_an_image_writes_into_its_own_layer(factory, tmp_path):
+    from image_helpers import busybox_layer, layer_tar, oci_blobs, write_tar
+    config = {"Env": ["PATH=/bin", "GREETING=hi"], "WorkingDir": "/"}
+    archive = write_tar(tmp_path / "busybox.tar", oci_blobs([layer_tar(busybox_layer())],
+                                                            config))
+    image = pc.Image.from_archive(archive, root=factory.root)
+    script = "cat /note 2>/dev/null; echo $GREETING > /note; cat /note"
+    for _ in range(2):              # the second run does not see the first one's write
+        r = pc.run(["sh", "-c", script], image=image, capture_output=True, text=True,
+                   factory=factory)
+        assert (r.returncode, r.stdout) == (0, "hi\n")
+    assert factory.list() == []
