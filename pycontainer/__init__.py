@@ -9,7 +9,8 @@ __all__ = [
     "Factory", "RunState", "ContainerStats", "Event", "ContainerError", "ConfigInvalidError",
     "ContainerNotExistError", "ContainerNotRunningError", "ContainerNotStoppedError",
     "ContainerPausedError", "ContainerSystemError", "IdInUseError", "InvalidIdError",
-    "StateInvalidError", "Image", "ImageError", "Pool", "PoolStats",
+    "StateInvalidError", "Image", "ImageError", "Pool", "PoolStats", "run", "run_async",
+    "CompletedContainer", "RunStats",
 ]
 __version__ = "0.1.0"
 
@@ -19,11 +20,33 @@ _MODULE_OF = {
     "Factory": "factory", "RunState": "state", "StateInvalidError": "state",
     "ContainerStats": "stats", "Event": "events", "Image": "image", "ImageError": "errors",
     "Pool": "pool", "PoolStats": "pool",
+    "run": "run", "run_async": "run", "CompletedContainer": "run", "RunStats": "run",
     **{name: "errors" for name in (
         "ContainerError", "ConfigInvalidError", "ContainerNotExistError",
         "ContainerNotRunningError", "ContainerNotStoppedError", "ContainerPausedError",
         "ContainerSystemError", "IdInUseError", "InvalidIdError")},
 }
+
+
+# What type checkers see (they do not run __getattr__); False when the program runs,
+# without importing typing, which the command line's fast path does not load.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .config import Config, Mount, Network, ProcessConfig, Resources
+    from .container import Container
+    from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
+                         ContainerNotRunningError, ContainerNotStoppedError,
+                         ContainerPausedError, ContainerSystemError, IdInUseError,
+                         InvalidIdError)
+    from .events import Event
+    from .errors import ImageError
+    from .factory import Factory
+    from .image import Image
+    from .pool import Pool, PoolStats
+    from .process import StartedProcess
+    from .run import CompletedContainer, RunStats, run, run_async
+    from .state import RunState, StateInvalidError
+    from .stats import ContainerStats
 
 
 def __getattr__(name):

@@ -13,8 +13,9 @@ through _core.pidfd_exit_status, removes the reader and closes the pidfd, whethe
 anyone still waits for the future (cancelling a wait cancels the future, as asyncio does;
 asyncio.shield keeps it).
 
-The start itself (lock, clone, wait for exec: about a millisecond) runs in the loop's
-thread, as asyncio.create_subprocess_exec's fork and exec do.
+The start itself (lock, state file, clone, wait for exec: about a millisecond) runs in
+pycontainer's one worker thread (off_loop), so that the loop goes on meanwhile; so do
+Container.stats_async and destroy_async and Factory.create_async.
 
 events_async: the descriptors of events.Sources (the same ones Container.events waits on)
 each get a reader; a timer (loop.call_later) runs the stats ticks. Events are noticed when
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import weakref
 from collections import deque
 
@@ -37,17 +39,59 @@ async def start_async(container, process):
     """See Container.start_async. Returns (pid, exit_future), a StartedProcess whose
     .console is the pty master of a terminal process."""
     loop = asyncio.get_running_loop()
-    pid, pidfd, console = container.start_with_pidfd(process)
+    pid, pidfd, console, stdio = await off_loop(
+        loop, container.start_with_pidfd, process, True, undo=_abandon)
+
     child = _Child(pidfd, loop.create_future())
     try:
         loop.add_reader(pidfd, child.on_readable, loop)
     except BaseException:
         child.future.cancel()
         child.hand_over()     # this loop cannot watch it (closing): the exit watcher reaps
+        if stdio is not None:
+            stdio.close()
         if console is not None:
             os.close(console)
         raise
-    return StartedProcess(pid, child.future, console)
+    return StartedProcess(pid, child.future, console, stdio=stdio, process=process,
+                          signal=child.send_signal)
+
+
+_WORKER = None      # the one thread the blocking parts run in (made at first use)
+
+
+async def off_loop(loop, fn, *args, undo=None):
+    """fn(*args) in pycontainer's worker thread, awaited without blocking the loop. One
+    thread for the process, not one per call: container operations are short (a start
+    is about a millisecond) and hold locks of their own. If the awaiting task is
+    cancelled, fn still finishes, and undo(its result) undoes what it made."""
+    global _WORKER
+    if _WORKER is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _WORKER = ThreadPoolExecutor(1, thread_name_prefix="pycontainer-aio")
+    future = loop.run_in_executor(_WORKER, fn, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        if undo is not None:
+            future.add_done_callback(
+                lambda f: f.cancelled() or f.exception() or undo(f.result()))
+        raise
+
+
+def _abandon(spawned):
+    """A process start_async started for a task that was cancelled meanwhile: killed,
+    reaped by the exit watcher, its descriptors closed."""
+    _, pidfd, console, stdio = spawned
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    WATCHER.watch(pidfd)
+    if stdio is not None:
+        stdio.close()
+    if console is not None:
+        os.close(console)
 
 
 class _Child:
@@ -83,6 +127,14 @@ class _Child:
                 self.future.set_exception(error)
             else:
                 self.future.set_result(status)
+
+    def send_signal(self, sig):
+        """Through the pidfd while the loop holds it (not yet reaped); else nothing."""
+        if self.pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self.pidfd, sig)
+            except ProcessLookupError:
+                pass
 
     def hand_over(self):
         if self.pidfd is not None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, asdict
-from typing import Optional
+from typing import IO, Any, Optional, Union
 
 from . import namespaces as _ns
 from .devices import DeviceRule
@@ -104,7 +105,7 @@ class Mount:
     destination: str
     source: str = ""
     type: str = "bind"
-    options: tuple = ()
+    options: Sequence[str] = ()
     # What an error names this mount: "" is "mounts[i]" by its place in Config.mounts; the
     # OCI layer gives config.json's own ("mounts[7]"), which counts entries it takes apart.
     label: str = field(default="", compare=False)
@@ -160,7 +161,7 @@ class Resources:
     memory_reservation: Optional[int] = None   # bytes: v1 memory.soft_limit_in_bytes, v2 memory.low
     blkio_weight: Optional[int] = None      # 10..1000: v1 blkio(.bfq).weight, v2 io(.bfq).weight
     # (("2MB", bytes), ("1GB", bytes)): hugetlb limit per page size (kernel's names); None: unset
-    hugepage_limits: Optional[tuple] = None
+    hugepage_limits: Optional[Sequence[tuple[str, int]]] = None
 
     def __post_init__(self):
         _check_int("resources.memory_limit", self.memory_limit, 4096, _MAX_INT64)
@@ -203,6 +204,9 @@ class Resources:
     def to_dict(self):
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    def __repr__(self) -> str:
+        return "Resources(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+
 
 _IFNAME_MAX = 15                   # IFNAMSIZ - 1
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
@@ -244,8 +248,8 @@ class Network:
     name: Optional[str] = None
     host_name: Optional[str] = None
     bridge: Optional[str] = None
-    address: tuple = ()
-    gateway: tuple = ()
+    address: Union[str, Sequence[str]] = ()
+    gateway: Union[str, Sequence[str]] = ()
     mtu: Optional[int] = None
     mac: Optional[str] = None
 
@@ -355,7 +359,7 @@ class Config:
     JSON) is made once and shared by every container created with it; make a new Config
     (``dataclasses.replace``) for a different one."""
 
-    rootfs: Optional[str] = None
+    rootfs: Union[None, str, os.PathLike[str]] = None
     hostname: Optional[str] = None
     domainname: Optional[str] = None
     # Names, or a mapping name -> None (a new namespace) or the path of an existing one to
@@ -365,10 +369,10 @@ class Config:
     # Where the init is not pid 1 of a namespace of its own, destroy() and
     # signal(all=True) find the container's processes through its cgroups. A joined
     # mount namespace is used as it is (rootfs, mounts, masked paths are not applied).
-    namespaces: tuple = DEFAULT_NAMESPACES
-    namespace_paths: dict = field(default_factory=dict)
-    networks: tuple = ()               # Network entries
-    mounts: tuple = ()
+    namespaces: Union[Sequence[str], Mapping[str, Optional[str]]] = DEFAULT_NAMESPACES
+    namespace_paths: dict[str, str] = field(default_factory=dict)
+    networks: Sequence[Network] = ()
+    mounts: Sequence[Mount] = ()
     # True: pycontainer mounts /proc, /sys, /dev (a tmpfs with the default nodes),
     # /dev/pts, /dev/shm and /dev/mqueue itself, before ``mounts``. False: ``mounts`` are
     # every mount, in their order (an OCI config.json lists its own); the default device
@@ -379,7 +383,7 @@ class Config:
     # MOUNT_FLAGS ("rslave": mounts made on the host below the rootfs reach the
     # container). None: rprivate.
     rootfs_propagation: Optional[str] = None
-    env: tuple = DEFAULT_ENV
+    env: Sequence[str] = DEFAULT_ENV
     cwd: str = "/"
     resources: Optional[Resources] = None
     # Where the container's cgroups go, in every hierarchy (absolute: from the root,
@@ -391,19 +395,24 @@ class Config:
     # Isolation (see README "Security defaults"): safe unless asked otherwise.
     capabilities: Optional[Capabilities] = _IMAGE_CAPABILITIES   # None: keep every one
     no_new_privileges: bool = True
-    seccomp: object = "default"        # "default", None, or an OCI linux.seccomp dict
-    masked_paths: tuple = DEFAULT_MASKED_PATHS
-    readonly_paths: tuple = DEFAULT_READONLY_PATHS
-    devices: tuple = ()                # extra Device nodes (allowed in the device cgroup)
-    device_rules: Optional[tuple] = None   # None: runc's default policy + the devices above
-    rlimits: tuple = ()
+    seccomp: Union[str, None, dict[str, Any]] = "default"        # "default", None, or an OCI linux.seccomp dict
+    masked_paths: Sequence[str] = DEFAULT_MASKED_PATHS
+    readonly_paths: Sequence[str] = DEFAULT_READONLY_PATHS
+    devices: Sequence[Device] = ()                # extra Device nodes (allowed in the device cgroup)
+    device_rules: Optional[Sequence[DeviceRule]] = None   # None: runc's default policy + the devices above
+    rlimits: Sequence[Rlimit] = ()
     oom_score_adj: Optional[int] = None
-    sysctl: dict = field(default_factory=dict)
+    sysctl: dict[str, str] = field(default_factory=dict)
     umask: int = 0o022
-    uid_mappings: tuple = ()           # IdMap lines; need the "user" namespace
-    gid_mappings: tuple = ()
+    uid_mappings: Sequence[IdMap] = ()     # need the "user" namespace
+    gid_mappings: Sequence[IdMap] = ()
     # A signal every process gets when the thread that started it exits (prctl
     # PR_SET_PDEATHSIG): None lets containers outlive the program that made them.
+    # Per thread, not per process: a container started from a worker of a thread pool
+    # is killed when that worker thread ends (an idle ThreadPoolExecutor worker may),
+    # not when the program does. Start from a thread that lives as long as the
+    # containers should (the main thread), or use `with factory.create(...)` / pc.run,
+    # which destroy the container when the block or call ends.
     pdeathsig: Optional[int] = None
     # An Image (pycontainer.image): the container's root is a writable layer of its own
     # over the image's read-only tree (pycontainer.overlay), removed at destroy; env and
@@ -413,6 +422,8 @@ class Config:
     rootfs_overlay: bool = False
 
     def __post_init__(self):
+        if isinstance(self.rootfs, os.PathLike):
+            object.__setattr__(self, "rootfs", os.fspath(self.rootfs))
         if self.rootfs is not None:
             _check_path("rootfs", self.rootfs)
             if not os.path.isabs(self.rootfs):
@@ -623,6 +634,13 @@ class Config:
             object.__setattr__(self, "masked_paths", _HOST_MASKED_PATHS if host and host_root
                                else DEFAULT_MASKED_PATHS)
 
+    def __repr__(self) -> str:
+        """The fields that differ from a default Config's (of the same image kind)."""
+        base = _default_config(self.image_is_host)
+        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                   if f.repr and getattr(self, f.name) != getattr(base, f.name)]
+        return f"Config({', '.join(changed)})"
+
     @property
     def image_is_host(self):
         return self.rootfs is None and self.image is None
@@ -654,6 +672,16 @@ class Config:
         return _build(cls, d, "config")
 
 
+_DEFAULTS: dict = {}
+
+
+def _default_config(host):
+    """Config() (host) or Config(rootfs="/") (an image), made once, for Config.__repr__."""
+    if host not in _DEFAULTS:
+        _DEFAULTS[host] = Config() if host else Config(rootfs="/")
+    return _DEFAULTS[host]
+
+
 def _tuple_of(cls, items, where):
     """items as a tuple of cls; dicts (from JSON) are built, anything else rejected."""
     if isinstance(items, (str, bytes, dict)) or not isinstance(items, (list, tuple)):
@@ -680,28 +708,47 @@ def _build(cls, d, where):
     return cls(**d)
 
 
+# What ProcessConfig's stdin, stdout and stderr take.
+StdioTarget = Union[None, int, IO[bytes], IO[str]]
+# subprocess.PIPE, STDOUT and DEVNULL (their values, without importing subprocess here).
+PIPE, STDOUT, DEVNULL = -1, -2, -3
+_STDIO_SPECIAL = {PIPE: "PIPE", DEVNULL: "DEVNULL", STDOUT: "STDOUT"}
+_NAME_OR_ID = r"(\d+|[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?)"     # useradd's user names
+_USER = re.compile(f"{_NAME_OR_ID}(?::{_NAME_OR_ID})?")
+
+
 @dataclass(frozen=True)
 class ProcessConfig:
     """One process to run in a container. The first one becomes the container's init.
 
-    ``stdin``/``stdout``/``stderr``: None means /dev/null; an int fd or an object with
-    ``fileno()``. ``user`` is ``"uid"`` or ``"uid:gid"`` (numeric)."""
+    ``stdin``/``stdout``/``stderr``: None or ``subprocess.DEVNULL`` means /dev/null; an int
+    fd or an object with ``fileno()``; ``subprocess.PIPE``: start() makes a pipe and the
+    StartedProcess holds our end as ``.stdin``/``.stdout``/``.stderr`` (text files when
+    ``text`` or ``encoding``); ``stderr=subprocess.STDOUT``: where stdout goes.
+    ``env``: ``NAME=value`` strings or a mapping. ``user``: ``"uid"``, ``"uid:gid"``, or
+    names (``"nobody"``, ``"nobody:nogroup"``) looked up in the container's /etc/passwd
+    and /etc/group at start."""
 
-    args: tuple
-    env: Optional[tuple] = None
-    cwd: Optional[str] = None
+    args: Sequence[str]
+    env: Union[None, Sequence[str], Mapping[str, str]] = None
+    cwd: Union[None, str, os.PathLike[str]] = None
     user: Optional[str] = None
-    additional_gids: tuple = ()
-    stdin: object = None
-    stdout: object = None
-    stderr: object = None
-    rlimits: tuple = ()          # on top of the Config's, by type
+    additional_gids: Sequence[int] = ()
+    stdin: StdioTarget = None
+    stdout: StdioTarget = None
+    stderr: StdioTarget = None
+    rlimits: Sequence[Rlimit] = ()          # on top of the Config's, by type
     # A new pty of the container's /dev/pts as controlling terminal and stdio; start()
     # hands its master to the caller (StartedProcess.console).
     terminal: bool = False
     # Descriptors (ints or objects with fileno()) the process gets as 3, 4, ...
     # (libcontainer's ExtraFiles, runc's --preserve-fds); every other one is closed.
-    extra_files: tuple = ()
+    extra_files: Sequence[object] = ()
+    # The PIPE ends' files: text (str) rather than bytes, decoded with `encoding`
+    # (default: the locale's, as subprocess) and `errors`.
+    text: bool = False
+    encoding: Optional[str] = None
+    errors: Optional[str] = None
 
     def __post_init__(self):
         if isinstance(self.args, (str, bytes)) or not isinstance(self.args, (list, tuple)):
@@ -712,16 +759,24 @@ class ProcessConfig:
         _check_strings("args", self.args, "strings")
         if not self.args[0]:
             _bad("args[0]", self.args[0], "the program name is empty")
+        if isinstance(self.env, Mapping):
+            for k, v in self.env.items():
+                if not isinstance(k, str) or not isinstance(v, str):
+                    _bad(f"env[{k!r}]", v, "expected str names and values")
+            object.__setattr__(self, "env", tuple(f"{k}={v}" for k, v in self.env.items()))
         if self.env is not None:
             object.__setattr__(self, "env", tuple(self.env) if isinstance(self.env, list) else self.env)
             _check_env("env", self.env)
+        if isinstance(self.cwd, os.PathLike):
+            object.__setattr__(self, "cwd", os.fspath(self.cwd))
         if self.cwd is not None:
             _check_path("cwd", self.cwd)
         if self.user is not None:
-            if not isinstance(self.user, str) or not re.fullmatch(r"\d{1,10}(:\d{1,10})?", self.user):
-                _bad("user", self.user, "expected 'uid' or 'uid:gid' (numbers)")
-            for part in self.user.split(":"):
-                if int(part) > 0xFFFFFFFE:
+            match = _USER.fullmatch(self.user) if isinstance(self.user, str) else None
+            if match is None:
+                _bad("user", self.user, "expected 'uid', 'uid:gid', or user and group names")
+            for part in match.groups():
+                if part is not None and part.isdigit() and int(part) > 0xFFFFFFFE:
                     _bad("user", self.user, "uid/gid out of range")
         if isinstance(self.additional_gids, (str, bytes)) or not isinstance(self.additional_gids, (list, tuple)):
             _bad("additional_gids", self.additional_gids, "expected a list of integers")
@@ -731,7 +786,17 @@ class ProcessConfig:
         if len(self.additional_gids) > 65536:
             _bad("additional_gids", len(self.additional_gids), "more than NGROUPS_MAX")
         for name in ("stdin", "stdout", "stderr"):
-            _stdio_fd(name, getattr(self, name))
+            value = getattr(self, name)
+            special = _STDIO_SPECIAL.get(value) if type(value) is int else None
+            if special == "STDOUT" and name != "stderr":
+                _bad(name, value, "subprocess.STDOUT is for stderr only")
+            if special is None:
+                _stdio_fd(name, value)
+        if not isinstance(self.text, bool):
+            _bad("text", self.text, "expected True or False")
+        for name in ("encoding", "errors"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                _bad(name, getattr(self, name), "expected a codec name (str) or None")
         object.__setattr__(self, "rlimits", _tuple_of(Rlimit, self.rlimits, "rlimits"))
         if isinstance(self.extra_files, (str, bytes)) or \
                 not isinstance(self.extra_files, (list, tuple)):
@@ -750,22 +815,86 @@ class ProcessConfig:
             _bad("terminal", True, "a terminal is the process's stdin, stdout and stderr: "
                                    "leave those None")
 
-    def uid_gid(self):
+    @property
+    def text_mode(self) -> bool:
+        """Whether the PIPE ends are text files (as subprocess: text, encoding or errors)."""
+        return self.text or self.encoding is not None or self.errors is not None
+
+    def uid_gid(self, rootfs: Optional[str] = None) -> tuple[int, int]:
+        """(uid, gid) of `user`; names are looked up in <rootfs>/etc/passwd and
+        /etc/group (None: the host's /). A user name without a group takes the user's
+        primary group, as su does; a number without one, gid 0."""
         if self.user is None:
             return 0, 0
-        uid, _, gid = self.user.partition(":")
-        return int(uid), int(gid or 0)
+        user, _, group = self.user.partition(":")
+        if user.isdigit():
+            uid, gid = int(user), 0
+        else:
+            entry = _lookup(rootfs, "passwd", user, "user")
+            uid, gid = int(entry[2]), int(entry[3])
+        if group:
+            gid = int(group) if group.isdigit() else int(_lookup(rootfs, "group", group,
+                                                                 "user")[2])
+        return uid, gid
 
-    def stdio_fds(self):
-        return tuple(_stdio_fd(n, getattr(self, n)) for n in ("stdin", "stdout", "stderr"))
+    def stdio_fds(self, made: Sequence[Optional[int]] = (None, None, None)
+                  ) -> tuple[int, int, int]:
+        """The process's stdin, stdout and stderr descriptors (-1: /dev/null). `made`: the
+        process's ends of the pipes start() made where PIPE was asked (process.Stdio)."""
+        out: list[int] = []
+        for i, name in enumerate(("stdin", "stdout", "stderr")):
+            value = getattr(self, name)
+            if made[i] is not None:
+                out.append(made[i])
+            elif type(value) is int and value == STDOUT:
+                out.append(out[1])
+            elif type(value) is int and value == PIPE:
+                _bad(name, value, "subprocess.PIPE: the pipe is made by start()")
+            else:
+                out.append(_stdio_fd(name, value))
+        return out[0], out[1], out[2]
+
+    def pipes(self) -> tuple[bool, bool, bool]:
+        """Which of stdin, stdout and stderr are subprocess.PIPE."""
+        return tuple(type(v) is int and v == PIPE  # type: ignore[return-value]
+                     for v in (self.stdin, self.stdout, self.stderr))
 
     def extra_fds(self):
         return tuple(_stdio_fd("extra_files", f) for f in self.extra_files)
 
 
+def _lookup(rootfs, table, name, field_name):
+    """The fields of `name`'s line in <rootfs>/etc/<table> (passwd or group). The file is
+    opened without following a symlink at any step, so that a container's /etc cannot
+    point the lookup at a file of the host."""
+    where = os.path.join(rootfs or "/", "etc", table)
+    fd = None
+    try:
+        fd = os.open(rootfs or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        for part, flags in (("etc", os.O_DIRECTORY), (table, 0)):
+            new = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | flags, dir_fd=fd)
+            os.close(fd)
+            fd = new
+        with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+            fd = None
+            lines = f.read(1 << 22).splitlines()
+    except OSError as exc:
+        _bad(field_name, name, f"cannot read {where}: {exc.strerror}")
+    finally:
+        if fd is not None:
+            os.close(fd)
+    for line in lines:
+        entry = line.split(":")
+        if entry[0] == name and len(entry) >= (4 if table == "passwd" else 3):
+            ids = entry[2:4] if table == "passwd" else entry[2:3]
+            if all(i.isdigit() for i in ids):
+                return entry
+    _bad(field_name, name, f"no such {'user' if table == 'passwd' else 'group'} in {where}")
+
+
 def _stdio_fd(name, value):
     """-1 for /dev/null, else a descriptor number."""
-    if value is None:
+    if value is None or (type(value) is int and value == DEVNULL):
         return -1
     if isinstance(value, bool):
         _bad(name, value, "expected None, a file descriptor or an object with fileno()")

@@ -18,6 +18,8 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import functools
+import logging
 import os
 import select
 import shutil
@@ -27,19 +29,23 @@ import threading
 import time
 import warnings
 import weakref
+from collections.abc import Sequence
+from typing import Any, Optional
 
 from . import _core, events, namespaces, network, overlay
-from .config import MOUNT_FLAGS, ProcessConfig, Resources
+from .config import MOUNT_FLAGS, Config, ProcessConfig, Resources
 from .devices import DEFAULT_RULES, DevicePolicy, DeviceRule
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
                      ContainerNotStoppedError, ContainerPausedError, ContainerSystemError,
                      in_context)
 from .exits import WATCHER, process_key
-from .process import StartedProcess
+from .process import StartedProcess, Stdio
 from .security import kernel_last_cap, sysctl_path
 from .state import (EXEC_FIFO, STATE_FILE, RunState, open_init_pidfd, pidns_of,
                     process_start_time, read_state, write_state)
 from .stats import ContainerStats, read_host_interfaces, read_interfaces
+
+log = logging.getLogger("pycontainer")
 
 _FREEZER_TO_STATE = {"THAWED": RunState.RUNNING, "FREEZING": RunState.PAUSING,
                      "FROZEN": RunState.PAUSED}
@@ -219,8 +225,10 @@ def build_security(config, process_rlimits=()):
     last_cap = kernel_last_cap()
     caps = config.capabilities
     if caps is not None and caps.unsupported(last_cap):
-        warnings.warn(f"capabilities {caps.unsupported(last_cap)} are unknown to this kernel "
-                      f"(last is {last_cap}); skipped", RuntimeWarning, stacklevel=3)
+        message = (f"capabilities {caps.unsupported(last_cap)} are unknown to this kernel "
+                   f"(last is {last_cap}); skipped")
+        log.warning("%s", message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
     seccomp = None
     if config.seccomp is not None:
         from .seccomp import DEFAULT_PROFILE, compile_profile   # lazily: start and exec's
@@ -341,7 +349,8 @@ class ContainerInternal:
     def park(self, sock_fd):
         """Start the init parked on the socket sock_fd (csrc/zygote.c): (pid, pidfd)."""
         with _Operation(self._c, "pool"):
-            pid, pidfd, _ = self._c._start_locked(_PARKED, zygote_fd=sock_fd)
+            pid, pidfd, _ = self._c._start_locked(_PARKED, False, (None,) * 3,
+                                                   zygote_fd=sock_fd)
             return pid, pidfd
 
     def hold_parked(self, sock, pidfd):
@@ -382,17 +391,30 @@ class Container:
         self._pidfds = {}                 # (pid, start time) -> pidfd of an init we looked at
         self._state_cache = [written, record]   # state.json's bytes and their record
         self._pidfds_lock = threading.Lock()
+        self._started_here = False       # an init started through this handle (__del__)
         self._parked = None               # (socket, pidfd) of a parked init: hold_parked
 
-    def __repr__(self):
-        return f"<Container {self._id!r} at {self._dir}>"
+    def __repr__(self) -> str:
+        try:
+            state = self.run_state()
+            pid = f" init={self.init_pid()}" if state != RunState.CREATED else ""
+        except Exception as exc:        # destroyed, or the state cannot be read
+            state, pid = type(exc).__name__, ""
+        return f"<Container {self._id!r} {state}{pid} at {self._dir}>"
+
+    # `with factory.create(...) as c:` destroys the container at the end of the block.
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
 
     @property
-    def id(self):
+    def id(self) -> str:
         return self._id
 
     @property
-    def config(self):
+    def config(self) -> Config:
         return self._config
 
     @property
@@ -497,18 +519,18 @@ class Container:
             return RunState.CREATED         # set up, waiting for exec() or its process
         return _FREEZER_TO_STATE[self._cgroups.freezer_state()]
 
-    def init_pid(self):
+    def init_pid(self) -> Optional[int]:
         """The pid of the container's live init (in the caller's pid namespace), or None
         when it has none (never started, or exited)."""
         record = self._record("init_pid")
         return record.init_pid if self._init_pidfd(record) is not None else None
 
-    def extra(self):
+    def extra(self) -> dict[str, Any]:
         """A copy of the dict the container was created with (Factory.create(extra=))."""
         # Kept under "user": the rest of the record's extra is the library's own.
         return dict(self._record("extra").extra.get("user") or {})
 
-    def run_state(self):
+    def run_state(self) -> RunState:
         """CREATED, RUNNING, PAUSING, PAUSED or STOPPED, as the kernel reports it now."""
         state = self._kept_state()
         return self._state(self._record("run_state")) if state is None else state
@@ -520,7 +542,7 @@ class Container:
         """The Config's SecurityPlan (build_security), compiled once per Config."""
         return derived(self._config, "security", build_security)
 
-    def start(self, process, reap=True):
+    def start(self, process: ProcessConfig, reap: bool = True) -> StartedProcess:
         """Start a process: the container's init (pid 1 of new namespaces) when none runs,
         else one that joins the init's namespaces and cgroup. Returns (pid, exits): pid in
         the caller's pid namespace, exits a queue.Queue that yields the exit code, or
@@ -529,16 +551,22 @@ class Container:
         reap=False (what a runtime CLI that exits at once needs, as `runc exec -d`): exits
         is None and the status is left to whoever reaps the process: the caller, or once
         the caller has exited, the subreaper it is re-parented to (conmon, a shim)."""
-        return self._started(*self._start(process, "start"), reap)
+        begun = time.monotonic()
+        started = self._started(process, *self._start(process, "start"), reap)
+        log.debug("start %s: pid %d %s in %.2f ms", self._id, started.pid,
+                  list(process.args[:3]), (time.monotonic() - begun) * 1e3)
+        return started
 
     @staticmethod
-    def _started(pid, pidfd, console, reap):
-        if reap:
-            return StartedProcess(pid, WATCHER.watch(pidfd), console)
-        os.close(pidfd)
-        return StartedProcess(pid, None, console)
+    def _started(process, pid, pidfd, console, stdio, reap):
+        if not reap:
+            os.close(pidfd)
+            return StartedProcess(pid, None, console, stdio=stdio, process=process)
+        exits = WATCHER.watch(pidfd)
+        return StartedProcess(pid, exits, console, stdio=stdio, process=process,
+                              signal=functools.partial(WATCHER.signal, pidfd, exits))
 
-    async def start_async(self, process):
+    async def start_async(self, process: ProcessConfig) -> StartedProcess:
         """start() for asyncio (any loop with add_reader: the default one, uvloop):
         returns (pid, exit_future); awaiting exit_future gives the exit code, or -signum.
         The status is reaped from the event loop when the process's pidfd polls readable:
@@ -549,30 +577,66 @@ class Container:
         from . import aio      # lazily: asyncio takes longer to import than all of pycontainer
         return await aio.start_async(self, process)
 
-    def stage(self, process, reap=True):
+    async def stats_async(self) -> ContainerStats:
+        """stats() without blocking the running loop (pycontainer.aio.off_loop)."""
+        from . import aio
+        import asyncio
+        return await aio.off_loop(asyncio.get_running_loop(), self.stats)
+
+    async def destroy_async(self) -> None:
+        """destroy() without blocking the running loop: it runs to the end even if the
+        awaiting task is cancelled."""
+        from . import aio
+        import asyncio
+        await aio.off_loop(asyncio.get_running_loop(), self.destroy)
+
+    def stage(self, process: ProcessConfig, reap: bool = True) -> StartedProcess:
         """Set up the container's init and leave it blocked just before exec (runc's
         `create`): run_state() is CREATED with its pid, and exec() lets it run. Failures
         it can see before waiting (a missing program, a mount, a capability) raise here.
         Returns (pid, exits) as start() does. The staged init is a fork of the caller, not
         a CLONE_VM child, so it may outlive the calling process. reap: as for start()."""
-        return self._started(*self._start(process, "stage"), reap)
+        return self._started(process, *self._start(process, "stage"), reap)
 
-    def start_with_pidfd(self, process):
+    def start_with_pidfd(self, process: ProcessConfig, pipes: bool = False) -> tuple[Any, ...]:
         """start() for a caller that reaps the process itself (pycontainer.aio's event
         loop, or another one): returns (pid, pidfd, pty master or None). The caller owns
         the pidfd and the master: it must reap the process through the pidfd (waitid
-        P_PIDFD, or hand it to exits.WATCHER.watch) and close both."""
-        return self._start(process, "start")
+        P_PIDFD, or hand it to exits.WATCHER.watch) and close both. pipes=True: a fourth
+        item, the process.Stdio of the pipes made for subprocess.PIPE (None when none)."""
+        pid, pidfd, console, stdio = self._start(process, "start")
+        if pipes:
+            return pid, pidfd, console, stdio
+        if stdio is not None:
+            stdio.close()
+            raise ConfigInvalidError("process", process, "subprocess.PIPE needs pipes=True",
+                                     container_id=self._id, operation="start")
+        return pid, pidfd, console
 
     def _start(self, process, operation):
-        """start_with_pidfd() as `operation` ("start" or "stage")."""
+        """(pid, pidfd, pty master, process.Stdio or None) of a start as `operation`
+        ("start" or "stage")."""
         if not isinstance(process, ProcessConfig):
             raise ConfigInvalidError("process", process, "expected a pycontainer.ProcessConfig",
                                      container_id=self._id, operation=operation)
-        with _Operation(self, operation):
-            return self._start_locked(process, staged=operation == "stage")
+        stdio = None
+        try:
+            with _Operation(self, operation):
+                if any(process.pipes()):
+                    stdio = Stdio(process)
+                return (*self._start_locked(process, operation == "stage",
+                                            stdio.child if stdio else (None,) * 3), stdio)
+        except BaseException:
+            if stdio is not None:
+                stdio.close()
+            raise
+        finally:
+            if stdio is not None:
+                stdio.close_child()
 
-    def run_hook(self, args, env=(), input=b"", timeout=None, mount=True):
+    def run_hook(self, args: Sequence[str], env: Sequence[str] = (), input: bytes = b"",
+                 timeout: Optional[float] = None, mount: bool = True
+                 ) -> tuple[Optional[int], bytes]:
         """Run a program in the namespaces of the container's init (running, or staged:
         set up, before exec) and in its cgroup, as the OCI container hooks run:
         mount=True (startContainer) in the container's mount namespace too, so `args[0]`
@@ -628,7 +692,7 @@ class Container:
             finally:
                 os.close(kill_fd)
 
-    def exec(self):
+    def exec(self) -> None:
         """Let the staged init run (runc's `start`): it opens the exec fifo, we read its
         byte, and it execs. run_state() is RUNNING from here. If it fails before its
         program runs, this raises what start() would have (its stage and errno), and the
@@ -694,7 +758,7 @@ class Container:
                 return report
             report += data
 
-    def _start_locked(self, process, staged=False, zygote_fd=-1):
+    def _start_locked(self, process, staged, made, zygote_fd=-1):
         record = self._record("start", mutable=True)
         state = self._state(record)
         if state in (RunState.PAUSED, RunState.PAUSING):
@@ -704,8 +768,9 @@ class Container:
             raise ContainerNotRunningError("its init is staged: exec() it first")
         if staged and state == RunState.RUNNING:
             raise ContainerNotStoppedError("an init runs already")
-        uid, gid = process.uid_gid()
-        stdio = process.stdio_fds()
+        # Names are looked up in the tree the container sees: an image's, under its layer.
+        uid, gid = process.uid_gid(self._config.overlay_lower or self._config.rootfs)
+        stdio = process.stdio_fds(made)
         security = (build_security(self._config, process.rlimits) if process.rlimits
                     else self._security)
         args = (security, list(process.args), list(process.env if process.env is not None
@@ -771,6 +836,7 @@ class Container:
                 record.extra.pop(key, None)
         try:
             self._write(record)
+            self._started_here = True
         except BaseException:
             # Unrecorded, the init would be unreachable: take it down again, and let the
             # exit watcher reap it.
@@ -850,7 +916,7 @@ class Container:
 
     # -- the rest of the interface ---------------------------------------------------
 
-    def processes(self):
+    def processes(self) -> list[int]:
         """Pids (in the caller's pid namespace) of every process in the container."""
         record = self._record("processes")
         try:
@@ -864,7 +930,7 @@ class Container:
         fd = self._init_pidfd(record)
         return None if fd is None else (record.init_pid, fd)
 
-    def stats(self):
+    def stats(self) -> ContainerStats:
         record = self._record("stats")
         try:
             interfaces = []
@@ -884,7 +950,7 @@ class Container:
         except Exception as exc:
             raise self._read_failed(exc, "stats") from None
 
-    def signal(self, sig, pid=None, all=False):
+    def signal(self, sig: int, pid: Optional[int] = None, all: bool = False) -> None:
         """Send `sig` to the init (default), to `pid` (a pid in the caller's namespace that
         must belong to this container), or to every process of the container (all=True).
         Sent through pidfds, so a pid that exits and is reused meanwhile is never hit."""
@@ -916,7 +982,7 @@ class Container:
                 finally:
                     os.close(fd)
 
-    def set_resources(self, resources):
+    def set_resources(self, resources: Resources) -> None:
         """Change the cgroup limits of the container, running or not (libcontainer's Set).
         The stored config follows. Invalid values are refused before anything is written."""
         if not isinstance(resources, Resources):
@@ -930,7 +996,7 @@ class Container:
             self._write(record)
             self._config = config
 
-    def pause(self):
+    def pause(self) -> None:
         """Ask the kernel to freeze every process and return: run_state() says PAUSING
         until the kernel reports the cgroup frozen, then PAUSED. No-op when paused."""
         with _Operation(self, "pause"):
@@ -943,7 +1009,7 @@ class Container:
                 raise ContainerNotRunningError(f"the container is {state}")
             self._cgroups.freeze()
 
-    def resume(self):
+    def resume(self) -> None:
         """Thaw a paused (or pausing) container. No-op when running."""
         with _Operation(self, "resume"):
             # Kept freezer files that still read are this container's (_kept_state).
@@ -960,7 +1026,7 @@ class Container:
 
     # -- events (pycontainer/events.py, pycontainer/aio.py) ----------------------------
 
-    def notify_oom(self):
+    def notify_oom(self) -> Any:
         """A queue.Queue (pycontainer.events.OomQueue) that gets an item each time the
         kernel reports an OOM kill in the container: the number of OOM kills seen so far
         (1, 2, ...). None ends it, once the container's cgroup is removed (destroy); its
@@ -969,7 +1035,7 @@ class Container:
         when it ends or the queue is garbage-collected. ENOTSUP without a memory cgroup."""
         return events.notify_oom(self)
 
-    def events(self, interval=5.0, stats=True):
+    def events(self, interval: float = 5.0, stats: bool = True) -> Any:
         """An iterator of pycontainer.events.Event, as `runc events`: "stats" (a
         ContainerStats every `interval` seconds; stats=False leaves them out), "oom",
         "paused", "resumed", "exit" (the init exited; data is its status when known) and
@@ -979,15 +1045,17 @@ class Container:
         an abandoned stream ends when it is garbage-collected."""
         return events.EventStream(self, interval, stats)
 
-    def events_async(self, interval=5.0, stats=True):
+    def events_async(self, interval: float = 5.0, stats: bool = True) -> Any:
         """events() as an async iterator (`async for ev in c.events_async(1.0)`), driven by
         the running loop's add_reader and call_later: no thread. aclose() or `async with`
         ends it early; dropping it does too."""
         from . import aio      # lazily, as in start_async
         return aio.AsyncEventStream(self, interval, stats)
 
-    def destroy(self):
+    def destroy(self) -> None:
         """Kill every process, wait for them, remove the cgroups and the state. Idempotent."""
+        begun = time.monotonic()
+        self._started_here = False
         try:
             with _Operation(self, "destroy") as dir_fd:
                 try:
@@ -999,6 +1067,7 @@ class Container:
                 if self._config.overlay_lower is not None:
                     overlay.teardown(dir_fd)
                 remove_state_dir(dir_fd, self._dir)
+                log.debug("destroy %s in %.2f ms", self._id, (time.monotonic() - begun) * 1e3)
         except ContainerNotExistError:
             pass
         finally:
@@ -1033,4 +1102,16 @@ class Container:
 
     def __del__(self):
         with contextlib.suppress(Exception):
+            if self._started_here and self._runs_still():
+                warnings.warn(f"container {self._id!r} still runs and its handle was dropped: "
+                              "destroy() it, or use `with factory.create(...) as c:` (load() "
+                              "it again to reach it)", ResourceWarning, source=self)
+        with contextlib.suppress(Exception):
             self._close_pidfds()
+
+    def _runs_still(self):
+        """Whether the init this handle started lives (from the cached record: no lock,
+        no state file read, as fits a finalizer)."""
+        record = self._state_cache[1]
+        return record is not None and record.init_pid is not None and \
+            process_start_time(record.init_pid) == record.init_start_time

@@ -13,6 +13,7 @@ import functools
 import os
 import queue
 import select
+import signal
 import threading
 
 from . import _core
@@ -86,6 +87,22 @@ class ExitLog:
 EXIT_LOG = ExitLog()
 
 
+class ExitQueue(queue.Queue):
+    """The queue a started process's status is put in (once). The status is also kept:
+    `exited` is set and `status` holds it, so that a StartedProcess can wait() or poll()
+    however many times, whether or not someone took it from the queue."""
+
+    def __init__(self):
+        super().__init__(maxsize=1)
+        self.exited = threading.Event()
+        self.status = None
+
+    def _put(self, item):
+        super()._put(item)
+        self.status = item
+        self.exited.set()
+
+
 class ExitWatcher:
     def __init__(self):
         self._lock = threading.Lock()
@@ -96,7 +113,7 @@ class ExitWatcher:
 
     def watch(self, pidfd):
         """Take ownership of pidfd; its exit status (code, or -signal) goes to the queue."""
-        q = queue.Queue(maxsize=1)
+        q = ExitQueue()
         key = process_key(pidfd)
         EXIT_LOG.expect(key)
         with self._lock:
@@ -112,6 +129,16 @@ class ExitWatcher:
             self._keys[pidfd] = key
             self._epoll.register(pidfd, select.EPOLLIN)
         return q
+
+    def signal(self, pidfd, q, sig):
+        """Send `sig` to the process watched through pidfd with queue q, unless it has been
+        reaped (its pidfd closed, and the number maybe another's since)."""
+        with self._lock:
+            if self._queues.get(pidfd) is q:
+                try:
+                    signal.pidfd_send_signal(pidfd, sig)
+                except ProcessLookupError:
+                    pass                  # exited, not yet reaped
 
     def thread_count(self):
         return 1 if self._thread is not None and self._thread.is_alive() else 0

@@ -16,12 +16,14 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
 import stat
 import time
 import warnings
+from typing import Any, Optional, Union
 
 from . import cgroups, namespaces, network, overlay
 from .config import Config
@@ -34,6 +36,7 @@ from .state import (STATE_FILE, StateInvalidError, StateRecord, check_id, defaul
                     read_state, write_state)
 
 
+log = logging.getLogger("pycontainer")
 _MAX_NAME = 255            # NAME_MAX
 _LONG_PREFIX = ".long-"
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -128,8 +131,8 @@ def _not_ours(st):
 
 
 class Factory:
-    def __init__(self, root=None):
-        self.root = os.path.abspath(root or default_root())
+    def __init__(self, root: Union[None, str, "os.PathLike[str]"] = None) -> None:
+        self.root = os.path.abspath(os.fspath(root) if root else default_root())
         # Containers of the default root have cgroups named by id alone; another root's
         # are prefixed with a tag of it, so equal ids in two roots do not collide.
         self._cgroup_scope = _scope_of(self.root)
@@ -144,6 +147,9 @@ class Factory:
         if isinstance(sandbox, str) and SANDBOX_ID.fullmatch(sandbox):
             return sandbox, _scope_of(os.path.join(self.root, POOL_ROOT))
         return container_id, self._cgroup_scope
+
+    def __repr__(self) -> str:
+        return f"<Factory root={self.root!r}>"
 
     def _name(self, container_id):
         """The state directory's name in the root. An id longer than a file name may be
@@ -242,10 +248,12 @@ class Factory:
 
     # -- the interface ------------------------------------------------------------------
 
-    def create(self, container_id, config, extra=None):
+    def create(self, container_id: str, config: Config,
+               extra: Optional[dict[str, Any]] = None) -> Container:
         """Make the container's cgroups and state; no process runs until start().
         `extra`: a JSON-able dict stored with the state for the caller (Container.extra();
         the OCI layer keeps the bundle path, annotations and hooks there)."""
+        begun = time.monotonic()
         name = self._name(container_id)
         state_dir = os.path.join(self.root, name)
         if not isinstance(config, Config):
@@ -291,12 +299,23 @@ class Factory:
                 raise system_error_from(exc, state_dir, container_id=container_id,
                                         operation="create") from None
             try:
-                return self._create_in(dir_fd, root_fd, state_dir, container_id, config, extra,
-                                       rootless)
+                container = self._create_in(dir_fd, root_fd, state_dir, container_id, config,
+                                            extra, rootless)
             finally:
                 os.close(dir_fd)
+            log.debug("create %s in %.2f ms", container_id, (time.monotonic() - begun) * 1e3)
+            return container
         finally:
             os.close(root_fd)
+
+    async def create_async(self, container_id: str, config: Config,
+                           extra: Optional[dict[str, Any]] = None) -> Container:
+        """create() without blocking the running loop (pycontainer.aio.off_loop). A
+        create whose awaiting task is cancelled is destroyed again."""
+        import asyncio
+        from . import aio          # lazily: asyncio is not the command line's
+        return await aio.off_loop(asyncio.get_running_loop(), self.create, container_id,
+                                  config, extra, undo=Container.destroy)
 
     def _check_cgroup_path_free(self, container_id, path):
         """An exact cgroup path must be a new cgroup: EBUSY, naming the container of this
@@ -331,9 +350,11 @@ class Factory:
                         "delegated) a container needs a pid namespace of its own: it is "
                         "how its processes are found and killed"), container_id, "create")
                 manager = cgroups.NullManager(container_id)
-                warnings.warn(f"container {container_id!r}: no cgroups are delegated to "
-                              f"uid {os.geteuid()}; running without cgroups (no limits, "
-                              "pause, or cgroup statistics)", RuntimeWarning, stacklevel=3)
+                message = (f"container {container_id!r}: no cgroups are delegated to "
+                           f"uid {os.geteuid()}; running without cgroups (no limits, "
+                           "pause, or cgroup statistics)")
+                log.warning("%s", message)
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
             else:
                 manager = cgroups.new_manager(container_id, config.cgroup_parent,
                                               config.resources, self._cgroup_scope,
@@ -365,7 +386,8 @@ class Factory:
             remove_state_dir(dir_fd, state_dir, root_fd)
             raise in_context(exc, container_id, "create") from None
 
-    def pool(self, config, size=8, refill_below=None):
+    def pool(self, config: Config, size: int = 8, refill_below: Optional[int] = None
+             ) -> Pool:
         """A Pool of `size` prepared sandboxes of `config` in this root (pycontainer.pool)."""
         return Pool(self, config, size, refill_below)
 
@@ -404,7 +426,7 @@ class Factory:
         manager = cgroups.load_manager(record.cgroups, resources=config.resources)
         return Container(state_dir, record, config, written, manager)
 
-    def load(self, container_id):
+    def load(self, container_id: str) -> Container:
         """The container with this id, as any process sees it."""
         name = self._name(container_id)
         root_fd = self._open_root(container_id, "load")
@@ -437,7 +459,7 @@ class Factory:
             raise StateInvalidError(f"{os.path.join(state_dir, STATE_FILE)}: {exc.detail}",
                                     container_id=container_id, operation="load") from None
 
-    def destroy(self, container_id):
+    def destroy(self, container_id: str) -> None:
         """Remove the container with this id even when it cannot be loaded (its state is
         damaged, from a newer version, or its creator died before writing it): kill what
         runs in its cgroups, remove them and the state directory. An entry that is not a
@@ -507,7 +529,7 @@ class Factory:
                 pass
         return cgroups.new_manager(container_id, scope=self._cgroup_scope)
 
-    def list_broken(self):
+    def list_broken(self) -> dict[str, str]:
         """{id: reason} for every state directory that cannot be loaded (and every entry
         in the root that is not a state directory). A container whose creator still holds
         its lock is being created, not broken, and is left out."""
@@ -537,7 +559,7 @@ class Factory:
             os.close(root_fd)
         return broken
 
-    def list(self):
+    def list(self) -> list[str]:  # noqa: A003
         """Ids of every entry of the root, sorted: the containers, and entries that are not
         state directories of ours (load() says what is wrong with them; destroy() removes
         them)."""

@@ -218,6 +218,9 @@ def process_kwargs(draw):
             optional={"soft": ints, "hard": ints}), max_size=2),
         "terminal": st.booleans(),
         "extra_files": st.lists(ints, max_size=2),
+        "text": st.booleans(),
+        "encoding": st.sampled_from([None, "utf-8", "latin-1", "no-such-codec"]),
+        "errors": st.sampled_from([None, "strict", "replace"]),
     }
     chosen = draw(st.lists(st.sampled_from(PROCESS_FIELDS), max_size=5, unique=True))
     kw = {name: draw(st.one_of(plausible[name], plausible[name], junk)) for name in chosen}

@@ -436,7 +436,10 @@ def test_process_config_user_and_stdio(tmp_path):
     (dict(args=["x"], env=["A=1", 2]), "env[1]"),
     (dict(args=["x"], cwd="tmp"), "cwd"),
     (dict(args=["x"], cwd=""), "cwd"),
-    (dict(args=["x"], user="root"), "user"),
+    (dict(args=["x"], user="-root"), "user"),
+    (dict(args=["x"], user="ro ot"), "user"),
+    (dict(args=["x"], stdout=-2), "stdout"),                  # subprocess.STDOUT: stderr's
+    (dict(args=["x"], env={"A": 1}), "env['A']"),
     (dict(args=["x"], user="1000:"), "user"),
     (dict(args=["x"], user=":1000"), "user"),
     (dict(args=["x"], user="-1"), "user"),
@@ -452,7 +455,7 @@ def test_process_config_user_and_stdio(tmp_path):
     (dict(args=["x"], additional_gids=[True]), "additional_gids"),
     (dict(args=["x"], additional_gids=[1 << 32]), "additional_gids"),
     (dict(args=["x"], stdin="0"), "stdin"),
-    (dict(args=["x"], stdout=-1), "stdout"),
+    (dict(args=["x"], stdout=-4), "stdout"),
     (dict(args=["x"], stderr=True), "stderr"),
     (dict(args=["x"], stderr=1.0), "stderr"),
 ])
