@@ -20,6 +20,8 @@ import time
 
 import pytest
 
+from pycontainer.cgroups import host
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -69,9 +71,14 @@ def cgroup_parents():
 
 
 def _cgroup_dirs():
+    # Only below our own (deepest) cgroup, where --nest-cgroups puts what a client asks
+    # for: other processes' cgroups elsewhere on the machine are neither ours to count
+    # nor ours to remove.
     mine = f"pytest-{os.getpid()}"
+    own = host.nested_parent("") or ""
     for base in os.listdir("/sys/fs/cgroup"):
-        for dirpath, dirnames, _ in os.walk(os.path.join("/sys/fs/cgroup", base)):
+        top = os.path.join("/sys/fs/cgroup", base, own.strip("/"))
+        for dirpath, dirnames, _ in os.walk(top):
             # Other test runs' cgroups are not ours (helpers.isolate_cgroups)
             dirnames[:] = [d for d in dirnames if not d.startswith("pytest-") or d == mine]
             if "/pycontainer" not in dirpath:       # the library's own, checked elsewhere
