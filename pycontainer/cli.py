@@ -385,11 +385,15 @@ def _relay(master, stdin=0, stdout=1):
 # --- argument values -------------------------------------------------------------------------
 
 def parse_signal(text):
-    import signal
+    """A signal number from a number or a name (KILL, SIGKILL, RTMIN+3), as runc takes it.
+    From _signal, not signal: signal builds an enum of the names, and importing enum costs
+    more than a `kill` does."""
+    import _signal
+    rtmin, rtmax = _signal.SIGRTMIN, _signal.SIGRTMAX
     value = text.strip()
     if value.isdigit():
         num = int(value)
-        if not 1 <= num <= signal.SIGRTMAX:
+        if not 1 <= num <= rtmax:
             raise Failure(f"invalid signal {text!r}")
         return num
     name = value.upper()
@@ -398,13 +402,14 @@ def parse_signal(text):
     if name.startswith("SIGRTMIN+") or name.startswith("SIGRTMAX-"):
         base, _, off = name[3:].partition("+" if "+" in name else "-")
         if off.isdigit():
-            num = (signal.SIGRTMIN + int(off)) if base == "RTMIN" else (signal.SIGRTMAX - int(off))
-            if signal.SIGRTMIN <= num <= signal.SIGRTMAX:
+            num = (rtmin + int(off)) if base == "RTMIN" else (rtmax - int(off))
+            if rtmin <= num <= rtmax:
                 return num
-    sig = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
-    if sig is None:
+    # signal.Signals' members: the SIG* names of _signal (aliases such as SIGIOT too).
+    num = getattr(_signal, name, None) if not name.startswith("SIG_") else None
+    if not isinstance(num, int) or isinstance(num, bool) or not name.isupper():
         raise Failure(f"unknown signal {text!r}")
-    return int(sig)
+    return num
 
 
 def parse_duration(text):

@@ -28,13 +28,10 @@ from .container import Container, device_policy, remove_state_dir
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      ContainerSystemError, IdInUseError, in_context, system_error_from)
 from .security import IdMap
-from .state import (STATE_FILE, StateInvalidError, StateRecord, check_id, default_root,
-                    read_state, write_state)
+from .state import (DIR_OPEN, MAX_NAME, STATE_FILE, StateInvalidError, StateRecord, check_id,
+                    default_root, not_ours, read_state, write_state)
 
-
-_MAX_NAME = 255            # NAME_MAX
 _LONG_PREFIX = ".long-"
-_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def rootless_config(config, container_id, scope):
@@ -75,7 +72,7 @@ def check_host(config, container_id):
 
 def _locked_by_someone(root_fd, name):
     try:
-        fd = os.open(name, _DIR_OPEN, dir_fd=root_fd)
+        fd = os.open(name, DIR_OPEN, dir_fd=root_fd)
     except OSError:
         return False
     try:
@@ -100,15 +97,6 @@ def _kind(root_fd, name):
     return "not a directory"
 
 
-def _not_ours(st):
-    """Why a state root or directory (its stat) cannot be trusted, or None."""
-    if st.st_uid != os.geteuid():
-        return f"is owned by uid {st.st_uid}, not by uid {os.geteuid()} (this process)"
-    if st.st_mode & 0o022:
-        return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
-    return None
-
-
 class Factory:
     def __init__(self, root=None):
         self.root = os.path.abspath(root or default_root())
@@ -121,7 +109,7 @@ class Factory:
         """The state directory's name in the root. An id longer than a file name may be
         is stored under a hash of it; such names start with '.', which no id does."""
         name = check_id(container_id)
-        if len(name) > _MAX_NAME:
+        if len(name) > MAX_NAME:
             name = _LONG_PREFIX + hashlib.sha256(name.encode()).hexdigest()
         return name
 
@@ -136,7 +124,7 @@ class Factory:
         None when it does not exist, unless `create`: then it is made, 0700."""
         made = False
         try:
-            fd = os.open(self.root, _DIR_OPEN)
+            fd = os.open(self.root, DIR_OPEN)
         except FileNotFoundError:
             if not create:
                 return None
@@ -150,7 +138,7 @@ class Factory:
         try:
             if made:
                 os.fchmod(fd, 0o700)        # exactly, whatever the umask took away
-            problem = _not_ours(os.fstat(fd))
+            problem = not_ours(os.fstat(fd))
             if problem:
                 raise ContainerSystemError(errno.EACCES, f"state root {self.root} {problem}",
                                            container_id=container_id, operation=operation)
@@ -169,7 +157,7 @@ class Factory:
                 made = True
             except FileExistsError:         # another process's first container
                 made = False
-            return os.open(self.root, _DIR_OPEN), made
+            return os.open(self.root, DIR_OPEN), made
         except OSError as exc:
             raise ContainerSystemError(exc.errno, f"make state root {self.root}",
                                        container_id=container_id, operation=operation) from None
@@ -178,7 +166,7 @@ class Factory:
         """The state directory `name` in the root, opened: ContainerNotExistError when there
         is none, StateInvalidError when the entry is not a directory of ours."""
         try:
-            fd = os.open(name, _DIR_OPEN, dir_fd=root_fd)
+            fd = os.open(name, DIR_OPEN, dir_fd=root_fd)
         except FileNotFoundError:
             raise ContainerNotExistError("no such container", container_id=container_id,
                                          operation=operation) from None
@@ -190,7 +178,7 @@ class Factory:
             raise system_error_from(exc, os.path.join(self.root, name),
                                     container_id=container_id, operation=operation) from None
         try:
-            problem = _not_ours(os.fstat(fd))
+            problem = not_ours(os.fstat(fd))
         except BaseException:
             os.close(fd)
             raise
@@ -257,7 +245,7 @@ class Factory:
                 raise system_error_from(exc, state_dir, container_id=container_id,
                                         operation="create") from None
             try:
-                dir_fd = os.open(name, _DIR_OPEN, dir_fd=root_fd)
+                dir_fd = os.open(name, DIR_OPEN, dir_fd=root_fd)
             except OSError as exc:            # EMFILE: nothing may stay
                 os.rmdir(name, dir_fd=root_fd)
                 raise system_error_from(exc, state_dir, container_id=container_id,
@@ -384,7 +372,7 @@ class Factory:
     def _destroy_damaged(self, root_fd, name, container_id):
         """destroy() of an entry that cannot be loaded (or has no state.json yet)."""
         try:
-            dir_fd = os.open(name, _DIR_OPEN, dir_fd=root_fd)
+            dir_fd = os.open(name, DIR_OPEN, dir_fd=root_fd)
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -404,7 +392,7 @@ class Factory:
                 return
             if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
                 return                # destroyed meanwhile (and maybe made again): not ours
-            self._damaged_manager(dir_fd, name, container_id, _not_ours(st)).destroy()
+            self._damaged_manager(dir_fd, name, container_id, not_ours(st)).destroy()
             shutil.rmtree(name, dir_fd=root_fd)      # what is in it is never followed
         finally:
             os.close(dir_fd)

@@ -54,6 +54,21 @@ class StateInvalidError(ContainerError):
     code = "StateInvalid"
 
 
+# Opening the state root and the entries in it: never through a symlink.
+DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_NAME = 255            # NAME_MAX: a longer id's directory is named by its hash
+
+
+def not_ours(st):
+    """Why a state root or directory (its os.stat_result) cannot be trusted, or None:
+    another user's, or writable by group or others (who could plant state in it)."""
+    if st.st_uid != os.geteuid():
+        return f"is owned by uid {st.st_uid}, not by uid {os.geteuid()} (this process)"
+    if st.st_mode & 0o022:
+        return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
 def default_root():
     """The state root of a Factory given none (Factory's, and the CLI's without --root)."""
     if os.geteuid() == 0:

@@ -1,5 +1,5 @@
-"""The `state` and `list` documents read straight from the state records, without loading
-the containers (no Config, cgroup manager or Container is built, and the modules that
+"""The `state` and `list` documents, and `kill` of the init, straight from the state
+records, without loading the containers (no Config, cgroup manager or Container is built, and the modules that
 build them are not imported): a container engine runs `state` for every container it
 looks at, and most of the cost of a load is the imports.
 
@@ -21,12 +21,10 @@ import os
 import select
 
 from ..errors import ContainerError, ContainerNotExistError
-from ..state import check_id, open_init_pidfd, read_state
+from ..state import DIR_OPEN, MAX_NAME, check_id, not_ours, open_init_pidfd, read_state
 
-__all__ = ["state_document", "state_documents"]
+__all__ = ["state_document", "state_documents", "kill"]
 
-_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_MAX_NAME = 255               # longer ids are stored under a hash: Factory's business
 _FREEZER_TO_STATUS = {"THAWED": "running", "FREEZING": "pausing", "FROZEN": "paused"}
 
 
@@ -35,14 +33,13 @@ class _Fallback(Exception):
 
 
 def _ours(fd):
-    st = os.fstat(fd)
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+    return not_ours(os.fstat(fd)) is None
 
 
 def _open_root(root):
     """The state root's descriptor, or None when there is none (no container exists)."""
     try:
-        fd = os.open(root, _DIR_OPEN)
+        fd = os.open(root, DIR_OPEN)
     except FileNotFoundError:
         return None
     except OSError:
@@ -117,10 +114,10 @@ class _RecordView:
         return self._pid
 
 
-def _document(root, root_fd, container_id):
-    from .state import state_document
+def _record(root, root_fd, container_id):
+    """The container's StateRecord, read as Factory.load reads it."""
     try:
-        fd = os.open(container_id, _DIR_OPEN, dir_fd=root_fd)
+        fd = os.open(container_id, DIR_OPEN, dir_fd=root_fd)
     except FileNotFoundError:
         raise ContainerNotExistError("no such container", container_id=container_id,
                                      operation="load") from None
@@ -129,28 +126,63 @@ def _document(root, root_fd, container_id):
     try:
         if not _ours(fd):
             raise _Fallback()
-        record = read_state(os.path.join(root, container_id), container_id, dir_fd=fd)
+        return read_state(os.path.join(root, container_id), container_id, dir_fd=fd)
     finally:
         os.close(fd)
-    return state_document(_RecordView(record))
 
 
-def state_document(root, container_id):
-    """The state document of the container `container_id` under the state root `root`
-    (an absolute path), or None: load it the full way. Raises the ContainerErrors the full
-    path raises for a missing container, a bad id or an unreadable state.json."""
-    if len(check_id(container_id)) > _MAX_NAME:
+def _document(root, root_fd, container_id):
+    from .state import state_document
+    return state_document(_RecordView(_record(root, root_fd, container_id)))
+
+
+def _one(root, container_id, work):
+    """work(record) of the container `container_id` under the state root `root`, or None
+    when this module leaves it to the full path (_Fallback)."""
+    if len(check_id(container_id)) > MAX_NAME:
         return None
     try:
         root_fd = _open_root(root)
         if root_fd is None:
             raise ContainerNotExistError("no such container", container_id=container_id)
         try:
-            return _document(root, root_fd, container_id)
+            return work(_record(root, root_fd, container_id))
         finally:
             os.close(root_fd)
     except _Fallback:
         return None
+
+
+def state_document(root, container_id):
+    """The state document of the container `container_id` under the state root `root`
+    (an absolute path), or None: load it the full way. Raises the ContainerErrors the full
+    path raises for a missing container, a bad id or an unreadable state.json."""
+    from .state import state_document as document
+    return _one(root, container_id, lambda record: document(_RecordView(record)))
+
+
+def kill(root, container_id, signum):
+    """Send `signum` to the container's live init (`kill` without --all), as
+    Container.signal does: through a pidfd of the process with the recorded pid, start
+    time and pid namespace. True when sent; None: use the full path, which also gives the
+    errors (no live init: "container not running"; a failed send)."""
+    def send(record):
+        if record.init_pid is None:
+            raise _Fallback()
+        fd = open_init_pidfd(record)
+        if fd is None:
+            raise _Fallback()
+        try:
+            if select.select([fd], [], [], 0)[0]:
+                raise _Fallback()           # it has exited: stopped
+            from _signal import pidfd_send_signal   # not signal, which imports enum
+            pidfd_send_signal(fd, signum)
+        except OSError:
+            raise _Fallback() from None
+        finally:
+            os.close(fd)
+        return True
+    return _one(root, container_id, send)
 
 
 def state_documents(root, full, warn):

@@ -623,6 +623,10 @@ class Runtime:
     # kill, delete, pause, resume, update --------------------------------------------------
 
     def kill(self, container_id, signum, all=False):
+        if not all:
+            from .lean import kill as lean_kill      # lazily
+            if lean_kill(self._root(), container_id, signum):
+                return
         container = self.load(container_id)
         state = str(container.run_state())
         if state == "stopped" or (state == "created" and not container.init_pid()):

@@ -18,11 +18,11 @@ from helpers import write_bundle  # noqa: E402  (tests/helpers.py)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
-# What `state` and `list` must not import: the seccomp compiler (pyseccomp's import runs
+# What `state`, `list` and `kill` (of the init) must not import: the seccomp compiler (pyseccomp's import runs
 # ldconfig twice through ctypes.util), the OCI spec parser, Config and its dataclasses,
 # the container and factory machinery, the network and asyncio stacks.
 HEAVY = ("pyseccomp", "ctypes", "ctypes.util", "asyncio", "pyroute2", "dataclasses",
-         "inspect", "typing", "pycontainer.oci.spec", "pycontainer.seccomp",
+         "inspect", "typing", "signal", "hashlib", "shutil", "pycontainer.oci.spec", "pycontainer.seccomp",
          "pycontainer.config", "pycontainer.container", "pycontainer.factory",
          "pycontainer.cgroups", "pycontainer.network", "pycontainer.events")
 
@@ -130,7 +130,8 @@ def test_lean_errors_are_the_full_paths(box, tmp_path):
 
 
 @pytest.mark.parametrize("args", [("state", "X"), ("state", "idle"), ("list",),
-                                  ("list", "--format", "json")])
+                                  ("list", "--format", "json"), ("kill", "idle", "CONT"),
+                                  ("kill", "idle", "SIGCONT")])
 def test_read_commands_import_nothing_heavy(box, args):
     root, bundle = box
     cli(root, "run", "-d", "-b", bundle, "idle")
@@ -154,3 +155,26 @@ def test_changing_commands_do_not_import_the_seccomp_compiler(box):
                  ("delete", "--force", "w")):
         p = cli(root, *args, importtime=True)
         assert sorted(imported(p.stderr) & set(HEAVY_FOR_CHANGES)) == [], args
+
+
+def test_lean_kill_is_the_full_kill(box):
+    """kill of the init through oci.lean: the init gets the signal in every state it can
+    get one in; the errors (no such container, not running, a bad signal) are the full
+    path's."""
+    root, bundle = box
+    cli(root, "create", "-b", bundle, "k")
+    pid = Runtime(root).state("k")["pid"]
+    cli(root, "kill", "k", "STOP")                  # the staged init is signalled too
+    with open(f"/proc/{pid}/stat") as f:
+        assert f.read().rsplit(")", 1)[1].split()[0] == "T"
+    cli(root, "kill", "k", "CONT")
+    cli(root, "kill", "k", "KILL")
+    wait_exit(pid)
+    p = cli(root, "kill", "k", "KILL", check=False)
+    assert (p.returncode, p.stderr) == (1, "container 'k': kill: container not running "
+                                           "(stopped)\n")
+    p = cli(root, "kill", "nosuch", check=False)
+    assert (p.returncode, p.stderr) == (1, "container 'nosuch': load: no such container\n")
+    p = cli(root, "kill", "k", "NOSUCHSIG", check=False)
+    assert (p.returncode, p.stderr) == (1, "unknown signal 'NOSUCHSIG'\n")
+    cli(root, "delete", "k")
