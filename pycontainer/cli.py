@@ -506,8 +506,8 @@ def cmd_exec(g, log, opts, pos):
 
 
 def cmd_state(g, log, opts, pos):
-    import json
-    print(json.dumps(_runtime(g, log).state(_one_id(pos, "state")), indent=2))
+    from . import cjson                  # json's output without importing json (and re)
+    print(cjson.dumps(_runtime(g, log).state(_one_id(pos, "state")), indent=2))
     return 0
 
 
@@ -542,7 +542,7 @@ def cmd_ps(g, log, opts, pos):
 def cmd_list(g, log, opts, pos):
     """Containers whose state cannot be read are left out, with a warning on stderr
     naming each and why (stdout stays what clients parse); `delete --force` removes them."""
-    import json
+    from . import cjson                  # as in cmd_state
     if pos:
         raise UsageError(f"list: unexpected arguments {pos}")
     fmt = _format(opts)
@@ -551,7 +551,7 @@ def cmd_list(g, log, opts, pos):
         for d in docs:
             print(d["id"])
     elif fmt == "json":
-        print(json.dumps(docs))
+        print(cjson.dumps(docs))
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [tuple(str(d[k]) for k in ("id", "pid", "status", "bundle", "created", "owner"))

@@ -7,13 +7,11 @@ alive or the cgroup frozen is always asked of the kernel, never stored.
 """
 from __future__ import annotations
 
-import enum
 import errno
-import json
 import os
-import re
-import reprlib
 import stat
+
+from . import cjson
 
 from .errors import ContainerError, ContainerNotExistError, ContainerSystemError, InvalidIdError
 
@@ -30,22 +28,27 @@ STATE_MAX = 16 << 20
 _STATE_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
           (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
-_short = reprlib.Repr()
-_short.maxlevel, _short.maxstring, _short.maxother = 2, 60, 60
 EXEC_FIFO = "exec.fifo"      # a staged init waits to open it for writing (runc's name)
-_ID = re.compile(r"[A-Za-z0-9_.+-]{1,1024}")
-_IFNAME = re.compile(r"[^/:%\s]{1,15}")
+# Checked without re (whose import, with enum's, costs a short command more than its
+# work): an id is 1-1024 of these, an interface name 1-15 characters, none of "/:%" nor
+# whitespace.
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-")
 
 
-class RunState(enum.Enum):
-    CREATED = "created"     # no process yet
-    RUNNING = "running"
-    PAUSING = "pausing"     # freeze requested, not yet reported done by the kernel
-    PAUSED = "paused"
-    STOPPED = "stopped"     # its init has exited
+def _is_id(text):
+    return isinstance(text, str) and 1 <= len(text) <= 1024 and _ID_CHARS.issuperset(text)
 
-    def __str__(self):
-        return self.value
+
+def _is_ifname(text):
+    return 1 <= len(text) <= 15 and not any(c in "/:%" or c.isspace() for c in text)
+
+
+def _short(value):
+    """repr(value), cut short (reprlib), for messages about a damaged record."""
+    import reprlib                       # lazily: only a damaged record needs it
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 2, 60, 60
+    return short.repr(value)
 
 
 class StateInvalidError(ContainerError):
@@ -79,7 +82,7 @@ def default_root():
 
 def check_id(container_id):
     """Ids: 1-1024 characters of [A-Za-z0-9_.+-], not starting with a dot."""
-    if not isinstance(container_id, str) or not _ID.fullmatch(container_id) \
+    if not isinstance(container_id, str) or not _is_id(container_id) \
             or container_id.startswith("."):
         raise InvalidIdError(
             f"invalid container id {container_id!r}: expected 1-1024 characters of "
@@ -123,7 +126,7 @@ class StateRecord:
         return StateRecord(**{**dict(zip(self.FIELDS, self._values())), **changes})
 
     def to_json(self):
-        return json.dumps(dict(zip(self.FIELDS, self._values())), separators=(",", ":"))
+        return cjson.dumps(dict(zip(self.FIELDS, self._values())), separators=(",", ":"))
 
 
 def write_state(state_dir, record):
@@ -197,12 +200,12 @@ def read_state(state_dir, container_id, cache=None, dir_fd=None):
         if cached[0] == data:
             return cached[1]
     try:
-        raw = json.loads(data)
+        raw = cjson.loads(data)
         if not isinstance(raw, dict):
             raise ValueError("not a JSON object")
         version = raw.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version > STATE_VERSION:
-            raise ValueError(f"state version {_short.repr(version)} is newer than this "
+            raise ValueError(f"state version {_short(version)} is newer than this "
                              f"pycontainer's ({STATE_VERSION})")
         record = StateRecord(**raw)
         _check_record(record, container_id)
@@ -225,34 +228,34 @@ def _check_record(r, container_id):
     """Every field of the right type and range: a record that passes cannot make a later
     operation fail with anything but a ContainerError."""
     if r.id != container_id and container_id is not None and not container_id.startswith("."):
-        raise ValueError(f"id {_short.repr(r.id)} is not the container's ({container_id!r})")
-    if not isinstance(r.id, str) or not _ID.fullmatch(r.id) or r.id.startswith("."):
-        raise ValueError(f"bad id {_short.repr(r.id)}")
+        raise ValueError(f"id {_short(r.id)} is not the container's ({container_id!r})")
+    if not isinstance(r.id, str) or not _is_id(r.id) or r.id.startswith("."):
+        raise ValueError(f"bad id {_short(r.id)}")
     if not isinstance(r.nonce, str) or not r.nonce:
-        raise ValueError(f"bad nonce {_short.repr(r.nonce)}")
+        raise ValueError(f"bad nonce {_short(r.nonce)}")
     if not isinstance(r.created, (int, float)) or isinstance(r.created, bool):
-        raise ValueError(f"bad created {_short.repr(r.created)}")
+        raise ValueError(f"bad created {_short(r.created)}")
     for name in ("config", "cgroups", "extra"):
         if not isinstance(getattr(r, name), dict):
             raise ValueError(f"{name} is not an object")
     if r.init_pid is not None and not _is_int(r.init_pid, 1, (1 << 22)):
-        raise ValueError(f"bad init_pid {_short.repr(r.init_pid)}")
+        raise ValueError(f"bad init_pid {_short(r.init_pid)}")
     if r.init_start_time is not None and not _is_int(r.init_start_time, 0, (1 << 63) - 1):
-        raise ValueError(f"bad init_start_time {_short.repr(r.init_start_time)}")
+        raise ValueError(f"bad init_start_time {_short(r.init_start_time)}")
     ns = r.extra.get("init_pidns")
     if ns is not None and not isinstance(ns, str):
-        raise ValueError(f"bad extra.init_pidns {_short.repr(ns)}")
+        raise ValueError(f"bad extra.init_pidns {_short(ns)}")
     # The host ends of the init's veths (pycontainer.network), which destroy deletes.
     veths = r.extra.get("veths", [])
     if not isinstance(veths, list) or not all(
             isinstance(v, dict) and set(v) == {"name", "ifindex"}
-            and isinstance(v["name"], str) and _IFNAME.fullmatch(v["name"])
+            and isinstance(v["name"], str) and _is_ifname(v["name"])
             and _is_int(v["ifindex"], 1, (1 << 31) - 1) for v in veths):
-        raise ValueError(f"bad extra.veths {_short.repr(veths)}")
+        raise ValueError(f"bad extra.veths {_short(veths)}")
     # The caller's own data (Factory.create(extra=)); the OCI layer keeps its under "oci".
     user = r.extra.get("user", {})
     if not isinstance(user, dict) or not isinstance(user.get("oci", {}), dict):
-        raise ValueError(f"bad extra.user {_short.repr(user)}")
+        raise ValueError(f"bad extra.user {_short(user)}")
 
 
 def process_start_time(pid):
@@ -320,3 +323,12 @@ def _unlink_quietly(path):
         os.unlink(path)
     except OSError:
         pass
+
+
+def __getattr__(name):
+    # RunState is an enum: enum's import costs `state` and `kill` more than their work,
+    # so it is defined in runstate.py and imported on first use (PEP 562).
+    if name == "RunState":
+        from .runstate import RunState
+        return RunState
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,18 +18,24 @@ from helpers import write_bundle  # noqa: E402  (tests/helpers.py)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
-# What `state`, `list` and `kill` (of the init) must not import: the seccomp compiler (pyseccomp's import runs
-# ldconfig twice through ctypes.util), the OCI spec parser, Config and its dataclasses,
-# the container and factory machinery, the network and asyncio stacks.
+# What `state`, `list` and `kill` (of the init) must not import: json, re and enum (the
+# state record is read and the documents written through pycontainer.cjson), the seccomp
+# compiler (pyseccomp's import runs ldconfig twice through ctypes.util), the OCI spec
+# parser, Config and its dataclasses, the container and factory machinery, the network
+# and asyncio stacks.
 HEAVY = ("pyseccomp", "ctypes", "ctypes.util", "asyncio", "pyroute2", "dataclasses",
-         "inspect", "typing", "signal", "hashlib", "shutil", "pycontainer.oci.spec", "pycontainer.seccomp",
+         "inspect", "typing", "signal", "hashlib", "shutil", "json", "re", "enum",
+         "reprlib", "pycontainer.oci.spec", "pycontainer.seccomp",
          "pycontainer.config", "pycontainer.container", "pycontainer.factory",
          "pycontainer.cgroups", "pycontainer.network", "pycontainer.events")
 
 
 def cli(root, *args, check=True, importtime=False):
-    argv = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m",
-            "pycontainer", "--root", root, *args]
+    # importtime: as the packager's launcher runs it (README: no site, no runpy), so that
+    # what site, the .pth files of an install and `-m` import is not counted as the
+    # command's.
+    how = ["-X", "importtime", "-S", "-c", LAUNCHER] if importtime else ["-m", "pycontainer"]
+    argv = [sys.executable, *how, "--root", root, *args]
     # Files, not pipes: a detached container keeps its stdio open after we return.
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         p = subprocess.run(argv, env=ENV, stdout=out, stderr=err, cwd=REPO,
@@ -40,6 +46,9 @@ def cli(root, *args, check=True, importtime=False):
     if check:
         assert p.returncode == 0, (args, p.stderr)
     return p
+
+
+LAUNCHER = "from pycontainer.cli import entry; entry()"
 
 
 def imported(stderr):
