@@ -68,16 +68,10 @@ def _freezer_status(cgroups, container_id):
     d = unified or v1.get("freezer")
     if d is None:
         raise _Fallback()
+    from ..cgroups.fs import freezer_state  # lazily: only a started init's state reads it
     try:
-        if unified:
-            with open(f"{d}/cgroup.freeze", "rb") as f:
-                if f.read(64).strip() == b"0":
-                    return "running"
-            with open(f"{d}/cgroup.events", "rb") as f:
-                return "paused" if b"frozen 1" in f.read(256) else "pausing"
-        with open(f"{d}/freezer.state", "rb") as f:
-            return _FREEZER_TO_STATUS[f.read(64).decode().strip()]
-    except (OSError, KeyError, UnicodeDecodeError):
+        return _FREEZER_TO_STATUS[freezer_state(d, v2=bool(unified))]
+    except (ContainerError, KeyError, UnicodeDecodeError):
         raise _Fallback() from None
 
 

@@ -27,7 +27,9 @@ HEAVY = ("pyseccomp", "ctypes", "ctypes.util", "asyncio", "pyroute2", "dataclass
          "inspect", "typing", "signal", "hashlib", "shutil", "json", "re", "enum",
          "reprlib", "pycontainer.oci.spec", "pycontainer.seccomp",
          "pycontainer.config", "pycontainer.container", "pycontainer.factory",
-         "pycontainer.cgroups", "pycontainer.network", "pycontainer.events")
+         "pycontainer.cgroups.manager", "pycontainer.cgroups.host",
+         "pycontainer.cgroups.v1", "pycontainer.cgroups.v2", "pycontainer.stats",
+         "pycontainer.network", "pycontainer.events")
 
 
 def cli(root, *args, check=True, importtime=False):
