@@ -20,7 +20,6 @@ import errno
 import fcntl
 import os
 import select
-import shutil
 import signal
 import socket
 import threading
@@ -37,8 +36,9 @@ from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRun
 from .exits import WATCHER, process_key
 from .process import StartedProcess
 from .security import kernel_last_cap, sysctl_path
-from .state import (EXEC_FIFO, STATE_FILE, RunState, open_init_pidfd, pidns_of,
-                    process_start_time, read_state, write_state)
+from .state import (EXEC_FIFO, RunState, open_init_pidfd, pidns_of,
+                    process_start_time, read_state, remove_state_dir, write_state)
+from .state import remove_entry as _remove
 from .stats import ContainerStats, read_host_interfaces, read_interfaces
 
 _FREEZER_TO_STATE = {"THAWED": RunState.RUNNING, "FREEZING": RunState.PAUSING,
@@ -104,36 +104,6 @@ class _Operation:
         if isinstance(exc, Exception):
             raise in_context(exc, self._id, self._operation) from None
         return False
-
-
-def remove_state_dir(dir_fd, state_dir, root_fd=None):
-    """Remove a state directory (`dir_fd`, open; `state_dir`, its path; `root_fd`, when
-    given, the state root it is in) and whatever else is in it (an exec fifo, a killed
-    writer's temp file, an earlier version's lock file). Its entries are removed through
-    dir_fd, never followed, and nothing new is opened when state.json was all there was:
-    this runs on error paths, where descriptors may be what ran out. (rmdir does not
-    follow a symlink either.)"""
-    _remove(STATE_FILE, dir_fd)
-    name = os.path.basename(state_dir) if root_fd is not None else state_dir
-    try:
-        os.rmdir(name, dir_fd=root_fd)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        if exc.errno != errno.ENOTEMPTY:
-            raise
-        for entry in os.listdir(dir_fd):
-            _remove(entry, dir_fd)
-        os.rmdir(name, dir_fd=root_fd)
-
-
-def _remove(path, dir_fd=None):
-    try:
-        os.unlink(path, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
-    except IsADirectoryError:                       # a state.json someone made a directory
-        shutil.rmtree(path, dir_fd=dir_fd)          # (symlinks in it are not followed)
 
 
 _DERIVED = {}       # id(Config) -> {name: value}; an entry goes with its Config

@@ -24,12 +24,13 @@ import warnings
 
 from . import cgroups, namespaces, network
 from .config import Config
-from .container import Container, device_policy, remove_state_dir
+from .container import Container, device_policy
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      ContainerSystemError, IdInUseError, in_context, system_error_from)
 from .security import IdMap
 from .state import (DIR_OPEN, MAX_NAME, STATE_FILE, StateInvalidError, StateRecord, check_id,
-                    default_root, not_ours, read_state, write_state)
+                    default_root, not_ours, read_state, remove_state_dir,
+                    write_state)
 
 _LONG_PREFIX = ".long-"
 

@@ -318,6 +318,39 @@ def open_init_pidfd(record):
     return fd
 
 
+def remove_state_dir(dir_fd, state_dir, root_fd=None):
+    """Remove a state directory (`dir_fd`, open; `state_dir`, its path; `root_fd`, when
+    given, the state root it is in) and whatever else is in it (an exec fifo, a killed
+    writer's temp file, an earlier version's lock file). Its entries are removed through
+    dir_fd, never followed, and nothing new is opened when state.json was all there was:
+    this runs on error paths, where descriptors may be what ran out. (rmdir does not
+    follow a symlink either.)"""
+    remove_entry(STATE_FILE, dir_fd)
+    name = os.path.basename(state_dir) if root_fd is not None else state_dir
+    try:
+        os.rmdir(name, dir_fd=root_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.errno != errno.ENOTEMPTY:
+            raise
+        for entry in os.listdir(dir_fd):
+            remove_entry(entry, dir_fd)
+        os.rmdir(name, dir_fd=root_fd)
+
+
+def remove_entry(path, dir_fd=None):
+    """Unlink `path` (relative to dir_fd); a directory in its place is removed as a tree,
+    whose symlinks are not followed; a missing one is fine."""
+    try:
+        os.unlink(path, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:                       # a state.json someone made a directory
+        import shutil                               # lazily: rarely needed
+        shutil.rmtree(path, dir_fd=dir_fd)
+
+
 def _unlink_quietly(path):
     try:
         os.unlink(path)

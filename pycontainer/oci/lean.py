@@ -21,9 +21,10 @@ import os
 import select
 
 from ..errors import ContainerError, ContainerNotExistError
-from ..state import DIR_OPEN, MAX_NAME, check_id, not_ours, open_init_pidfd, read_state
+from ..state import (DIR_OPEN, MAX_NAME, check_id, not_ours, open_init_pidfd, read_state,
+                     remove_state_dir)
 
-__all__ = ["state_document", "state_documents", "kill"]
+__all__ = ["state_document", "state_documents", "kill", "delete"]
 
 _FREEZER_TO_STATUS = {"THAWED": "running", "FREEZING": "pausing", "FROZEN": "paused"}
 
@@ -214,3 +215,107 @@ def state_documents(root, full, warn):
     finally:
         os.close(root_fd)
     return docs
+
+
+_CGROUP_MOUNT = "/sys/fs/cgroup/"
+
+
+def _default_cgroup_dirs(cgroups, container_id):
+    """The dirs of a cgroup record as create() makes them by default, placement dir
+    first: each a normalised path below /sys/fs/cgroup, named by the record's name in a
+    `pycontainer` parent dir, a v1 dir in a hierarchy named for its controller. Anything
+    else (Config.cgroup_parent or cgroup_path, no cgroups, another layout) is the full
+    path's, which checks it against the host's hierarchies."""
+    if not isinstance(cgroups, dict) or cgroups.get("version") != 1 \
+            or cgroups.get("id") != container_id or cgroups.get("none") \
+            or cgroups.get("default_parent") is not True or cgroups.get("exact"):
+        raise _Fallback()
+    name, unified, v1 = cgroups.get("name"), cgroups.get("unified"), cgroups.get("v1")
+    if not isinstance(name, str) or not isinstance(v1, dict) or not (unified or v1):
+        raise _Fallback()
+    dirs = [(None, unified)] if unified is not None else []
+    dirs += sorted(v1.items(), key=lambda item: item[0] != "freezer")
+    for ctl, path in dirs:
+        if not isinstance(path, str) or not path.startswith(_CGROUP_MOUNT) \
+                or os.path.normpath(path) != path \
+                or not path.endswith(f"/pycontainer/{name}") \
+                or (ctl is not None and
+                    ctl not in path[len(_CGROUP_MOUNT):].split("/", 1)[0].split(",")):
+            raise _Fallback()
+    unique = []
+    for _, path in dirs:
+        if path not in unique:
+            unique.append(path)
+    return unique
+
+
+def _empty(d, v2):
+    """Whether no process is left in the cgroup `d` (and it has no child cgroups)."""
+    from ..cgroups.fs import read_text
+    if v2:
+        return "populated 0" in read_text(os.path.join(d, "cgroup.events")).splitlines()
+    with os.scandir(d) as it:
+        if any(e.is_dir(follow_symlinks=False) for e in it):
+            return False
+    return not read_text(os.path.join(d, "cgroup.procs")).strip()
+
+
+def delete(root, container_id):
+    """`delete` of a container with no live init and nothing left in its cgroups (what a
+    shim deletes after the init it killed has exited, and a container never started), as
+    Container.destroy does it under the container's lock: the cgroups removed, then the
+    state directory. True when deleted; None: use the full path (a live init or process to
+    kill, poststop hooks to run, veths, cgroups not where create() puts them by default,
+    and every error)."""
+    from ..errors import ContainerError
+    if len(check_id(container_id)) > MAX_NAME:
+        return None
+    try:
+        root_fd = _open_root(root)
+        if root_fd is None:
+            return None
+        try:
+            return _delete_locked(root, root_fd, container_id)
+        finally:
+            os.close(root_fd)
+    except (_Fallback, ContainerError):
+        return None
+
+
+def _delete_locked(root, root_fd, container_id):
+    import fcntl
+    from ..cgroups.fs import remove_cgroup
+    try:
+        dir_fd = os.open(container_id, DIR_OPEN, dir_fd=root_fd)
+    except OSError:
+        raise _Fallback() from None
+    try:
+        if not _ours(dir_fd):
+            raise _Fallback()
+        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+        state_dir = os.path.join(root, container_id)
+        record = read_state(state_dir, container_id, dir_fd=dir_fd)
+        if record.init_pid is not None:
+            fd = open_init_pidfd(record)
+            if fd is not None:
+                try:
+                    if not select.select([fd], [], [], 0)[0]:
+                        raise _Fallback()           # a live init: killed the full way
+                finally:
+                    os.close(fd)
+        hooks = ((record.extra.get("user") or {}).get("oci") or {}).get("hooks") or {}
+        if hooks.get("poststop") or record.extra.get("veths"):
+            raise _Fallback()
+        dirs = _default_cgroup_dirs(record.cgroups, container_id)
+        try:
+            if os.path.isdir(dirs[0]) and \
+                    not _empty(dirs[0], v2=dirs[0] == record.cgroups.get("unified")):
+                raise _Fallback()
+            for d in dirs:
+                remove_cgroup(d)
+            remove_state_dir(dir_fd, state_dir, root_fd)
+        except OSError:         # ContainerSystemError too: destroy() tries again, and says
+            raise _Fallback() from None
+        return True
+    finally:
+        os.close(dir_fd)

@@ -637,7 +637,10 @@ class Runtime:
     def delete(self, container_id, force=False):
         """`delete`: a stopped or created container, its poststop hooks run; `force`: in
         any state, and one whose state cannot be read, and none at all."""
-        from ..errors import ContainerError, ContainerNotExistError    # lazily
+        from .lean import delete as lean_delete     # lazily
+        if lean_delete(self._root(), container_id):
+            return
+        from ..errors import ContainerError, ContainerNotExistError
         from ..state import StateInvalidError
         try:
             container = self.factory.load(container_id)

@@ -189,3 +189,39 @@ def test_lean_kill_is_the_full_kill(box):
     p = cli(root, "kill", "k", "NOSUCHSIG", check=False)
     assert (p.returncode, p.stderr) == (1, "unknown signal 'NOSUCHSIG'\n")
     cli(root, "delete", "k")
+
+
+def cgroups_of(root, cid):
+    with open(os.path.join(root, cid, "state.json")) as f:
+        record = json.load(f)["cgroups"]
+    return [d for d in [record.get("unified"), *record.get("v1", {}).values()] if d]
+
+
+def test_lean_delete_removes_what_the_full_delete_removes(box):
+    """delete of a stopped container (the shim's delete after the killed init exited)
+    through oci.lean: its cgroups and state directory go, nothing heavy is imported; a
+    live one is refused as before, and a missing one is the full path's error."""
+    root, bundle = box
+    cli(root, "run", "-d", "-b", bundle, "d")
+    dirs = cgroups_of(root, "d")
+    assert dirs and all(os.path.isdir(d) for d in dirs)
+    p = cli(root, "delete", "d", check=False)
+    assert (p.returncode, p.stderr) == (1, "container 'd': delete: cannot delete a "
+                                           "container that is running (use --force)\n")
+    pid = Runtime(root).state("d")["pid"]
+    cli(root, "kill", "d", "KILL")
+    wait_exit(pid)
+    p = cli(root, "delete", "d", importtime=True)
+    assert "pycontainer.oci.lean" in imported(p.stderr)
+    assert sorted(imported(p.stderr) & set(HEAVY)) == []
+    assert not os.path.exists(os.path.join(root, "d"))
+    assert not any(os.path.exists(d) for d in dirs)
+    p = cli(root, "delete", "d", check=False)
+    assert (p.returncode, p.stderr) == (1, "container 'd': load: no such container\n")
+    cli(root, "delete", "--force", "d")
+    # A created container (a live staged init) is killed and deleted the full way.
+    cli(root, "create", "-b", bundle, "e")
+    dirs = cgroups_of(root, "e")
+    cli(root, "delete", "e")
+    assert not os.path.exists(os.path.join(root, "e"))
+    assert not any(os.path.exists(d) for d in dirs)
