@@ -24,7 +24,7 @@ from ..errors import ContainerError, ContainerNotExistError
 from ..state import (DIR_OPEN, MAX_NAME, check_id, not_ours, open_init_pidfd, read_state,
                      remove_state_dir)
 
-__all__ = ["state_document", "state_documents", "kill", "delete"]
+__all__ = ["state_document", "state_documents", "kill", "delete", "pause", "resume"]
 
 _FREEZER_TO_STATUS = {"THAWED": "running", "FREEZING": "pausing", "FROZEN": "paused"}
 
@@ -267,6 +267,13 @@ def delete(root, container_id):
     state directory. True when deleted; None: use the full path (a live init or process to
     kill, poststop hooks to run, veths, cgroups not where create() puts them by default,
     and every error)."""
+    return _locked(root, container_id, _delete_locked)
+
+
+def _locked(root, container_id, work):
+    """work(root_fd, dir_fd, state_dir, record) under the container's lock (as a Container
+    operation takes it), or None when this module leaves it to the full path."""
+    import fcntl
     from ..errors import ContainerError
     if len(check_id(container_id)) > MAX_NAME:
         return None
@@ -275,47 +282,109 @@ def delete(root, container_id):
         if root_fd is None:
             return None
         try:
-            return _delete_locked(root, root_fd, container_id)
+            try:
+                dir_fd = os.open(container_id, DIR_OPEN, dir_fd=root_fd)
+            except OSError:
+                raise _Fallback() from None
+            try:
+                if not _ours(dir_fd):
+                    raise _Fallback()
+                fcntl.flock(dir_fd, fcntl.LOCK_EX)
+                state_dir = os.path.join(root, container_id)
+                record = read_state(state_dir, container_id, dir_fd=dir_fd)
+                return work(root_fd, dir_fd, state_dir, record)
+            finally:
+                os.close(dir_fd)
         finally:
             os.close(root_fd)
     except (_Fallback, ContainerError):
         return None
 
 
-def _delete_locked(root, root_fd, container_id):
-    import fcntl
-    from ..cgroups.fs import remove_cgroup
+def _init_alive(record):
+    """Whether the init the record names lives (a pidfd of the recorded process that has
+    not polled readable)."""
+    if record.init_pid is None:
+        return False
+    fd = open_init_pidfd(record)
+    if fd is None:
+        return False
     try:
-        dir_fd = os.open(container_id, DIR_OPEN, dir_fd=root_fd)
-    except OSError:
-        raise _Fallback() from None
-    try:
-        if not _ours(dir_fd):
-            raise _Fallback()
-        fcntl.flock(dir_fd, fcntl.LOCK_EX)
-        state_dir = os.path.join(root, container_id)
-        record = read_state(state_dir, container_id, dir_fd=dir_fd)
-        if record.init_pid is not None:
-            fd = open_init_pidfd(record)
-            if fd is not None:
-                try:
-                    if not select.select([fd], [], [], 0)[0]:
-                        raise _Fallback()           # a live init: killed the full way
-                finally:
-                    os.close(fd)
-        hooks = ((record.extra.get("user") or {}).get("oci") or {}).get("hooks") or {}
-        if hooks.get("poststop") or record.extra.get("veths"):
-            raise _Fallback()
-        dirs = _default_cgroup_dirs(record.cgroups, container_id)
-        try:
-            if os.path.isdir(dirs[0]) and \
-                    not _empty(dirs[0], v2=dirs[0] == record.cgroups.get("unified")):
-                raise _Fallback()
-            for d in dirs:
-                remove_cgroup(d)
-            remove_state_dir(dir_fd, state_dir, root_fd)
-        except OSError:         # ContainerSystemError too: destroy() tries again, and says
-            raise _Fallback() from None
-        return True
+        return not select.select([fd], [], [], 0)[0]
     finally:
-        os.close(dir_fd)
+        os.close(fd)
+
+
+def _delete_locked(root_fd, dir_fd, state_dir, record):
+    from ..cgroups.fs import remove_cgroup
+    if _init_alive(record):
+        raise _Fallback()               # a live init: killed the full way
+    hooks = ((record.extra.get("user") or {}).get("oci") or {}).get("hooks") or {}
+    if hooks.get("poststop") or record.extra.get("veths"):
+        raise _Fallback()
+    dirs = _default_cgroup_dirs(record.cgroups, record.id)
+    try:
+        if os.path.isdir(dirs[0]) and \
+                not _empty(dirs[0], v2=dirs[0] == record.cgroups.get("unified")):
+            raise _Fallback()
+        for d in dirs:
+            remove_cgroup(d)
+        remove_state_dir(dir_fd, state_dir, root_fd)
+    except OSError:             # ContainerSystemError too: destroy() tries again, and says
+        raise _Fallback() from None
+    return True
+
+
+def _freezer(record):
+    """(freezer dir, whether cgroup2) of a record _default_cgroup_dirs takes."""
+    _default_cgroup_dirs(record.cgroups, record.id)
+    unified = record.cgroups.get("unified")
+    d = unified or record.cgroups["v1"].get("freezer")
+    if d is None:
+        raise _Fallback()
+    return d, bool(unified)
+
+
+def _write_freezer(d, v2, frozen):
+    from ..cgroups.fs import FROZEN, THAWED, write_text
+    if v2:
+        write_text(os.path.join(d, "cgroup.freeze"), "1" if frozen else "0")
+    else:
+        write_text(os.path.join(d, "freezer.state"), FROZEN if frozen else THAWED)
+
+
+def pause(root, container_id):
+    """Freeze a running container (Container.pause): returns a function giving its status
+    as the kernel reports it now (running, pausing, paused or stopped), for the caller to
+    wait on; None: use the full path (and for every error)."""
+    from ..cgroups.fs import freezer_state
+
+    def status(d, v2, record):
+        if not _init_alive(record):
+            return "stopped"
+        return _FREEZER_TO_STATUS[freezer_state(d, v2)]
+
+    def freeze(root_fd, dir_fd, state_dir, record):
+        if record.extra.get("staged") or not _init_alive(record):
+            raise _Fallback()
+        d, v2 = _freezer(record)
+        if freezer_state(d, v2) == "THAWED":
+            _write_freezer(d, v2, True)
+        return lambda: status(d, v2, record)
+    return _locked(root, container_id, freeze)
+
+
+def resume(root, container_id):
+    """Thaw a paused or pausing container (Container.resume); a running one is left as it
+    is. True when done; None: use the full path (and for every error)."""
+    from ..cgroups.fs import freezer_state
+
+    def thaw(root_fd, dir_fd, state_dir, record):
+        d, v2 = _freezer(record)
+        if freezer_state(d, v2) != "THAWED":
+            _write_freezer(d, v2, False)
+            return True
+        if record.extra.get("staged") or not _init_alive(record):
+            raise _Fallback()       # not running: the full path's error
+        return True
+    return _locked(root, container_id, thaw)

@@ -669,17 +669,25 @@ class Runtime:
     def pause(self, container_id, timeout=10.0):
         """`pause`: frozen, waiting for the kernel to say so."""
         import time                          # lazily
-        container = self.load(container_id)
-        container.pause()
+        from .lean import pause as lean_pause
+        status = lean_pause(self._root(), container_id)
+        if status is None:
+            container = self.load(container_id)
+            container.pause()
+
+            def status():
+                return str(container.run_state())
         deadline = time.monotonic() + timeout
-        while str(container.run_state()) == "pausing":
+        while status() == "pausing":
             if time.monotonic() > deadline:
-                raise Failure(f"container {container.id!r}: pause: still freezing after "
+                raise Failure(f"container {container_id!r}: pause: still freezing after "
                               f"{timeout}s")
             time.sleep(0.001)
 
     def resume(self, container_id):
-        self.load(container_id).resume()
+        from .lean import resume as lean_resume     # lazily
+        if not lean_resume(self._root(), container_id):
+            self.load(container_id).resume()
 
     def update(self, container_id, resources_file=None, flags=None):
         """`update`: the container's resources changed as runc's update flags or a linux.resources document (resources_file) say."""

@@ -18,7 +18,8 @@ from helpers import write_bundle  # noqa: E402  (tests/helpers.py)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
-# What `state`, `list` and `kill` (of the init) must not import: json, re and enum (the
+# What `state`, `list`, `kill` (of the init), `pause`, `resume` and `delete` (of a stopped
+# container) must not import: json, re and enum (the
 # state record is read and the documents written through pycontainer.cjson), the seccomp
 # compiler (pyseccomp's import runs ldconfig twice through ctypes.util), the OCI spec
 # parser, Config and its dataclasses, the container and factory machinery, the network
@@ -142,7 +143,8 @@ def test_lean_errors_are_the_full_paths(box, tmp_path):
 
 @pytest.mark.parametrize("args", [("state", "X"), ("state", "idle"), ("list",),
                                   ("list", "--format", "json"), ("kill", "idle", "CONT"),
-                                  ("kill", "idle", "SIGCONT")])
+                                  ("kill", "idle", "SIGCONT"), ("pause", "idle"),
+                                  ("resume", "idle")])
 def test_read_commands_import_nothing_heavy(box, args):
     root, bundle = box
     cli(root, "run", "-d", "-b", bundle, "idle")
@@ -225,3 +227,24 @@ def test_lean_delete_removes_what_the_full_delete_removes(box):
     cli(root, "delete", "e")
     assert not os.path.exists(os.path.join(root, "e"))
     assert not any(os.path.exists(d) for d in dirs)
+
+
+def test_lean_pause_and_resume_are_the_full_ones(box):
+    """pause and resume through oci.lean: the kernel's freezer says paused and running
+    (check_same compares every document with the full path's), a second pause or resume
+    changes nothing, and a created container's errors are the full path's."""
+    root, bundle = box
+    cli(root, "run", "-d", "-b", bundle, "f")
+    cli(root, "pause", "f")
+    check_same(root, "f", "paused")
+    cli(root, "pause", "f")
+    check_same(root, "f", "paused")
+    cli(root, "resume", "f")
+    check_same(root, "f", "running")
+    cli(root, "resume", "f")
+    check_same(root, "f", "running")
+    cli(root, "create", "-b", bundle, "g")
+    for op in ("pause", "resume"):
+        p = cli(root, op, "g", check=False)
+        assert (p.returncode, p.stderr) == (1, f"container 'g': {op}: the container is "
+                                               "created\n")
