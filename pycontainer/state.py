@@ -13,7 +13,8 @@ import stat
 
 from . import cjson
 
-from .errors import ContainerError, ContainerNotExistError, ContainerSystemError, InvalidIdError
+from .errors import (ContainerError, ContainerNotExistError, ContainerNotRunningError,
+                     ContainerSystemError, InvalidIdError)
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
@@ -349,6 +350,50 @@ def remove_entry(path, dir_fd=None):
     except IsADirectoryError:                       # a state.json someone made a directory
         import shutil                               # lazily: rarely needed
         shutil.rmtree(path, dir_fd=dir_fd)
+
+
+def release_staged(state_dir, init_pidfd, timeout=10.0):
+    """Let a staged init run (Container.exec, runc's `start`): open its exec fifo in
+    `state_dir` for reading (which completes the init's open for writing) and read its
+    byte; fail if the init dies instead. Then read on until EOF, which comes when the init
+    execs (its end is close-on-exec) or exits: anything read before it is the init's
+    report of a failure, returned (b"": it exec'd)."""
+    import select
+    import time
+    fd = os.open(os.path.join(state_dir, EXEC_FIFO), os.O_RDONLY | os.O_NONBLOCK |
+                 os.O_CLOEXEC)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(init_pidfd, select.POLLIN)
+        deadline = time.monotonic() + timeout
+        while True:
+            for ready, _ in poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+                if ready == fd and os.read(fd, 1):
+                    return _read_report(fd)
+                if ready == init_pidfd:
+                    raise ContainerNotRunningError("the staged init exited before exec")
+            if time.monotonic() >= deadline:
+                raise ContainerSystemError(errno.ETIMEDOUT, "the staged init did not "
+                                           f"open {EXEC_FIFO} within {timeout} s")
+    finally:
+        os.close(fd)
+
+
+def _read_report(fd):
+    """The released init's report on the fifo, until EOF. No time limit: as start()
+    waits for an unstaged init, this waits for the exec (or the exit) that ends it."""
+    import select
+    report = b""
+    while True:
+        select.select([fd], [], [])
+        try:
+            data = os.read(fd, 64)
+        except BlockingIOError:
+            continue
+        if not data:
+            return report
+        report += data
 
 
 def _unlink_quietly(path):

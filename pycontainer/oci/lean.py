@@ -21,10 +21,10 @@ import os
 import select
 
 from ..errors import ContainerError, ContainerNotExistError
-from ..state import (DIR_OPEN, MAX_NAME, check_id, not_ours, open_init_pidfd, read_state,
-                     remove_state_dir)
+from ..state import (DIR_OPEN, EXEC_FIFO, MAX_NAME, check_id, not_ours, open_init_pidfd,
+                     read_state, release_staged, remove_entry, remove_state_dir, write_state)
 
-__all__ = ["state_document", "state_documents", "kill", "delete", "pause", "resume"]
+__all__ = ["state_document", "state_documents", "kill", "delete", "pause", "resume", "start"]
 
 _FREEZER_TO_STATUS = {"THAWED": "running", "FREEZING": "pausing", "FROZEN": "paused"}
 
@@ -388,3 +388,61 @@ def resume(root, container_id):
             raise _Fallback()       # not running: the full path's error
         return True
     return _locked(root, container_id, thaw)
+
+
+def start(root, container_id):
+    """`start` of a created container without hooks (Container.exec: its staged init let
+    run, the record no longer staged). True when its program runs; None: use the full
+    path (hooks, a container that is not created with a staged init, and every error
+    before the init is released). An error after it (the init's report of a failure of
+    its exec, or its death) is raised as the full path raises it."""
+    result = _locked(root, container_id, _start_locked)
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _start_locked(root_fd, dir_fd, state_dir, record):
+    from ..errors import ContainerError, in_context
+    hooks = ((record.extra.get("user") or {}).get("oci") or {}).get("hooks") or {}
+    if hooks.get("startContainer") or hooks.get("poststart") or \
+            not record.extra.get("staged"):
+        raise _Fallback()
+    init_fd = open_init_pidfd(record)
+    if init_fd is None:
+        raise _Fallback()
+    try:
+        if select.select([init_fd], [], [], 0)[0]:
+            raise _Fallback()                   # it has exited: stopped
+        try:
+            report = release_staged(state_dir, init_fd)
+        except ContainerError as exc:
+            return in_context(exc, record.id, "exec")
+        remove_entry(EXEC_FIFO, dir_fd)
+        extra = dict(record.extra)
+        staged = extra.pop("staged")
+        write_state(state_dir, record.replace(extra=extra))
+        if report:
+            select.select([init_fd], [], [])     # it exits right after its report
+            return _exec_failure(record, report, staged)
+        return True
+    finally:
+        os.close(init_fd)
+
+
+def _exec_failure(record, report, staged):
+    """The error the full path raises for the init's report of a failure after the go
+    (Container.exec): the report needs the C plan of the container's Config to name what
+    failed, so that is built here, on this error path only."""
+    from .. import _core                     # lazily: the error path only
+    from ..config import Config
+    from ..container import build_plan
+    from ..errors import in_context
+    labels = staged if isinstance(staged, dict) else {}
+    try:
+        _core.raise_child_report(build_plan(Config.from_dict(record.config)), report,
+                                 labels.get("argv0", "?"), labels.get("cwd"),
+                                 labels.get("rlimits", ()))
+    except Exception as exc:
+        return in_context(exc, record.id, "exec")
+    return None

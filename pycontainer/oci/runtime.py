@@ -500,6 +500,9 @@ class Runtime:
 
     def start(self, container_id):
         """`start`: a created container's program runs."""
+        from .lean import start as lean_start     # lazily
+        if lean_start(self._root(), container_id):
+            return
         container = self.load(container_id)
         state = str(container.run_state())
         pid = container.init_pid()

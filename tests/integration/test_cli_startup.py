@@ -248,3 +248,31 @@ def test_lean_pause_and_resume_are_the_full_ones(box):
         p = cli(root, op, "g", check=False)
         assert (p.returncode, p.stderr) == (1, f"container 'g': {op}: the container is "
                                                "created\n")
+
+
+def test_lean_start_runs_the_program_and_reports_a_late_failure(box, tmp_path,
+                                                                busybox_rootfs):
+    """start through oci.lean: nothing heavy imported, the program runs; a start whose
+    exec fails after the go (the program removed between create and start) gives the
+    full path's error, naming the program and errno, and the container has stopped."""
+    root, bundle = box
+    cli(root, "create", "-b", bundle, "s")
+    p = cli(root, "start", "s", importtime=True)
+    assert "pycontainer.oci.lean" in imported(p.stderr)
+    assert sorted(imported(p.stderr) & set(HEAVY)) == []
+    check_same(root, "s", "running")
+    p = cli(root, "start", "s", check=False)
+    assert (p.returncode, p.stderr) == (1, "container 's': start: cannot start a container "
+                                           "that is running\n")
+    program = os.path.join(busybox_rootfs, "data", "late-sleep")
+    os.symlink("/bin/busybox", program)
+    try:
+        late = write_bundle(tmp_path / "late", busybox_rootfs,
+                            args=["/data/late-sleep", "1000"])
+        cli(root, "create", "-b", late, "t")
+    finally:
+        os.unlink(program)
+    p = cli(root, "start", "t", check=False)
+    assert (p.returncode, p.stderr) == (1, "container 't': exec: exec: /data/late-sleep: "
+                                           "No such file or directory (ENOENT)\n")
+    check_same(root, "t", "stopped")
