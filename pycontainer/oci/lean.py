@@ -86,15 +86,9 @@ class _RecordView:
         if record.init_pid is None:
             self._status = "created"
             return
-        fd = open_init_pidfd(record)
-        try:
-            # A pidfd polls readable once its process has exited (zombies included).
-            if fd is None or select.select([fd], [], [], 0)[0]:
-                self._status = "stopped"
-                return
-        finally:
-            if fd is not None:
-                os.close(fd)
+        if not _init_alive(record):
+            self._status = "stopped"
+            return
         self._pid = record.init_pid
         self._status = "created" if record.extra.get("staged") else \
             _freezer_status(record.cgroups, record.id)
@@ -162,14 +156,10 @@ def kill(root, container_id, signum):
     time and pid namespace. True when sent; None: use the full path, which also gives the
     errors (no live init: "container not running"; a failed send)."""
     def send(record):
-        if record.init_pid is None:
-            raise _Fallback()
-        fd = open_init_pidfd(record)
+        fd = _live_init_fd(record)
         if fd is None:
-            raise _Fallback()
+            raise _Fallback()               # no live init: the full path's error
         try:
-            if select.select([fd], [], [], 0)[0]:
-                raise _Fallback()           # it has exited: stopped
             from _signal import pidfd_send_signal   # not signal, which imports enum
             pidfd_send_signal(fd, signum)
         except OSError:
@@ -301,18 +291,23 @@ def _locked(root, container_id, work):
         return None
 
 
+def _live_init_fd(record):
+    """A new pidfd of the live init the record names (the recorded process, not polling
+    readable), or None when it has none (never started, exited, its pid reused)."""
+    fd = open_init_pidfd(record) if record.init_pid is not None else None
+    # A pidfd polls readable once its process has exited (zombies included).
+    if fd is not None and select.select([fd], [], [], 0)[0]:
+        os.close(fd)
+        return None
+    return fd
+
+
 def _init_alive(record):
-    """Whether the init the record names lives (a pidfd of the recorded process that has
-    not polled readable)."""
-    if record.init_pid is None:
-        return False
-    fd = open_init_pidfd(record)
+    fd = _live_init_fd(record)
     if fd is None:
         return False
-    try:
-        return not select.select([fd], [], [], 0)[0]
-    finally:
-        os.close(fd)
+    os.close(fd)
+    return True
 
 
 def _delete_locked(root_fd, dir_fd, state_dir, record):
@@ -408,12 +403,10 @@ def _start_locked(root_fd, dir_fd, state_dir, record):
     if hooks.get("startContainer") or hooks.get("poststart") or \
             not record.extra.get("staged"):
         raise _Fallback()
-    init_fd = open_init_pidfd(record)
+    init_fd = _live_init_fd(record)
     if init_fd is None:
-        raise _Fallback()
+        raise _Fallback()                       # it has exited: stopped
     try:
-        if select.select([init_fd], [], [], 0)[0]:
-            raise _Fallback()                   # it has exited: stopped
         try:
             report = release_staged(state_dir, init_fd)
         except ContainerError as exc:
