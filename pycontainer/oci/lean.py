@@ -1,19 +1,25 @@
-"""The `state` and `list` documents, and `kill` of the init, straight from the state
-records, without loading the containers (no Config, cgroup manager or Container is built, and the modules that
-build them are not imported): a container engine runs `state` for every container it
-looks at, and most of the cost of a load is the imports.
+"""The commands a container engine runs most, without loading the container: the `state`
+and `list` documents, `kill` of the init, `start` of a created container, `pause`,
+`resume`, and `delete` of a stopped one. No Config, cgroup manager or Container is built
+and the modules that build them are not imported: a containerd shim or podman runs the
+command line for each of these, and most of the cost of a load is the imports.
 
-What is read is what a loaded Container reads (pycontainer/container.py): state.json
-(pycontainer.state.read_state, the same checks), the init's liveness (a pidfd of the
-recorded pid with the recorded start time and pid namespace) and, for a live init that
-has been started, the freezer file of the cgroup the record names. The documents are made
-by oci.state.state_document from a _RecordView, so they are the same as the full path's.
+What is read and done is what a loaded Container reads and does (pycontainer/container.py):
+state.json (pycontainer.state.read_state, the same checks), the init's liveness (a pidfd
+of the recorded pid with the recorded start time and pid namespace), the freezer of the
+cgroup the record names (cgroups.fs.freezer_state), the staged init's release
+(state.release_staged), cgroup and state directory removal (cgroups.fs.remove_cgroup,
+state.remove_state_dir); mutations hold the container's lock, as Container's do. The
+documents are made by oci.state.state_document from a _RecordView, so they are the same
+as the full path's.
 
-Only the ordinary case is read here: the state root and the state directory ours (the
-same checks as Factory's), an id short enough to be its own directory name, a cgroup
-record naming a freezer file that reads as THAWED, FREEZING or FROZEN. For anything else
-the functions return None (state) or leave the id to the caller (list), which then loads
-the container the full way and reports whatever is wrong exactly as before.
+Only the ordinary case is handled here: the state root and the state directory ours (the
+same checks as Factory's), an id short enough to be its own directory name, for what
+reads or changes the cgroups a record of them as create() makes them by default, no
+hooks to run, no veths, no process to kill on delete. For anything else, and for every
+error before something has changed, the functions return None (or leave the id to the
+caller, for list), and the caller does it the full way, which reports whatever is wrong
+exactly as before.
 """
 from __future__ import annotations
 
