@@ -261,8 +261,8 @@ def delete(root, container_id):
     shim deletes after the init it killed has exited, and a container never started), as
     Container.destroy does it under the container's lock: the cgroups removed, then the
     state directory. True when deleted; None: use the full path (a live init or process to
-    kill, poststop hooks to run, veths, cgroups not where create() puts them by default,
-    and every error)."""
+    kill, poststop hooks to run, veths, an overlay root, cgroups not where create() puts
+    them by default, and every error)."""
     return _locked(root, container_id, _delete_locked)
 
 
@@ -321,8 +321,9 @@ def _delete_locked(root_fd, dir_fd, state_dir, record):
     if _init_alive(record):
         raise _Fallback()               # a live init: killed the full way
     hooks = ((record.extra.get("user") or {}).get("oci") or {}).get("hooks") or {}
-    if hooks.get("poststop") or record.extra.get("veths"):
-        raise _Fallback()
+    if hooks.get("poststop") or record.extra.get("veths") or \
+            record.config.get("overlay_lower") is not None:
+        raise _Fallback()               # hooks to run, veths or an overlay root to remove
     dirs = _default_cgroup_dirs(record.cgroups, record.id)
     try:
         if os.path.isdir(dirs[0]) and \
