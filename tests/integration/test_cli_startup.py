@@ -235,14 +235,10 @@ def test_lean_pause_and_resume_are_the_full_ones(box):
     changes nothing, and a created container's errors are the full path's."""
     root, bundle = box
     cli(root, "run", "-d", "-b", bundle, "f")
-    cli(root, "pause", "f")
-    check_same(root, "f", "paused")
-    cli(root, "pause", "f")
-    check_same(root, "f", "paused")
-    cli(root, "resume", "f")
-    check_same(root, "f", "running")
-    cli(root, "resume", "f")
-    check_same(root, "f", "running")
+    for op, status in (("pause", "paused"), ("resume", "running")):
+        cli(root, op, "f")
+        cli(root, op, "f")
+        check_same(root, "f", status)
     cli(root, "create", "-b", bundle, "g")
     for op in ("pause", "resume"):
         p = cli(root, op, "g", check=False)
