@@ -178,7 +178,11 @@ global options: --root DIR, --log FILE, --log-format text|json, --debug, --rootl
 # --- logging -------------------------------------------------------------------------------
 
 class Log:
-    """runc's logging: to --log (default stderr) as text or JSON lines."""
+    """runc's logging: to --log (default stderr) as text or JSON lines.
+
+    The log file never depends on stderr: a containerd shim gives a task without stdio a
+    read-only /dev/null as stderr, and reads only the --log file for the error. A write to
+    stderr that fails is ignored (there is nowhere else to say so)."""
 
     def __init__(self, path=None, fmt=DEFAULT_LOG_FORMAT, debug=False):
         self.path = path
@@ -186,6 +190,8 @@ class Log:
         self.debug_on = debug
 
     def _write(self, level, msg):
+        """The entry in the log file; on stderr when there is none or it cannot be
+        written."""
         import time
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + \
@@ -197,18 +203,18 @@ class Log:
             quoted = msg.replace("\\", "\\\\").replace('"', '\\"')
             line = f'time="{stamp}" level={level} msg="{quoted}"'
         data = (line + "\n").encode()
-        if self.path is None:
-            os.write(2, data)
-            return
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError:
-            os.write(2, data)
-            return
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+        if self.path is not None:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                             0o644)
+                try:
+                    os.write(fd, data)
+                    return
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
+        _to_stderr(data)
 
     def debug(self, msg):
         if self.debug_on:
@@ -216,16 +222,25 @@ class Log:
 
     def warning(self, msg):
         if self.path is None:
-            os.write(2, f"{PROG}: warning: {_one_line(msg)}\n".encode())
+            _to_stderr(f"{PROG}: warning: {_one_line(msg)}\n".encode())
         else:
             self._write("warning", _one_line(msg))
 
     def error(self, msg):
-        """The one line on stderr, and the log entry when there is a log file."""
+        """The log entry when there is a log file (first: it is what a shim reads), and the
+        one line on stderr."""
         msg = _one_line(msg)
-        os.write(2, (msg + "\n").encode())
         if self.path is not None:
             self._write("error", msg)
+        _to_stderr((msg + "\n").encode())
+
+
+def _to_stderr(data):
+    """os.write to stderr, ignoring that it fails (closed, read-only, a broken pipe)."""
+    try:
+        os.write(2, data)
+    except OSError:
+        pass
 
 
 def _one_line(msg):
@@ -370,11 +385,15 @@ def _relay(master, stdin=0, stdout=1):
 # --- argument values -------------------------------------------------------------------------
 
 def parse_signal(text):
-    import signal
+    """A signal number from a number or a name (KILL, SIGKILL, RTMIN+3), as runc takes it.
+    From _signal, not signal: signal builds an enum of the names, and importing enum costs
+    more than a `kill` does."""
+    import _signal
+    rtmin, rtmax = _signal.SIGRTMIN, _signal.SIGRTMAX
     value = text.strip()
     if value.isdigit():
         num = int(value)
-        if not 1 <= num <= signal.SIGRTMAX:
+        if not 1 <= num <= rtmax:
             raise Failure(f"invalid signal {text!r}")
         return num
     name = value.upper()
@@ -383,13 +402,14 @@ def parse_signal(text):
     if name.startswith("SIGRTMIN+") or name.startswith("SIGRTMAX-"):
         base, _, off = name[3:].partition("+" if "+" in name else "-")
         if off.isdigit():
-            num = (signal.SIGRTMIN + int(off)) if base == "RTMIN" else (signal.SIGRTMAX - int(off))
-            if signal.SIGRTMIN <= num <= signal.SIGRTMAX:
+            num = (rtmin + int(off)) if base == "RTMIN" else (rtmax - int(off))
+            if rtmin <= num <= rtmax:
                 return num
-    sig = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
-    if sig is None:
+    # signal.Signals' members: the SIG* names of _signal (aliases such as SIGIOT too).
+    num = getattr(_signal, name, None) if not name.startswith("SIG_") else None
+    if not isinstance(num, int) or isinstance(num, bool) or not name.isupper():
         raise Failure(f"unknown signal {text!r}")
-    return int(sig)
+    return num
 
 
 def parse_duration(text):
@@ -486,8 +506,8 @@ def cmd_exec(g, log, opts, pos):
 
 
 def cmd_state(g, log, opts, pos):
-    import json
-    print(json.dumps(_runtime(g, log).state(_one_id(pos, "state")), indent=2))
+    from . import cjson                  # json's output without importing json (and re)
+    print(cjson.dumps(_runtime(g, log).state(_one_id(pos, "state")), indent=2))
     return 0
 
 
@@ -522,7 +542,7 @@ def cmd_ps(g, log, opts, pos):
 def cmd_list(g, log, opts, pos):
     """Containers whose state cannot be read are left out, with a warning on stderr
     naming each and why (stdout stays what clients parse); `delete --force` removes them."""
-    import json
+    from . import cjson                  # as in cmd_state
     if pos:
         raise UsageError(f"list: unexpected arguments {pos}")
     fmt = _format(opts)
@@ -531,7 +551,7 @@ def cmd_list(g, log, opts, pos):
         for d in docs:
             print(d["id"])
     elif fmt == "json":
-        print(json.dumps(docs))
+        print(cjson.dumps(docs))
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [tuple(str(d[k]) for k in ("id", "pid", "status", "bundle", "created", "owner"))
@@ -685,7 +705,7 @@ def main(argv=None):
             import traceback
             log.error(f"internal error: {type(exc).__name__}: {exc}")
             if log.debug_on:
-                traceback.print_exc()
+                _to_stderr(traceback.format_exc().encode())
         return 1
 
 
@@ -696,9 +716,12 @@ def entry():
     output goes through os.write or sys.stdout/stderr, flushed here, files are closed
     where they are written, and the library registers no atexit work a command needs."""
     code = main()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):       # a closed or broken pipe: as sys.exit would
-            code = code or 120
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):           # a closed or broken pipe: as sys.exit would
+        code = code or 120
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):           # ignored, as Log ignores it (a shim's stderr
+        pass                                # is a read-only /dev/null)
     os._exit(code)

@@ -22,7 +22,6 @@ import functools
 import logging
 import os
 import select
-import shutil
 import signal
 import socket
 import threading
@@ -41,8 +40,10 @@ from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRun
 from .exits import WATCHER, process_key
 from .process import StartedProcess, Stdio
 from .security import kernel_last_cap, sysctl_path
-from .state import (EXEC_FIFO, STATE_FILE, RunState, open_init_pidfd, pidns_of,
-                    process_start_time, read_state, write_state)
+from .state import (EXEC_FIFO, RunState, open_init_pidfd, pidns_of,
+                    process_start_time, read_state, release_staged, remove_state_dir,
+                    write_state)
+from .state import remove_entry as _remove
 from .stats import ContainerStats, read_host_interfaces, read_interfaces
 
 log = logging.getLogger("pycontainer")
@@ -110,36 +111,6 @@ class _Operation:
         if isinstance(exc, Exception):
             raise in_context(exc, self._id, self._operation) from None
         return False
-
-
-def remove_state_dir(dir_fd, state_dir, root_fd=None):
-    """Remove a state directory (`dir_fd`, open; `state_dir`, its path; `root_fd`, when
-    given, the state root it is in) and whatever else is in it (an exec fifo, a killed
-    writer's temp file, an earlier version's lock file). Its entries are removed through
-    dir_fd, never followed, and nothing new is opened when state.json was all there was:
-    this runs on error paths, where descriptors may be what ran out. (rmdir does not
-    follow a symlink either.)"""
-    _remove(STATE_FILE, dir_fd)
-    name = os.path.basename(state_dir) if root_fd is not None else state_dir
-    try:
-        os.rmdir(name, dir_fd=root_fd)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        if exc.errno != errno.ENOTEMPTY:
-            raise
-        for entry in os.listdir(dir_fd):
-            _remove(entry, dir_fd)
-        os.rmdir(name, dir_fd=root_fd)
-
-
-def _remove(path, dir_fd=None):
-    try:
-        os.unlink(path, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
-    except IsADirectoryError:                       # a state.json someone made a directory
-        shutil.rmtree(path, dir_fd=dir_fd)          # (symlinks in it are not followed)
 
 
 _DERIVED = {}       # id(Config) -> {name: value}; an entry goes with its Config
@@ -709,7 +680,7 @@ class Container:
             init_fd = self._init_pidfd(record)
             if init_fd is None:                 # it died since _state looked
                 raise ContainerNotRunningError("the container has stopped")
-            report = self._release(init_fd)
+            report = release_staged(self._dir, init_fd)
             os.unlink(os.path.join(self._dir, EXEC_FIFO))
             staged = record.extra.pop("staged")
             self._write(record)
@@ -718,45 +689,6 @@ class Container:
                 labels = staged if isinstance(staged, dict) else {}
                 _core.raise_child_report(self._plan, report, labels.get("argv0", "?"),
                                          labels.get("cwd"), labels.get("rlimits", ()))
-
-    def _release(self, init_pidfd, timeout=10.0):
-        """Open the exec fifo for reading (which completes the init's open for writing)
-        and read its byte; fail if the init dies instead. Then read on until EOF, which
-        comes when the init execs (its end is close-on-exec) or exits: anything read
-        before it is the init's report of a failure, returned (b"": it exec'd)."""
-        fd = os.open(os.path.join(self._dir, EXEC_FIFO), os.O_RDONLY | os.O_NONBLOCK |
-                     os.O_CLOEXEC)
-        try:
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            poller.register(init_pidfd, select.POLLIN)
-            deadline = time.monotonic() + timeout
-            while True:
-                for ready, _ in poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
-                    if ready == fd and os.read(fd, 1):
-                        return self._read_report(fd)
-                    if ready == init_pidfd:
-                        raise ContainerNotRunningError("the staged init exited before exec")
-                if time.monotonic() >= deadline:
-                    raise ContainerSystemError(errno.ETIMEDOUT, "the staged init did not "
-                                               f"open {EXEC_FIFO} within {timeout} s")
-        finally:
-            os.close(fd)
-
-    @staticmethod
-    def _read_report(fd):
-        """The released init's report on the fifo, until EOF. No time limit: as start()
-        waits for an unstaged init, this waits for the exec (or the exit) that ends it."""
-        report = b""
-        while True:
-            select.select([fd], [], [])
-            try:
-                data = os.read(fd, 64)
-            except BlockingIOError:
-                continue
-            if not data:
-                return report
-            report += data
 
     def _start_locked(self, process, staged, made, zygote_fd=-1):
         record = self._record("start", mutable=True)

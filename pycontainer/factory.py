@@ -27,19 +27,18 @@ from typing import Any, Optional, Union
 
 from . import cgroups, namespaces, network, overlay
 from .config import Config
-from .container import Container, device_policy, lock_container, remove_state_dir
+from .container import Container, device_policy, lock_container
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      ContainerSystemError, IdInUseError, in_context, system_error_from)
 from .pool import POOL_ROOT, SANDBOX_ID, Pool
 from .security import IdMap
-from .state import (STATE_FILE, StateInvalidError, StateRecord, check_id, default_root,
-                    read_state, write_state)
+from .state import (DIR_OPEN, MAX_NAME, STATE_FILE, StateInvalidError, StateRecord, check_id,
+                    default_root, not_ours, read_state, remove_state_dir,
+                    write_state)
 
 
 log = logging.getLogger("pycontainer")
-_MAX_NAME = 255            # NAME_MAX
 _LONG_PREFIX = ".long-"
-_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _scope_of(root):
@@ -96,7 +95,7 @@ def check_host(config, container_id):
 
 def _locked_by_someone(root_fd, name):
     try:
-        fd = os.open(name, _DIR_OPEN, dir_fd=root_fd)
+        fd = os.open(name, DIR_OPEN, dir_fd=root_fd)
     except OSError:
         return False
     try:
@@ -119,15 +118,6 @@ def _kind(root_fd, name):
         if test(mode):
             return what
     return "not a directory"
-
-
-def _not_ours(st):
-    """Why a state root or directory (its stat) cannot be trusted, or None."""
-    if st.st_uid != os.geteuid():
-        return f"is owned by uid {st.st_uid}, not by uid {os.geteuid()} (this process)"
-    if st.st_mode & 0o022:
-        return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
-    return None
 
 
 class Factory:
@@ -155,7 +145,7 @@ class Factory:
         """The state directory's name in the root. An id longer than a file name may be
         is stored under a hash of it; such names start with '.', which no id does."""
         name = check_id(container_id)
-        if len(name) > _MAX_NAME:
+        if len(name) > MAX_NAME:
             name = _LONG_PREFIX + hashlib.sha256(name.encode()).hexdigest()
         return name
 
@@ -170,7 +160,7 @@ class Factory:
         None when it does not exist, unless `create`: then it is made, 0700."""
         made = False
         try:
-            fd = os.open(self.root, _DIR_OPEN)
+            fd = os.open(self.root, DIR_OPEN)
         except FileNotFoundError:
             if not create:
                 return None
@@ -184,7 +174,7 @@ class Factory:
         try:
             if made:
                 os.fchmod(fd, 0o700)        # exactly, whatever the umask took away
-            problem = _not_ours(os.fstat(fd))
+            problem = not_ours(os.fstat(fd))
             if problem:
                 raise ContainerSystemError(errno.EACCES, f"state root {self.root} {problem}",
                                            container_id=container_id, operation=operation)
@@ -203,7 +193,7 @@ class Factory:
                 made = True
             except FileExistsError:         # another process's first container
                 made = False
-            return os.open(self.root, _DIR_OPEN), made
+            return os.open(self.root, DIR_OPEN), made
         except OSError as exc:
             raise ContainerSystemError(exc.errno, f"make state root {self.root}",
                                        container_id=container_id, operation=operation) from None
@@ -212,7 +202,7 @@ class Factory:
         """The state directory `name` in the root, opened: ContainerNotExistError when there
         is none, StateInvalidError when the entry is not a directory of ours."""
         try:
-            fd = os.open(name, _DIR_OPEN, dir_fd=root_fd)
+            fd = os.open(name, DIR_OPEN, dir_fd=root_fd)
         except FileNotFoundError:
             raise ContainerNotExistError("no such container", container_id=container_id,
                                          operation=operation) from None
@@ -224,7 +214,7 @@ class Factory:
             raise system_error_from(exc, os.path.join(self.root, name),
                                     container_id=container_id, operation=operation) from None
         try:
-            problem = _not_ours(os.fstat(fd))
+            problem = not_ours(os.fstat(fd))
         except BaseException:
             os.close(fd)
             raise
@@ -293,7 +283,7 @@ class Factory:
                 raise system_error_from(exc, state_dir, container_id=container_id,
                                         operation="create") from None
             try:
-                dir_fd = os.open(name, _DIR_OPEN, dir_fd=root_fd)
+                dir_fd = os.open(name, DIR_OPEN, dir_fd=root_fd)
             except OSError as exc:            # EMFILE: nothing may stay
                 os.rmdir(name, dir_fd=root_fd)
                 raise system_error_from(exc, state_dir, container_id=container_id,
@@ -485,7 +475,7 @@ class Factory:
     def _destroy_damaged(self, root_fd, name, container_id):
         """destroy() of an entry that cannot be loaded (or has no state.json yet)."""
         try:
-            dir_fd = os.open(name, _DIR_OPEN, dir_fd=root_fd)
+            dir_fd = os.open(name, DIR_OPEN, dir_fd=root_fd)
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -505,7 +495,7 @@ class Factory:
                 return
             if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
                 return                # destroyed meanwhile (and maybe made again): not ours
-            self._damaged_manager(dir_fd, name, container_id, _not_ours(st)).destroy()
+            self._damaged_manager(dir_fd, name, container_id, not_ours(st)).destroy()
             overlay.teardown(dir_fd)                 # whether or not the record says so
             shutil.rmtree(name, dir_fd=root_fd)      # what is in it is never followed
         finally:

@@ -7,15 +7,14 @@ alive or the cgroup frozen is always asked of the kernel, never stored.
 """
 from __future__ import annotations
 
-import enum
 import errno
-import json
 import os
-import re
-import reprlib
 import stat
 
-from .errors import ContainerError, ContainerNotExistError, ContainerSystemError, InvalidIdError
+from . import cjson
+
+from .errors import (ContainerError, ContainerNotExistError, ContainerNotRunningError,
+                     ContainerSystemError, InvalidIdError)
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
@@ -30,28 +29,48 @@ STATE_MAX = 16 << 20
 _STATE_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
           (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
-_short = reprlib.Repr()
-_short.maxlevel, _short.maxstring, _short.maxother = 2, 60, 60
 EXEC_FIFO = "exec.fifo"      # a staged init waits to open it for writing (runc's name)
-_ID = re.compile(r"[A-Za-z0-9_.+-]{1,1024}")
-_IFNAME = re.compile(r"[^/:%\s]{1,15}")
+# Checked without re (whose import, with enum's, costs a short command more than its
+# work): an id is 1-1024 of these, an interface name 1-15 characters, none of "/:%" nor
+# whitespace.
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-")
 
 
-class RunState(enum.Enum):
-    CREATED = "created"     # no process yet
-    RUNNING = "running"
-    PAUSING = "pausing"     # freeze requested, not yet reported done by the kernel
-    PAUSED = "paused"
-    STOPPED = "stopped"     # its init has exited
+def _is_id(text):
+    return isinstance(text, str) and 1 <= len(text) <= 1024 and _ID_CHARS.issuperset(text)
 
-    def __str__(self):
-        return self.value
+
+def _is_ifname(text):
+    return 1 <= len(text) <= 15 and not any(c in "/:%" or c.isspace() for c in text)
+
+
+def _short(value):
+    """repr(value), cut short (reprlib), for messages about a damaged record."""
+    import reprlib                       # lazily: only a damaged record needs it
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 2, 60, 60
+    return short.repr(value)
 
 
 class StateInvalidError(ContainerError):
     """state.json exists but cannot be read: truncated, not JSON, or from a newer version."""
 
     code = "StateInvalid"
+
+
+# Opening the state root and the entries in it: never through a symlink.
+DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_NAME = 255            # NAME_MAX: a longer id's directory is named by its hash
+
+
+def not_ours(st):
+    """Why a state root or directory (its os.stat_result) cannot be trusted, or None:
+    another user's, or writable by group or others (who could plant state in it)."""
+    if st.st_uid != os.geteuid():
+        return f"is owned by uid {st.st_uid}, not by uid {os.geteuid()} (this process)"
+    if st.st_mode & 0o022:
+        return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
 
 
 def default_root():
@@ -64,7 +83,7 @@ def default_root():
 
 def check_id(container_id):
     """Ids: 1-1024 characters of [A-Za-z0-9_.+-], not starting with a dot."""
-    if not isinstance(container_id, str) or not _ID.fullmatch(container_id) \
+    if not isinstance(container_id, str) or not _is_id(container_id) \
             or container_id.startswith("."):
         raise InvalidIdError(
             f"invalid container id {container_id!r}: expected 1-1024 characters of "
@@ -108,7 +127,7 @@ class StateRecord:
         return StateRecord(**{**dict(zip(self.FIELDS, self._values())), **changes})
 
     def to_json(self):
-        return json.dumps(dict(zip(self.FIELDS, self._values())), separators=(",", ":"))
+        return cjson.dumps(dict(zip(self.FIELDS, self._values())), separators=(",", ":"))
 
 
 def write_state(state_dir, record):
@@ -182,12 +201,12 @@ def read_state(state_dir, container_id, cache=None, dir_fd=None):
         if cached[0] == data:
             return cached[1]
     try:
-        raw = json.loads(data)
+        raw = cjson.loads(data)
         if not isinstance(raw, dict):
             raise ValueError("not a JSON object")
         version = raw.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version > STATE_VERSION:
-            raise ValueError(f"state version {_short.repr(version)} is newer than this "
+            raise ValueError(f"state version {_short(version)} is newer than this "
                              f"pycontainer's ({STATE_VERSION})")
         record = StateRecord(**raw)
         _check_record(record, container_id)
@@ -210,36 +229,36 @@ def _check_record(r, container_id):
     """Every field of the right type and range: a record that passes cannot make a later
     operation fail with anything but a ContainerError."""
     if r.id != container_id and container_id is not None and not container_id.startswith("."):
-        raise ValueError(f"id {_short.repr(r.id)} is not the container's ({container_id!r})")
-    if not isinstance(r.id, str) or not _ID.fullmatch(r.id) or r.id.startswith("."):
-        raise ValueError(f"bad id {_short.repr(r.id)}")
+        raise ValueError(f"id {_short(r.id)} is not the container's ({container_id!r})")
+    if not isinstance(r.id, str) or not _is_id(r.id) or r.id.startswith("."):
+        raise ValueError(f"bad id {_short(r.id)}")
     if not isinstance(r.nonce, str) or not r.nonce:
-        raise ValueError(f"bad nonce {_short.repr(r.nonce)}")
+        raise ValueError(f"bad nonce {_short(r.nonce)}")
     if not isinstance(r.created, (int, float)) or isinstance(r.created, bool):
-        raise ValueError(f"bad created {_short.repr(r.created)}")
+        raise ValueError(f"bad created {_short(r.created)}")
     for name in ("config", "cgroups", "extra"):
         if not isinstance(getattr(r, name), dict):
             raise ValueError(f"{name} is not an object")
     if r.init_pid is not None and not _is_int(r.init_pid, 1, (1 << 22)):
-        raise ValueError(f"bad init_pid {_short.repr(r.init_pid)}")
+        raise ValueError(f"bad init_pid {_short(r.init_pid)}")
     if r.init_start_time is not None and not _is_int(r.init_start_time, 0, (1 << 63) - 1):
-        raise ValueError(f"bad init_start_time {_short.repr(r.init_start_time)}")
+        raise ValueError(f"bad init_start_time {_short(r.init_start_time)}")
     ns = r.extra.get("init_pidns")
     if ns is not None and not isinstance(ns, str):
-        raise ValueError(f"bad extra.init_pidns {_short.repr(ns)}")
+        raise ValueError(f"bad extra.init_pidns {_short(ns)}")
     if not isinstance(r.extra.get("init_pidns_shared", False), bool):
         raise ValueError("bad extra.init_pidns_shared")
     # The host ends of the init's veths (pycontainer.network), which destroy deletes.
     veths = r.extra.get("veths", [])
     if not isinstance(veths, list) or not all(
             isinstance(v, dict) and set(v) == {"name", "ifindex"}
-            and isinstance(v["name"], str) and _IFNAME.fullmatch(v["name"])
+            and isinstance(v["name"], str) and _is_ifname(v["name"])
             and _is_int(v["ifindex"], 1, (1 << 31) - 1) for v in veths):
-        raise ValueError(f"bad extra.veths {_short.repr(veths)}")
+        raise ValueError(f"bad extra.veths {_short(veths)}")
     # The caller's own data (Factory.create(extra=)); the OCI layer keeps its under "oci".
     user = r.extra.get("user", {})
     if not isinstance(user, dict) or not isinstance(user.get("oci", {}), dict):
-        raise ValueError(f"bad extra.user {_short.repr(user)}")
+        raise ValueError(f"bad extra.user {_short(user)}")
 
 
 def process_start_time(pid):
@@ -305,8 +324,94 @@ def open_init_pidfd(record):
     return fd
 
 
+def remove_state_dir(dir_fd, state_dir, root_fd=None):
+    """Remove a state directory (`dir_fd`, open; `state_dir`, its path; `root_fd`, when
+    given, the state root it is in) and whatever else is in it (an exec fifo, a killed
+    writer's temp file, an earlier version's lock file). Its entries are removed through
+    dir_fd, never followed, and nothing new is opened when state.json was all there was:
+    this runs on error paths, where descriptors may be what ran out. (rmdir does not
+    follow a symlink either.)"""
+    remove_entry(STATE_FILE, dir_fd)
+    name = os.path.basename(state_dir) if root_fd is not None else state_dir
+    try:
+        os.rmdir(name, dir_fd=root_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.errno != errno.ENOTEMPTY:
+            raise
+        for entry in os.listdir(dir_fd):
+            remove_entry(entry, dir_fd)
+        os.rmdir(name, dir_fd=root_fd)
+
+
+def remove_entry(path, dir_fd=None):
+    """Unlink `path` (relative to dir_fd); a directory in its place is removed as a tree,
+    whose symlinks are not followed; a missing one is fine."""
+    try:
+        os.unlink(path, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:                       # a state.json someone made a directory
+        import shutil                               # lazily: rarely needed
+        shutil.rmtree(path, dir_fd=dir_fd)
+
+
+def release_staged(state_dir, init_pidfd, timeout=10.0):
+    """Let a staged init run (Container.exec, runc's `start`): open its exec fifo in
+    `state_dir` for reading (which completes the init's open for writing) and read its
+    byte; fail if the init dies instead. Then read on until EOF, which comes when the init
+    execs (its end is close-on-exec) or exits: anything read before it is the init's
+    report of a failure, returned (b"": it exec'd)."""
+    import select
+    import time
+    fd = os.open(os.path.join(state_dir, EXEC_FIFO), os.O_RDONLY | os.O_NONBLOCK |
+                 os.O_CLOEXEC)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(init_pidfd, select.POLLIN)
+        deadline = time.monotonic() + timeout
+        while True:
+            for ready, _ in poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+                if ready == fd and os.read(fd, 1):
+                    return _read_report(fd)
+                if ready == init_pidfd:
+                    raise ContainerNotRunningError("the staged init exited before exec")
+            if time.monotonic() >= deadline:
+                raise ContainerSystemError(errno.ETIMEDOUT, "the staged init did not "
+                                           f"open {EXEC_FIFO} within {timeout} s")
+    finally:
+        os.close(fd)
+
+
+def _read_report(fd):
+    """The released init's report on the fifo, until EOF. No time limit: as start()
+    waits for an unstaged init, this waits for the exec (or the exit) that ends it."""
+    import select
+    report = b""
+    while True:
+        select.select([fd], [], [])
+        try:
+            data = os.read(fd, 64)
+        except BlockingIOError:
+            continue
+        if not data:
+            return report
+        report += data
+
+
 def _unlink_quietly(path):
     try:
         os.unlink(path)
     except OSError:
         pass
+
+
+def __getattr__(name):
+    # RunState is an enum: enum's import costs `state` and `kill` more than their work,
+    # so it is defined in runstate.py and imported on first use (PEP 562).
+    if name == "RunState":
+        from .runstate import RunState
+        return RunState
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

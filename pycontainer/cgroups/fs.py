@@ -81,6 +81,25 @@ def write_lines(d, writes):
             os.close(fd)
 
 
+def freezer_state_of(freeze, events):
+    """THAWED, FREEZING or FROZEN from the bytes of a cgroup2 dir's cgroup.freeze (what was
+    asked) and cgroup.events (whose 'frozen' line says whether the kernel got there)."""
+    if freeze.strip() == b"0":
+        return THAWED
+    return FROZEN if b"frozen 1" in events else FREEZING
+
+
+def freezer_state(d, v2):
+    """THAWED, FREEZING or FROZEN of the freezer of `d`: a cgroup2 dir (v2) or a v1
+    freezer dir (whose freezer.state reads FROZEN too when a parent froze it)."""
+    if v2:
+        freeze = read_text(os.path.join(d, "cgroup.freeze")).encode()
+        if freeze.strip() == b"0":
+            return THAWED
+        return freezer_state_of(freeze, read_text(os.path.join(d, "cgroup.events")).encode())
+    return read_text(os.path.join(d, "freezer.state")).strip()
+
+
 def parse_int(text):
     """An integer cgroup value; "max" means unlimited."""
     text = text.strip()

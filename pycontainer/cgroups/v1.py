@@ -12,6 +12,7 @@ import signal
 import time
 
 from ..errors import ContainerSystemError
+from . import fs
 from ..stats import BlkioStatEntry, BlkioStats, CpuUsage, MemoryData, MemoryStats, PidsStats, \
     ThrottlingData
 from .fs import FROZEN, THAWED, list_procs, parse_keyed, read_int, read_optional, read_text, \
@@ -150,8 +151,7 @@ def thaw(d):
 
 
 def freezer_state(d):
-    """THAWED, FREEZING or FROZEN (FROZEN too when a parent froze the cgroup)."""
-    return read_text(os.path.join(d, "freezer.state")).strip()
+    return fs.freezer_state(d, v2=False)
 
 
 def kill_all(d, freezer_dir, timeout):

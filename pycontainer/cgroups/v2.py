@@ -15,6 +15,7 @@ import signal
 import time
 
 from ..errors import ContainerSystemError
+from . import fs
 from ..stats import BlkioStatEntry, BlkioStats, CpuUsage, MemoryData, MemoryStats, PidsStats, \
     ThrottlingData
 from .fs import FREEZING, FROZEN, MAX, THAWED, list_procs, parse_keyed, read_int, \
@@ -130,19 +131,10 @@ def freeze(d):
 
 
 def freezer_state(d):
-    """cgroup.freeze says what was asked; the 'frozen' line of cgroup.events says whether
-    the kernel got there."""
-    if read_text(os.path.join(d, "cgroup.freeze")).strip() == "0":
-        return THAWED
-    events = parse_keyed(read_text(os.path.join(d, "cgroup.events")))
-    return FROZEN if events.get("frozen") == 1 else FREEZING
+    return fs.freezer_state(d, v2=True)
 
 
-def freezer_state_of(freeze, events):
-    """freezer_state from the bytes of cgroup.freeze and cgroup.events."""
-    if freeze.strip() == b"0":
-        return THAWED
-    return FROZEN if b"frozen 1" in events else FREEZING
+freezer_state_of = fs.freezer_state_of
 
 
 def frozen(d):

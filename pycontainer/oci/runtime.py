@@ -500,6 +500,9 @@ class Runtime:
 
     def start(self, container_id):
         """`start`: a created container's program runs."""
+        from .lean import start as lean_start     # lazily
+        if lean_start(self._root(), container_id):
+            return
         container = self.load(container_id)
         state = str(container.run_state())
         pid = container.init_pid()
@@ -623,6 +626,10 @@ class Runtime:
     # kill, delete, pause, resume, update --------------------------------------------------
 
     def kill(self, container_id, signum, all=False):
+        if not all:
+            from .lean import kill as lean_kill      # lazily
+            if lean_kill(self._root(), container_id, signum):
+                return
         container = self.load(container_id)
         state = str(container.run_state())
         if state == "stopped" or (state == "created" and not container.init_pid()):
@@ -633,7 +640,10 @@ class Runtime:
     def delete(self, container_id, force=False):
         """`delete`: a stopped or created container, its poststop hooks run; `force`: in
         any state, and one whose state cannot be read, and none at all."""
-        from ..errors import ContainerError, ContainerNotExistError    # lazily
+        from .lean import delete as lean_delete     # lazily
+        if lean_delete(self._root(), container_id):
+            return
+        from ..errors import ContainerError, ContainerNotExistError
         from ..state import StateInvalidError
         try:
             container = self.factory.load(container_id)
@@ -662,17 +672,25 @@ class Runtime:
     def pause(self, container_id, timeout=10.0):
         """`pause`: frozen, waiting for the kernel to say so."""
         import time                          # lazily
-        container = self.load(container_id)
-        container.pause()
+        from .lean import pause as lean_pause
+        status = lean_pause(self._root(), container_id)
+        if status is None:
+            container = self.load(container_id)
+            container.pause()
+
+            def status():
+                return str(container.run_state())
         deadline = time.monotonic() + timeout
-        while str(container.run_state()) == "pausing":
+        while status() == "pausing":
             if time.monotonic() > deadline:
-                raise Failure(f"container {container.id!r}: pause: still freezing after "
+                raise Failure(f"container {container_id!r}: pause: still freezing after "
                               f"{timeout}s")
             time.sleep(0.001)
 
     def resume(self, container_id):
-        self.load(container_id).resume()
+        from .lean import resume as lean_resume     # lazily
+        if not lean_resume(self._root(), container_id):
+            self.load(container_id).resume()
 
     def update(self, container_id, resources_file=None, flags=None):
         """`update`: the container's resources changed as runc's update flags or a linux.resources document (resources_file) say."""

@@ -18,18 +18,27 @@ from helpers import write_bundle  # noqa: E402  (tests/helpers.py)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
-# What `state` and `list` must not import: the seccomp compiler (pyseccomp's import runs
-# ldconfig twice through ctypes.util), the OCI spec parser, Config and its dataclasses,
-# the container and factory machinery, the network and asyncio stacks.
+# What `state`, `list`, `kill` (of the init), `pause`, `resume` and `delete` (of a stopped
+# container) must not import: json, re and enum (the
+# state record is read and the documents written through pycontainer.cjson), the seccomp
+# compiler (pyseccomp's import runs ldconfig twice through ctypes.util), the OCI spec
+# parser, Config and its dataclasses, the container and factory machinery, the network
+# and asyncio stacks.
 HEAVY = ("pyseccomp", "ctypes", "ctypes.util", "asyncio", "pyroute2", "dataclasses",
-         "inspect", "typing", "pycontainer.oci.spec", "pycontainer.seccomp",
+         "inspect", "typing", "signal", "hashlib", "shutil", "json", "re", "enum",
+         "reprlib", "pycontainer.oci.spec", "pycontainer.seccomp",
          "pycontainer.config", "pycontainer.container", "pycontainer.factory",
-         "pycontainer.cgroups", "pycontainer.network", "pycontainer.events")
+         "pycontainer.cgroups.manager", "pycontainer.cgroups.host",
+         "pycontainer.cgroups.v1", "pycontainer.cgroups.v2", "pycontainer.stats",
+         "pycontainer.network", "pycontainer.events")
 
 
 def cli(root, *args, check=True, importtime=False):
-    argv = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m",
-            "pycontainer", "--root", root, *args]
+    # importtime: as the packager's launcher runs it (README: no site, no runpy), so that
+    # what site, the .pth files of an install and `-m` import is not counted as the
+    # command's.
+    how = ["-X", "importtime", "-S", "-c", LAUNCHER] if importtime else ["-m", "pycontainer"]
+    argv = [sys.executable, *how, "--root", root, *args]
     # Files, not pipes: a detached container keeps its stdio open after we return.
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         p = subprocess.run(argv, env=ENV, stdout=out, stderr=err, cwd=REPO,
@@ -40,6 +49,9 @@ def cli(root, *args, check=True, importtime=False):
     if check:
         assert p.returncode == 0, (args, p.stderr)
     return p
+
+
+LAUNCHER = "from pycontainer.cli import entry; entry()"
 
 
 def imported(stderr):
@@ -130,7 +142,9 @@ def test_lean_errors_are_the_full_paths(box, tmp_path):
 
 
 @pytest.mark.parametrize("args", [("state", "X"), ("state", "idle"), ("list",),
-                                  ("list", "--format", "json")])
+                                  ("list", "--format", "json"), ("kill", "idle", "CONT"),
+                                  ("kill", "idle", "SIGCONT"), ("pause", "idle"),
+                                  ("resume", "idle")])
 def test_read_commands_import_nothing_heavy(box, args):
     root, bundle = box
     cli(root, "run", "-d", "-b", bundle, "idle")
@@ -154,3 +168,107 @@ def test_changing_commands_do_not_import_the_seccomp_compiler(box):
                  ("delete", "--force", "w")):
         p = cli(root, *args, importtime=True)
         assert sorted(imported(p.stderr) & set(HEAVY_FOR_CHANGES)) == [], args
+
+
+def test_lean_kill_is_the_full_kill(box):
+    """kill of the init through oci.lean: the init gets the signal in every state it can
+    get one in; the errors (no such container, not running, a bad signal) are the full
+    path's."""
+    root, bundle = box
+    cli(root, "create", "-b", bundle, "k")
+    pid = Runtime(root).state("k")["pid"]
+    cli(root, "kill", "k", "STOP")                  # the staged init is signalled too
+    with open(f"/proc/{pid}/stat") as f:
+        assert f.read().rsplit(")", 1)[1].split()[0] == "T"
+    cli(root, "kill", "k", "CONT")
+    cli(root, "kill", "k", "KILL")
+    wait_exit(pid)
+    p = cli(root, "kill", "k", "KILL", check=False)
+    assert (p.returncode, p.stderr) == (1, "container 'k': kill: container not running "
+                                           "(stopped)\n")
+    p = cli(root, "kill", "nosuch", check=False)
+    assert (p.returncode, p.stderr) == (1, "container 'nosuch': load: no such container\n")
+    p = cli(root, "kill", "k", "NOSUCHSIG", check=False)
+    assert (p.returncode, p.stderr) == (1, "unknown signal 'NOSUCHSIG'\n")
+    cli(root, "delete", "k")
+
+
+def cgroups_of(root, cid):
+    with open(os.path.join(root, cid, "state.json")) as f:
+        record = json.load(f)["cgroups"]
+    return [d for d in [record.get("unified"), *record.get("v1", {}).values()] if d]
+
+
+def test_lean_delete_removes_what_the_full_delete_removes(box):
+    """delete of a stopped container (the shim's delete after the killed init exited)
+    through oci.lean: its cgroups and state directory go, nothing heavy is imported; a
+    live one is refused as before, and a missing one is the full path's error."""
+    root, bundle = box
+    cli(root, "run", "-d", "-b", bundle, "d")
+    dirs = cgroups_of(root, "d")
+    assert dirs and all(os.path.isdir(d) for d in dirs)
+    p = cli(root, "delete", "d", check=False)
+    assert (p.returncode, p.stderr) == (1, "container 'd': delete: cannot delete a "
+                                           "container that is running (use --force)\n")
+    pid = Runtime(root).state("d")["pid"]
+    cli(root, "kill", "d", "KILL")
+    wait_exit(pid)
+    p = cli(root, "delete", "d", importtime=True)
+    assert "pycontainer.oci.lean" in imported(p.stderr)
+    assert sorted(imported(p.stderr) & set(HEAVY)) == []
+    assert not os.path.exists(os.path.join(root, "d"))
+    assert not any(os.path.exists(d) for d in dirs)
+    p = cli(root, "delete", "d", check=False)
+    assert (p.returncode, p.stderr) == (1, "container 'd': load: no such container\n")
+    cli(root, "delete", "--force", "d")
+    # A created container (a live staged init) is killed and deleted the full way.
+    cli(root, "create", "-b", bundle, "e")
+    dirs = cgroups_of(root, "e")
+    cli(root, "delete", "e")
+    assert not os.path.exists(os.path.join(root, "e"))
+    assert not any(os.path.exists(d) for d in dirs)
+
+
+def test_lean_pause_and_resume_are_the_full_ones(box):
+    """pause and resume through oci.lean: the kernel's freezer says paused and running
+    (check_same compares every document with the full path's), a second pause or resume
+    changes nothing, and a created container's errors are the full path's."""
+    root, bundle = box
+    cli(root, "run", "-d", "-b", bundle, "f")
+    for op, status in (("pause", "paused"), ("resume", "running")):
+        cli(root, op, "f")
+        cli(root, op, "f")
+        check_same(root, "f", status)
+    cli(root, "create", "-b", bundle, "g")
+    for op in ("pause", "resume"):
+        p = cli(root, op, "g", check=False)
+        assert (p.returncode, p.stderr) == (1, f"container 'g': {op}: the container is "
+                                               "created\n")
+
+
+def test_lean_start_runs_the_program_and_reports_a_late_failure(box, tmp_path,
+                                                                busybox_rootfs):
+    """start through oci.lean: nothing heavy imported, the program runs; a start whose
+    exec fails after the go (the program removed between create and start) gives the
+    full path's error, naming the program and errno, and the container has stopped."""
+    root, bundle = box
+    cli(root, "create", "-b", bundle, "s")
+    p = cli(root, "start", "s", importtime=True)
+    assert "pycontainer.oci.lean" in imported(p.stderr)
+    assert sorted(imported(p.stderr) & set(HEAVY)) == []
+    check_same(root, "s", "running")
+    p = cli(root, "start", "s", check=False)
+    assert (p.returncode, p.stderr) == (1, "container 's': start: cannot start a container "
+                                           "that is running\n")
+    program = os.path.join(busybox_rootfs, "data", "late-sleep")
+    os.symlink("/bin/busybox", program)
+    try:
+        late = write_bundle(tmp_path / "late", busybox_rootfs,
+                            args=["/data/late-sleep", "1000"])
+        cli(root, "create", "-b", late, "t")
+    finally:
+        os.unlink(program)
+    p = cli(root, "start", "t", check=False)
+    assert (p.returncode, p.stderr) == (1, "container 't': exec: exec: /data/late-sleep: "
+                                           "No such file or directory (ENOENT)\n")
+    check_same(root, "t", "stopped")
