@@ -64,6 +64,7 @@ def hierarchy_dirs(path):
 
 
 class TestBed:
+    __test__ = False        # not a pytest class
     def __init__(self, registry=False, log=None):
         self.tag = f"pcri{os.getpid()}"
         self.dir = tempfile.mkdtemp(prefix=f"{self.tag}-", dir="/tmp")  # short: socket path
