@@ -7,8 +7,10 @@ the pods' cgroups, the bridge and its veths, the CNI cache entries, the director
 - CRI with restrict_oom_score_adj (pods get at least containerd's own oom_score_adj:
   lowering it needs CAP_SYS_RESOURCE, which a container host may not grant);
 - CRI with the cgroupfs driver (SystemdCgroup = false) and the overlayfs snapshotter;
-  pods get `cgroup_parent` (`TestBed.cgroup_parent`) below the caller's own cgroup, so
-  nothing is made at a hierarchy root;
+  containerd (and so its shims) runs in `<our own cgroup>/pcri<pid>/daemon` and pods made
+  with `pod_config` get `cgroup_parent` `<our own cgroup>/pcri<pid>/pods`: nothing is
+  made at a hierarchy root (a pod without a cgroup_parent, as critest's, is placed by the
+  runtime relative to the shim's cgroup, so below the daemon's);
 - two runtime handlers of type io.containerd.runc.v2: `runc` (the reference) and
   `pycontainer` (BinaryName: a wrapper that runs this checkout's CLI);
 - CNI: a bridge of our own without a gateway or masquerading (no route leaves the
@@ -70,7 +72,8 @@ class TestBed:
         self.dir = tempfile.mkdtemp(prefix=f"{self.tag}-", dir="/tmp")  # short: socket path
         os.chmod(self.dir, 0o755)
         self.socket = os.path.join(self.dir, "containerd.sock")
-        self.cgroup_parent = f"{own_cgroup()}/{self.tag}"
+        self.cgroup = f"{own_cgroup()}/{self.tag}"       # all the bed's processes, below ours
+        self.cgroup_parent = f"{self.cgroup}/pods"         # the pods' (pod_config)
         self.bridge = self.tag[:15]
         self.registry = None
         self.proc = None
@@ -89,10 +92,12 @@ class TestBed:
                 self.registry = registry.Registry(built)
             self._write_config()
             self.log_path = os.path.join(self.dir, "containerd.log")
+            daemon_dirs = [_make_cgroup(d) for d in hierarchy_dirs(f"{self.cgroup}/daemon")]
             with open(self.log_path, "w") as log:
                 self.proc = subprocess.Popen(
                     ["containerd", "--config", os.path.join(self.dir, "config.toml")],
-                    stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+                    stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                    preexec_fn=lambda: _enter_cgroups(daemon_dirs))
             self.client = CRIClient(self.socket)
             deadline = time.monotonic() + timeout
             while not self._answers():
@@ -245,7 +250,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     def _kill_cgroup_processes(self):
         found = []
-        for top in hierarchy_dirs(self.cgroup_parent):
+        for top in hierarchy_dirs(self.cgroup):
             for dirpath, _, _ in os.walk(top):
                 with contextlib.suppress(OSError), open(f"{dirpath}/cgroup.procs") as f:
                     for pid in f.read().split():
@@ -256,11 +261,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     def _remove_cgroups(self):
         left = []
-        for top in hierarchy_dirs(self.cgroup_parent):
+        for top in hierarchy_dirs(self.cgroup):
             if not os.path.isdir(top):
                 continue
             dirs = [p for p, _, _ in os.walk(top)]
-            pod_dirs = dirs[1:]      # the parent itself is ours to remove, not a leak
+            ours = {top, f"{top}/daemon", f"{top}/pods"}
+            pod_dirs = [d for d in dirs if d not in ours]   # a pod's or container's: a leak
             for d in sorted(dirs, key=len, reverse=True):
                 for _ in range(100):     # a killed process leaves its cgroup a moment later
                     try:
@@ -291,6 +297,27 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def _make_cgroup(d):
+    """mkdir -p of cgroup directory d; a new v1 cpuset gets its parent's cpus and mems
+    (it takes no process without them)."""
+    parent = os.path.dirname(d)
+    if not os.path.isdir(parent):
+        _make_cgroup(parent)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(d)
+        for knob in ("cpuset.cpus", "cpuset.mems"):
+            if os.path.exists(f"{parent}/{knob}"):
+                with open(f"{parent}/{knob}") as src, open(f"{d}/{knob}", "w") as dst:
+                    dst.write(src.read())
+    return d
+
+
+def _enter_cgroups(dirs):
+    for d in dirs:
+        with open(f"{d}/cgroup.procs", "w") as f:
+            f.write("0")
 
 
 def _cni_conflist(name, bridge, ipam_dir):
