@@ -13,9 +13,10 @@ the pods' cgroups, the bridge and its veths, the CNI cache entries, the director
   runtime relative to the shim's cgroup, so below the daemon's);
 - two runtime handlers of type io.containerd.runc.v2: `runc` (the reference) and
   `pycontainer` (BinaryName: a wrapper that runs this checkout's CLI);
-- CNI: a bridge of our own without a gateway or masquerading (no route leaves the
-  machine; the bridge has no address) plus loopback, pod addresses from host-local in a
-  subnet that only exists in the pods' network namespaces;
+- CNI: a bridge of our own plus loopback; pod addresses from host-local in a /24 that
+  exists only on that bridge and in the pods' network namespaces: the bridge holds its
+  gateway address, so the host routes the subnet there, pods get no default route and
+  nothing is masqueraded (no traffic to a pod's address leaves the machine);
 - images: images.py's stand-ins, imported with `ctr -n k8s.io images import`; with
   `registry=True` also served by a registry of ours on 127.0.0.1 (registry.py) that
   containerd uses as the mirror of every registry host (critest pulls what it uses).
@@ -75,6 +76,7 @@ class TestBed:
         self.cgroup = f"{own_cgroup()}/{self.tag}"       # all the bed's processes, below ours
         self.cgroup_parent = f"{self.cgroup}/pods"         # the pods' (pod_config)
         self.bridge = self.tag[:15]
+        self.subnet = f"10.213.{os.getpid() % 250}.0/24"  # its own: beds may run side by side
         self.registry = None
         self.proc = None
         self.client = None
@@ -143,7 +145,7 @@ class TestBed:
         os.chmod(wrapper, 0o755)
         os.makedirs(os.path.join(d, "cni"))
         with open(os.path.join(d, "cni", "10-pcri.conflist"), "w") as f:
-            f.write(_cni_conflist(self.tag, self.bridge, os.path.join(d, "ipam")))
+            f.write(_cni_conflist(self.tag, self.bridge, os.path.join(d, "ipam"), self.subnet))
         mirrors = ""
         if self.registry:
             for host in ("registry.k8s.io", "gcr.io", "docker.io", "localhost"):
@@ -320,15 +322,18 @@ def _enter_cgroups(dirs):
             f.write("0")
 
 
-def _cni_conflist(name, bridge, ipam_dir):
+def _cni_conflist(name, bridge, ipam_dir, subnet):
+    """The bridge has the subnet's first address, so the host routes the subnet to it
+    (traffic to a pod's address never takes the host's default route); pods get no
+    default route (isDefaultGateway false, no IPAM routes) and nothing is masqueraded."""
     import json
     return json.dumps({
         "cniVersion": "1.0.0", "name": name,
         "plugins": [
-            {"type": "bridge", "bridge": bridge, "isGateway": False, "ipMasq": False,
-             "hairpinMode": False,
+            {"type": "bridge", "bridge": bridge, "isGateway": True,
+             "isDefaultGateway": False, "ipMasq": False, "hairpinMode": False,
              "ipam": {"type": "host-local", "dataDir": ipam_dir,
-                      "ranges": [[{"subnet": "10.213.0.0/24"}]]}},
+                      "ranges": [[{"subnet": subnet}]]}},
             {"type": "loopback"}]}, indent=1)
 
 
