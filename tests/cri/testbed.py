@@ -19,7 +19,8 @@ the pods' cgroups, the bridge and its veths, the CNI cache entries, the director
   nothing is masqueraded (no traffic to a pod's address leaves the machine);
 - images: images.py's stand-ins, imported with `ctr -n k8s.io images import`; with
   `registry=True` also served by a registry of ours on 127.0.0.1 (registry.py) that
-  containerd uses as the mirror of every registry host (critest pulls what it uses).
+  containerd uses instead of every registry host critest names (it pulls what it
+  uses); no pull ever goes to the real hosts.
 
 Run as a program, it starts the bed and prints the socket until interrupted:
     python tests/cri/testbed.py [--registry]"""
@@ -42,6 +43,8 @@ CNI_BIN = "/usr/lib/cni"
 HANDLERS = ("runc", "pycontainer")
 # What the shims make under /run/containerd whatever the daemon's state dir (their
 # sockets): removed afterwards when empty and new.
+# The registry hosts of the images critest pulls: all served by registry.py (--registry).
+REGISTRY_HOSTS = ("registry.k8s.io", "gcr.io", "docker.io", "localhost")
 RUN_DIRS = ("/run/containerd/s", "/run/containerd")
 CNI_CACHE = "/var/lib/cni/results"
 MNT_DETACH = 2
@@ -146,11 +149,19 @@ class TestBed:
         os.makedirs(os.path.join(d, "cni"))
         with open(os.path.join(d, "cni", "10-pcri.conflist"), "w") as f:
             f.write(_cni_conflist(self.tag, self.bridge, os.path.join(d, "ipam"), self.subnet))
-        mirrors = ""
+        registry = ""
         if self.registry:
-            for host in ("registry.k8s.io", "gcr.io", "docker.io", "localhost"):
-                mirrors += (f'[plugins."io.containerd.grpc.v1.cri".registry.mirrors."{host}"]\n'
-                            f'  endpoint = ["http://{self.registry.address}"]\n')
+            # hosts.toml with `server`: our registry replaces each host (a mirror of the
+            # older `mirrors` table would fall back to the host itself on a miss)
+            hosts = os.path.join(d, "certs.d")
+            for host in REGISTRY_HOSTS:
+                os.makedirs(os.path.join(hosts, host))
+                with open(os.path.join(hosts, host, "hosts.toml"), "w") as f:
+                    f.write(f'server = "http://{self.registry.address}"\n'
+                            f'[host."http://{self.registry.address}"]\n'
+                            '  capabilities = ["pull", "resolve"]\n')
+            registry = ('[plugins."io.containerd.grpc.v1.cri".registry]\n'
+                        f'  config_path = "{hosts}"\n')
         runtimes = ""
         for name, binary in (("runc", shutil.which("runc") or "runc"),
                              ("pycontainer", wrapper)):
@@ -187,7 +198,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   bin_dir = "{CNI_BIN}"
   conf_dir = "{d}/cni"
 {runtimes}
-{mirrors}""")
+{registry}""")
 
     # --- pods -----------------------------------------------------------------------------
 
