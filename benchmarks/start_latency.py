@@ -17,9 +17,14 @@ in a shuffled order, so drift and a neighbour's load hit all of them alike):
 2. join: start(/bin/true) into a running container + its exit status; against
    `crun exec`, `runc exec`, `nsenter -a -t <init pid> /bin/true`, `c_limit join` and
    `c_limit join (bare)`.
+   `pycontainer pooled`: the same lifecycle with create from a Pool (prepared sandboxes,
+   pycontainer.pool), against the same subprocess.run row.
 3. pause + resume: pause(), poll run_state() until PAUSED, resume(); against
    `crun pause` + `crun resume`, `runc pause` + `runc resume`, and the bare cgroup2
    writes (cgroup.freeze 1, read cgroup.events until "frozen 1", cgroup.freeze 0).
+   Joins and pause/resume also run on a container Pool.create made.
+4. throughput: containers/s (create + start(/bin/true) + exit + destroy) with 1, 2 and 8
+   threads, unpooled and pooled.
 
 The state roots of pycontainer, runc and crun are on a private tmpfs mounted for the run
 (--state-on-disk: /run/<tag> and the runtimes' default roots, as before). --scaling also
@@ -47,6 +52,7 @@ TARGETS = {             # from the issue
     "heap_4g_vs_0": 1.2,
     "join_500_vs_0": 1.5,
     "exit_delivery_ms": 100.0,
+    "pooled_vs_subprocess": 1.0,
 }
 
 
@@ -64,23 +70,31 @@ def plan(args):
 # --- the contenders -----------------------------------------------------------------------
 
 class PyLifecycle:
-    """create + start(/bin/true) + status + destroy, with a per-phase split."""
+    """create + start(/bin/true) + status + destroy, with a per-phase split. With `pool`,
+    create is pool.create (a prepared sandbox): the chunk first waits, untimed, until the
+    pool is full again, so every timed create is a hit and the refill runs between chunks
+    (beside the other contenders' chunks, as a server's idle time would)."""
 
-    def __init__(self, pc, factory, config, tag="full"):
+    def __init__(self, pc, factory, config, tag="full", pool=None):
         self.pc, self.factory = pc, factory
         self.config = config                             # built once: a Config is reusable
         self.proc = pc.ProcessConfig(args=["/bin/true"])
         self.tag = tag
+        self.pool = pool
         self.n = 0
 
     def chunk(self, k):
         out, phases = [], []
         T = time.perf_counter_ns
+        if self.pool is not None:
+            self.pool.wait_ready()
+        create = self.pool.create if self.pool is not None else \
+            (lambda cid: self.factory.create(cid, self.config))
         for _ in range(k):
             cid = f"{C.RUN_TAG}-{self.tag}-{self.n}"
             self.n += 1
             t0 = T()
-            c = self.factory.create(cid, self.config)
+            c = create(cid)
             t1 = T()
             try:
                 _, q = c.start(self.proc)
@@ -97,7 +111,34 @@ class PyLifecycle:
         return out, phases
 
 
+POOLED_NAME = "pycontainer pooled"
 BARE_NAME = "pycontainer (no seccomp/caps/masks)"
+
+
+def remove_pool_root(factory):
+    """The pools' state root (<root>/.pool), empty once they are closed."""
+    from pycontainer.pool import POOL_ROOT, remove_leftovers
+    remove_leftovers(factory)
+    try:
+        os.rmdir(os.path.join(factory.root, POOL_ROOT))
+    except FileNotFoundError:
+        pass
+
+
+def parked_cost(pool):
+    """The idle cost of one parked init: its resident memory (of which most is shared
+    with the process that forked it, copy-on-write) and its open descriptors."""
+    pool.wait_ready()
+    pid = pool.parked_pids()[0]
+    rss = private = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1])
+            elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+                private += int(line.split()[1])
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    return f"RSS {rss} KiB ({private} KiB private), {fds} descriptor(s)"
 BARE_NOTE = ("Config(seccomp=None, capabilities=None, no_new_privileges=False, masked_paths=(), "
              "readonly_paths=()): about c_limit's work (the device policy stays)")
 
@@ -252,9 +293,17 @@ def run_scenarios(args, ctx):
         return c
 
     # 1. full lifecycle
-    C.log(f"[1/3] full lifecycle: {rounds} rounds")
+    C.log(f"[1/4] full lifecycle: {rounds} rounds")
     py = PyLifecycle(pc, factory, pc.Config(rootfs=tools.rootfs))
     contenders = [C.Contender("pycontainer", py.chunk, k, note="default Config")]
+    cleanup.push(remove_pool_root, factory)      # runs after every pool's close
+    pool = factory.pool(pc.Config(rootfs=tools.rootfs), size=2 * k, refill_below=k)
+    cleanup.push(pool.close)
+    pooled = PyLifecycle(pc, factory, pool.config, "pooled", pool=pool)
+    contenders.append(C.Contender(POOLED_NAME, pooled.chunk, k, note=(
+        f"default Config, Pool(size={2 * k}, refill_below={k}): every create a hit, the "
+        "refill between chunks (untimed), as in a server's idle moments; the throughput "
+        "rows count the refill")))
     extra_rows = []
     bare_cfg, why = bare_config(pc, tools.rootfs)
     if bare_cfg is not None:
@@ -286,7 +335,25 @@ def run_scenarios(args, ctx):
         f"{n} {s['median_us']:.0f} / {s['p90_us']:.0f}" for n, s in split.items())
     print(line)
     texts.append(line)
-    results["full"] = scenario_record(contenders + extra_rows, orders, {"pycontainer_phases": split})
+    pooled_phases = [p for chunk in contenders[1].raw for p in chunk]
+    pooled_split = {n: C.summarize([p[i] for p in pooled_phases])
+                    for i, n in enumerate(phase_names)}
+    line = "    pooled phases (median / p90 us): " + ", ".join(
+        f"{n} {s['median_us']:.0f} / {s['p90_us']:.0f}" for n, s in pooled_split.items())
+    ps = pool.stats()
+    line += (f"\n    pool: {ps.hits} hits, {ps.misses} misses, {ps.refills} refills, "
+             f"refill {ps.refill_mean_seconds * 1e6:.0f} us per sandbox (refill thread's "
+             f"wall time); parked init: {parked_cost(pool)}")
+    print(line)
+    texts.append(line)
+    # A pooled long-lived container for 2 and 3: the same interface once it runs.
+    pooled_init = pool.create(f"{C.RUN_TAG}-longlived-pooled")
+    cleanup.push(pooled_init.destroy)
+    pooled_init.start(pc.ProcessConfig(args=["/bin/sleep", "100000"]))
+    pool.close()
+    results["full"] = scenario_record(contenders + extra_rows, orders, {
+        "pycontainer_phases": split, "pooled_phases": pooled_split,
+        "pool": {n: getattr(ps, n) for n in ("hits", "misses", "refills", "refill_seconds")}})
 
     # long-lived containers for 2 and 3
     init = factory.create(f"{C.RUN_TAG}-longlived", pc.Config(rootfs=tools.rootfs))
@@ -303,8 +370,10 @@ def run_scenarios(args, ctx):
             rt_ids[rt.name] = rt.start_detached("sleep", ["/bin/sleep", "100000"])
 
     # 2. join
-    C.log(f"[2/3] join: {rounds} rounds")
-    contenders = [C.Contender("pycontainer", py_join_chunk(pc, init), k, note="default Config")]
+    C.log(f"[2/4] join: {rounds} rounds")
+    contenders = [C.Contender("pycontainer", py_join_chunk(pc, init), k, note="default Config"),
+                  C.Contender(POOLED_NAME, py_join_chunk(pc, pooled_init), k,
+                              note="into a container Pool.create made")]
     extra_rows = []
     if bare_init is not None:
         contenders.append(C.Contender(BARE_NAME, py_join_chunk(pc, bare_init), k, note=BARE_NOTE))
@@ -327,9 +396,11 @@ def run_scenarios(args, ctx):
     results["join"] = scenario_record(contenders + extra_rows, orders)
 
     # 3. pause + resume
-    C.log(f"[3/3] pause + resume: {rounds} rounds")
+    C.log(f"[3/4] pause + resume: {rounds} rounds")
     contenders = [C.Contender("pycontainer", py_pause_chunk(pc, init), k,
-                              note="cgroup2 cgroup.freeze (hybrid host: pycontainer freezes on v2)")]
+                              note="cgroup2 cgroup.freeze (hybrid host: pycontainer freezes on v2)"),
+                  C.Contender(POOLED_NAME, py_pause_chunk(pc, pooled_init), k,
+                              note="a container Pool.create made")]
     extra_rows = []
     for rt in runtimes.values():
         if rt.skip:
@@ -350,7 +421,74 @@ def run_scenarios(args, ctx):
     texts.append(C.table("3. pause + resume: pause, until PAUSED, resume (us)",
                          contenders + extra_rows, reference="pycontainer"))
     results["pause"] = scenario_record(contenders + extra_rows, orders)
+
+    # 4. throughput
+    seconds = 2.0 if args.quick else 10.0
+    C.log(f"[4/4] throughput: {seconds:.0f} s per row")
+    rows, text = throughput(pc, factory, tools.rootfs, seconds, cleanup)
+    print(text)
+    texts.append(text)
+    results["throughput"] = rows
     return results, texts
+
+
+def throughput(pc, factory, rootfs, seconds, cleanup, threads=(1, 2, 8), pool_size=64):
+    """Containers created, started (/bin/true), run to exit and destroyed per second by N
+    threads for `seconds`, unpooled and from one Pool(size=pool_size) whose refill thread
+    runs meanwhile (its work counts: the rate is what the machine sustains, misses
+    included)."""
+    import threading
+    config = pc.Config(rootfs=rootfs)
+    proc = pc.ProcessConfig(args=["/bin/true"])
+    rows, lines = [], [f"== 4. throughput: containers/s, create + start(/bin/true) + exit + "
+                       f"destroy, N threads for {seconds:.0f} s =="]
+    lines.append(f"{'mode':<12}{'threads':>8}{'containers/s':>15}{'hits':>8}{'misses':>8}")
+    for mode in ("unpooled", "pooled"):
+        for n in threads:
+            pool = None
+            if mode == "pooled":
+                pool = factory.pool(config, size=pool_size)
+                cleanup.push(pool.close)
+                pool.wait_ready()
+            create = pool.create if pool is not None else (lambda cid: factory.create(cid, config))
+            counts, errors = [0] * n, []
+            stop = time.monotonic() + seconds
+
+            def worker(i):
+                j = 0
+                try:
+                    while time.monotonic() < stop:
+                        c = create(f"{C.RUN_TAG}-tp-{mode}-{n}-{i}-{j}")
+                        j += 1
+                        try:
+                            _, q = c.start(proc)
+                            if q.get(timeout=30) != 0:
+                                raise RuntimeError("/bin/true failed")
+                        finally:
+                            c.destroy()
+                        counts[i] += 1
+                except Exception as exc:      # reported below, not lost in the thread
+                    errors.append(exc)
+            began = time.monotonic()
+            ts = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            elapsed = time.monotonic() - began
+            if errors:
+                raise errors[0]
+            hits = misses = None
+            if pool is not None:
+                st = pool.stats()
+                hits, misses = st.hits, st.misses
+                pool.close()
+            rate = sum(counts) / elapsed
+            rows.append({"mode": mode, "threads": n, "per_s": rate, "hits": hits,
+                         "misses": misses, "seconds": elapsed})
+            lines.append(f"{mode:<12}{n:>8}{rate:>15.0f}{'' if hits is None else hits:>8}"
+                         f"{'' if misses is None else misses:>8}")
+    return rows, "\n".join(lines)
 
 
 CLIMIT_SECURE_NOTE = f"c_limit does the default Config's security work: {C.CLIMIT_SECURITY_WORK}"
@@ -418,6 +556,13 @@ def evaluate_targets(results, scaling):
     if results:
         ratio_row("full lifecycle <= 1.3x c_limit full", "full", "pycontainer", "c_limit full",
                   TARGETS["full_vs_c_limit"])
+        ratio_row("pooled full lifecycle <= 1.0x subprocess.run(/bin/true)", "full", POOLED_NAME,
+                  "subprocess.run(/bin/true)", TARGETS["pooled_vs_subprocess"])
+        for scen in ("join", "pause"):
+            a, b = median_of(results, scen, POOLED_NAME), median_of(results, scen, "pycontainer")
+            if a and b:
+                out.append((f"  (info) {scen}, pooled container vs unpooled",
+                            f"{a / b:.2f}x (median {a:.0f} vs {b:.0f} us)", "info"))
         ratio_row("join <= 1.3x c_limit join", "join", "pycontainer", "c_limit join",
                   TARGETS["join_vs_c_limit"])
         if median_of(results, "full", "c_limit full") or median_of(results, "join", "c_limit join"):

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <string.h>
 #include <unistd.h>
 #include "joinreq.h"
 
@@ -23,8 +24,11 @@ static int fail(int stage, int err)
     return 127;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* A pooled sandbox's parked init (spawn.c, zygote_park). */
+    if (argc > 0 && strcmp(argv[0], "pycontainer-zygote") == 0)
+        return pc_zygote_main();
     /* First: from here on no one without CAP_SYS_PTRACE over our user namespace can open
      * our /proc files (mem, fd/, exe, root), and we are still outside the container. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)

@@ -86,6 +86,7 @@ static void pack(struct packer *k, const struct pc_target *t, const struct pc_pr
     tt.nprocs_fds = t->nprocs_fds;
     tt.exec_fifo_fd = -1;
     tt.join_helper_fd = -1;
+    tt.zygote_fd = -1;
 
     struct pc_process pp = *p;
     for (int i = 0; i < 3; i++)

@@ -88,6 +88,7 @@ static const char *const stage_names[PC_STAGE_COUNT] = {
     [PC_STAGE_JOIN_HELPER] = "join_helper",
     [PC_STAGE_DUMPABLE] = "dumpable",
     [PC_STAGE_ROOTFS_PROPAGATION] = "rootfs_propagation",
+    [PC_STAGE_POOL_REQUEST] = "pool_request",
 };
 
 const char *pc_stage_name(int stage)
@@ -517,6 +518,7 @@ static int stage_wait(struct spawn_ctx *ctx, struct pc_child_error *e)
     return 0;
 }
 
+
 static int child_finish(struct spawn_ctx *ctx, struct pc_child_error *e)
 {
     report(ctx, e);
@@ -529,6 +531,68 @@ static int die(struct spawn_ctx *ctx, struct pc_child_error *e, int stage)
     pc_fail(e, stage, -1);
     return child_finish(ctx, e);
 }
+
+/* --- pooled sandboxes (zygote.c): the parked init's side ---------------------------
+ * An init that waits for its process. It is cloned as an unstaged init is (CLONE_VM |
+ * CLONE_VFORK, no copy of the caller's memory) and, set up, execs the join helper (a
+ * small static program, from its sealed memfd) as "pycontainer-zygote" with its socket as
+ * PC_ZYGOTE_SOCK_FD and its error pipe as PC_ZYGOTE_READY_FD: that exec ends the sharing
+ * (the caller wakes), and parked it holds a few pages of its own, so the later exec of
+ * the process has nothing large to tear down. The helper reports ready and waits in
+ * pc_zygote_main; a failure before is reported as any init's. */
+static int zygote_park(struct spawn_ctx *ctx, struct pc_child_error *e)
+{
+    const struct pc_target *t = ctx->t;
+    int sock, ready, helper;
+    if ((sock = fcntl(t->zygote_fd, F_DUPFD_CLOEXEC, 10)) < 0 ||
+        (ready = fcntl(ctx->errfd, F_DUPFD_CLOEXEC, 10)) < 0 ||
+        (helper = fcntl(t->join_helper_fd, F_DUPFD_CLOEXEC, 10)) < 0 ||
+        dup2(sock, PC_ZYGOTE_SOCK_FD) < 0 || dup2(ready, PC_ZYGOTE_READY_FD) < 0)
+        return pc_fail(e, PC_STAGE_JOIN_HELPER, -1);
+    ctx->errfd = PC_ZYGOTE_READY_FD;
+    /* done_w (close-on-exec) tells a user namespace helper that we have exec'd. */
+    int keep[4] = { PC_ZYGOTE_SOCK_FD, PC_ZYGOTE_READY_FD, helper, ctx->done_w };
+    if (close_all_but(0, keep, 4) < 0)
+        return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
+    char *const argv[] = { "pycontainer-zygote", NULL };
+    char *const envp[] = { NULL };
+    syscall(SYS_execveat, helper, "", argv, envp, AT_EMPTY_PATH);
+    return pc_fail(e, PC_STAGE_JOIN_HELPER, -1);
+}
+
+int pc_zygote_main(void)
+{
+    struct spawn_ctx ctx = { .errfd = PC_ZYGOTE_READY_FD, .join_pidfd_out = -1,
+                             .join_pid_out = -1, .sync_r = -1, .sync_w = -1, .done_r = -1,
+                             .done_w = -1, .own_mm = 1 };
+    struct pc_child_error e = { 0, 0, -1 };
+    /* First: no one in the container may open our /proc files (exec made us dumpable). */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return die(&ctx, &e, PC_STAGE_DUMPABLE);
+    /* EOF on the socket must tell the caller the process exec'd. */
+    if (fcntl(PC_ZYGOTE_SOCK_FD, F_SETFD, FD_CLOEXEC) < 0)
+        return die(&ctx, &e, PC_STAGE_JOIN_HELPER);
+    struct pc_child_error ready = { PC_STAGE_NONE, 0, -1 };
+    report(&ctx, &ready);
+    close(PC_ZYGOTE_READY_FD);
+    ctx.errfd = PC_ZYGOTE_SOCK_FD;
+    /* The signals the init blocked (and ignored) survive exec: a signal ends us as it
+     * would the program. */
+    sigset_t none;
+    sigemptyset(&none);
+    reset_signal_handlers();
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8);
+    struct pc_process *p;
+    int rc = pc_zygote_receive(PC_ZYGOTE_SOCK_FD, &p, &e);
+    if (rc == 1)
+        return 0;             /* the pool (or its process) is gone: so are we */
+    if (rc < 0)
+        return child_finish(&ctx, &e);
+    ctx.p = p;
+    exec_process(&ctx, &e);
+    return child_finish(&ctx, &e);
+}
+/* --- end of pooled sandboxes --- */
 
 /* The init's first act: of the caller's descriptor table (a copy) keep only what the
  * target and the process name, so no host descriptor is there while the container is set
@@ -547,6 +611,8 @@ static int init_close_inherited(struct spawn_ctx *ctx)
     keep[n++] = ctx->sync_r;
     keep[n++] = ctx->done_w;
     keep[n++] = t->exec_fifo_fd;
+    keep[n++] = t->zygote_fd;
+    keep[n++] = t->zygote_fd >= 0 ? t->join_helper_fd : -1;
     keep[n++] = ctx->legacy ? t->cgroup_fd : -1;
     keep[n++] = p->console_fd;
     for (int i = 0; i < 3; i++)
@@ -614,7 +680,7 @@ static int init_main(void *arg)
         return die(ctx, &e, PC_STAGE_DOMAINNAME);
     if ((c->ns_flags & CLONE_NEWNET) && bring_up_loopback() < 0)
         return die(ctx, &e, PC_STAGE_LOOPBACK);
-    if (ctx->staged && stage_wait(ctx, &e) < 0)
+    if (ctx->t->zygote_fd >= 0 ? zygote_park(ctx, &e) < 0 : ctx->staged && stage_wait(ctx, &e) < 0)
         return child_finish(ctx, &e);
     exec_process(ctx, &e);
     return child_finish(ctx, &e);
@@ -1093,11 +1159,13 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
     do {
         n = read(errpipe[0], cerr, sizeof(*cerr));
     } while (n < 0 && errno == EINTR);
-    if (ctx.staged && n == 0) {
+    /* A parked init reports ready too, from the helper it execs (zygote_park). */
+    int reports_ready = ctx.staged || (!joining && t->zygote_fd >= 0);
+    if (reports_ready && n == 0) {
         n = -1;
         errno = EPROTO;
     }
-    if (n != 0 && !(ctx.staged && n == (ssize_t)sizeof(*cerr) && cerr->err == 0)) {
+    if (n != 0 && !(reports_ready && n == (ssize_t)sizeof(*cerr) && cerr->err == 0)) {
         if (n != (ssize_t)sizeof(*cerr)) {
             cerr->stage = PC_STAGE_NONE;
             cerr->err = n < 0 ? errno : EPROTO;

@@ -52,6 +52,7 @@ enum pc_stage {
     PC_STAGE_JOIN_HELPER,  /* moving descriptors for, or exec of, the join helper */
     PC_STAGE_DUMPABLE,     /* PR_SET_DUMPABLE 0 */
     PC_STAGE_ROOTFS_PROPAGATION,
+    PC_STAGE_POOL_REQUEST, /* a parked init receiving its process (zygote.c) */
     PC_STAGE_COUNT
 };
 
@@ -184,6 +185,11 @@ struct pc_target {
     const int *ns_fds;
     const int *ns_types;
     int nns_fds;
+    /* >= 0 (a new container only): park the init (a pooled sandbox, zygote.c). It is
+     * cloned as an unstaged init, but before anything of the process: after the Config's
+     * setup it execs join_helper_fd as pc_zygote_main, which reports ready and waits on
+     * this socket for the process (pc_zygote_start). */
+    int zygote_fd;
 };
 
 /* Start `proc` in `target`. On success *pid (in the caller's pid namespace) and *pidfd
@@ -209,5 +215,15 @@ int pc_reap_ready(int epfd, int timeout_ms, int *fds, int *statuses, int max);
  * When someone else reaps it concurrently, waits (at most ~100 ms) for the pidfd to get
  * the status, as pc_reap_ready does. */
 int pc_pidfd_exit_status(int fd, int reap, int *status);
+
+/* Hand `p` to the init parked on `sock` (pc_target.zygote_fd's other end) and wait until
+ * it has exec'd (0) or reports a failure (cerr filled, -errno). -E2BIG when the request
+ * is larger than PC_ZYGOTE_MAX_REQUEST or has too many descriptors for one message. */
+#define PC_ZYGOTE_MAX_REQUEST (128 * 1024)
+/* The parked init runs the join helper as "pycontainer-zygote" with these descriptors. */
+#define PC_ZYGOTE_SOCK_FD 3
+#define PC_ZYGOTE_READY_FD 4
+int pc_zygote_main(void);
+int pc_zygote_start(int sock, const struct pc_process *p, struct pc_child_error *cerr);
 
 #endif

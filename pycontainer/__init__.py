@@ -9,7 +9,7 @@ __all__ = [
     "Factory", "RunState", "ContainerStats", "Event", "ContainerError", "ConfigInvalidError",
     "ContainerNotExistError", "ContainerNotRunningError", "ContainerNotStoppedError",
     "ContainerPausedError", "ContainerSystemError", "IdInUseError", "InvalidIdError",
-    "StateInvalidError",
+    "StateInvalidError", "Image", "ImageError", "Pool", "PoolStats",
 ]
 __version__ = "0.1.0"
 
@@ -17,7 +17,8 @@ _MODULE_OF = {
     "Config": "config", "Mount": "config", "Network": "config", "ProcessConfig": "config",
     "Resources": "config", "Container": "container", "StartedProcess": "process",
     "Factory": "factory", "RunState": "state", "StateInvalidError": "state",
-    "ContainerStats": "stats", "Event": "events",
+    "ContainerStats": "stats", "Event": "events", "Image": "image", "ImageError": "errors",
+    "Pool": "pool", "PoolStats": "pool",
     **{name: "errors" for name in (
         "ContainerError", "ConfigInvalidError", "ContainerNotExistError",
         "ContainerNotRunningError", "ContainerNotStoppedError", "ContainerPausedError",

@@ -15,6 +15,7 @@ cdef extern from "spawn.h" nogil:
         PC_STAGE_EXEC
         PC_STAGE_CGROUP
         PC_MAX_EXTRA_FDS
+        PC_ZYGOTE_MAX_REQUEST
         PC_STATUS_UNKNOWN
 
     struct pc_child_error:
@@ -112,10 +113,12 @@ cdef extern from "spawn.h" nogil:
         const int *ns_fds
         const int *ns_types
         int nns_fds
+        int zygote_fd
 
     const char *pc_stage_name(int stage)
     int pc_spawn(const pc_target *target, const pc_process *proc, pid_t *pid, int *pidfd,
                  pc_child_error *cerr)
+    int pc_zygote_start(int sock, const pc_process *p, pc_child_error *cerr)
     int pc_reap_ready(int epfd, int timeout_ms, int *fds, int *statuses, int max)
     int pc_pidfd_exit_status(int fd, int reap, int *status)
 

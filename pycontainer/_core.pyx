@@ -246,7 +246,7 @@ def join_helper_fd():
 def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned int uid, unsigned int gid, groups,
           stdio, int cgroup_fd=-1, procs_fds=(), int join_pidfd=-1, uint64_t join_ns=0,
           uid_map=None, gid_map=None, deny_setgroups=False, ns_fds=(), int exec_fifo_fd=-1,
-          int console_fd=-1, extra_fds=()):
+          int console_fd=-1, extra_fds=(), int zygote_fd=-1, int zygote_sock=-1):
     """Start a process: a new container's init (join_pidfd == -1) or one joining the
     namespaces of the init behind join_pidfd. Returns (pid, pidfd) once it has exec'd.
     uid_map/gid_map: the new user namespace's maps (when the plan has one).
@@ -255,7 +255,12 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned i
     exec_fifo_fd (an O_PATH fd of a fifo): stage the init instead; it returns once the
     init is set up, which then waits until the fifo is opened for reading and read.
     console_fd (a unix socket): the process gets a pty as its terminal and sends the
-    master over it. extra_fds: descriptors that become 3, 4, ... in the process."""
+    master over it. extra_fds: descriptors that become 3, 4, ... in the process.
+    Pooled sandboxes (pycontainer.pool, csrc/zygote.c): zygote_fd (a SOCK_SEQPACKET
+    socket) parks the new init after the Config's setup, before anything of the process
+    (argv, stdio, security are placeholders then); zygote_sock (its other end) hands this
+    process to that parked init instead of cloning one, and returns (-1, -1) once it has
+    exec'd."""
     cdef list keep = []
     cdef pc_process proc
     cdef pc_target target
@@ -309,15 +314,26 @@ def spawn(ContainerPlan plan, SecurityPlan security, argv, envp, cwd, unsigned i
         target.procs_fds = cprocs
         target.nprocs_fds = nprocs
         target.exec_fifo_fd = exec_fifo_fd
-        target.join_helper_fd = join_helper_fd() if join_pidfd >= 0 else -1
+        target.join_helper_fd = join_helper_fd() if join_pidfd >= 0 or zygote_fd >= 0 else -1
         target.uid_map = _cstr(keep, uid_map)
         target.gid_map = _cstr(keep, gid_map)
         target.deny_setgroups = 1 if deny_setgroups else 0
         target.ns_fds = cns_fds
         target.ns_types = cns_types
         target.nns_fds = nns
-        with nogil:
-            rc = pc_spawn(&target, &proc, &pid, &pidfd, &cerr)
+        target.zygote_fd = zygote_fd
+        if zygote_sock >= 0:
+            with nogil:
+                rc = pc_zygote_start(zygote_sock, &proc, &cerr)
+            if rc < 0 and cerr.stage == PC_STAGE_NONE:
+                what = "send the process to its parked init"
+                if rc == -errno_codes.E2BIG:
+                    what = (f"the process's request to its parked init is larger than "
+                            f"{PC_ZYGOTE_MAX_REQUEST} bytes or has more than 253 descriptors")
+                raise ContainerSystemError(-rc, what, stage="pool_request")
+        else:
+            with nogil:
+                rc = pc_spawn(&target, &proc, &pid, &pidfd, &cerr)
         if rc < 0:
             _raise_spawn_error(plan, security.rlimit_names if security is not None else (),
                                -rc, cerr, argv, cwd,

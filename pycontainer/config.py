@@ -16,6 +16,7 @@ from typing import Optional
 from . import namespaces as _ns
 from .devices import DeviceRule
 from .errors import ConfigInvalidError
+from .image import Image, as_image
 from .security import (DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, HOST_IMAGE_CAPS,
                        HOST_SECRET_PATHS, Capabilities, Device, IdMap, Rlimit, check_sysctl)
 
@@ -390,12 +391,19 @@ class Config:
     # A signal every process gets when the thread that started it exits (prctl
     # PR_SET_PDEATHSIG): None lets containers outlive the program that made them.
     pdeathsig: Optional[int] = None
+    # An Image (pycontainer.image): the container's root is a writable layer of its own
+    # over the image's read-only tree (pycontainer.overlay), removed at destroy; env and
+    # cwd left at their defaults take the image config's Env and WorkingDir.
+    image: Optional[Image] = None
+    # With rootfs: the same writable layer over that directory, which stays unchanged.
+    rootfs_overlay: bool = False
 
     def __post_init__(self):
         if self.rootfs is not None:
             _check_path("rootfs", self.rootfs)
             if not os.path.isabs(self.rootfs):
                 _bad("rootfs", self.rootfs, "must be an absolute path")
+        self._check_image()
         for name in ("hostname", "domainname"):
             value = getattr(self, name)
             if value is None:
@@ -438,6 +446,30 @@ class Config:
             if self.cgroup_parent is not None:
                 _bad("cgroup_path", self.cgroup_path, "give cgroup_parent or cgroup_path, not both")
         self._check_security()
+
+    def _check_image(self):
+        if not isinstance(self.rootfs_overlay, bool):
+            _bad("rootfs_overlay", self.rootfs_overlay, "expected True or False")
+        if self.image is None:
+            if self.rootfs_overlay and self.rootfs is None:
+                _bad("rootfs_overlay", True, "needs rootfs (the directory to lay it over)")
+            return
+        image = as_image(self.image)
+        object.__setattr__(self, "image", image)
+        if self.rootfs is not None:
+            _bad("image", image.name or image.chain_id, f"give image or rootfs "
+                 f"({self.rootfs}), not both")
+        if self.env is DEFAULT_ENV and image.config.env:
+            object.__setattr__(self, "env", image.config.env)
+        if self.cwd == "/" and image.config.working_dir:
+            object.__setattr__(self, "cwd", image.config.working_dir)
+
+    @property
+    def overlay_lower(self):
+        """The read-only tree under the container's writable layer, or None."""
+        if self.image is not None:
+            return self.image.rootfs
+        return self.rootfs if self.rootfs_overlay else None
 
     def _check_namespaces(self):
         ns = self.namespaces
@@ -516,7 +548,7 @@ class Config:
         object.__setattr__(self, "networks", tuple(built))
 
     def _check_security(self):
-        host = self.rootfs is None
+        host = self.image_is_host
         if self.capabilities is _IMAGE_CAPABILITIES or self.capabilities is _HOST_CAPABILITIES:
             object.__setattr__(self, "capabilities",
                                _HOST_CAPABILITIES if host else _IMAGE_CAPABILITIES)
@@ -567,7 +599,7 @@ class Config:
 
     @property
     def image_is_host(self):
-        return self.rootfs is None
+        return self.rootfs is None and self.image is None
 
     def to_dict(self):
         """A JSON-able dict; from_dict(to_dict()) == self. Made once (the Config is frozen);
@@ -586,6 +618,8 @@ class Config:
         d = dict(d)
         if d.get("resources") is not None:
             d["resources"] = _build(Resources, d["resources"], "resources")
+        if d.get("image") is not None:
+            d["image"] = as_image(d["image"])
         if isinstance(d.get("capabilities"), dict):
             d["capabilities"] = {k: tuple(v) for k, v in d["capabilities"].items()}
         for k in ("namespaces", "env", "masked_paths", "readonly_paths"):

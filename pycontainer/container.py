@@ -28,7 +28,7 @@ import time
 import warnings
 import weakref
 
-from . import _core, events, namespaces, network
+from . import _core, events, namespaces, network, overlay
 from .config import MOUNT_FLAGS, ProcessConfig, Resources
 from .devices import DEFAULT_RULES, DevicePolicy, DeviceRule
 from .errors import (ConfigInvalidError, ContainerNotExistError, ContainerNotRunningError,
@@ -137,6 +137,9 @@ def _remove(path, dir_fd=None):
 
 
 _DERIVED = {}       # id(Config) -> {name: value}; an entry goes with its Config
+# What a parked init (a pooled sandbox) is cloned with before its process is known: only
+# the Config's setup reads it; its process comes over the pool's socket (_unpark).
+_PARKED = ProcessConfig(args=["(parked)"])
 
 
 def derived(config, name, make):
@@ -154,9 +157,11 @@ def derived(config, name, make):
     return value
 
 
-def build_plan(config):
-    """The Config in the C form the child reads (shared through derived())."""
-    host = config.rootfs is None
+def build_plan(config, rootfs=None):
+    """The Config in the C form the child reads (shared through derived(), unless the
+    container's root is its own: `rootfs`, its writable layer's mount point)."""
+    host = config.image_is_host
+    rootfs = rootfs or config.rootfs
     # The namespaces the init's clone makes: not those it joins by path, nor the network
     # namespace that network.setup() makes and configures for veths (joined the same way).
     owned = tuple(n for n in config.new_namespaces
@@ -169,8 +174,8 @@ def build_plan(config):
     return _core.ContainerPlan(
         namespaces=owned,
         # The host image: / bound recursively (where: csrc/rootfs.c, stage_host_image).
-        rootfs_source="/" if host else config.rootfs,
-        rootfs_target=None if host else config.rootfs,
+        rootfs_source="/" if host else rootfs,
+        rootfs_target=None if host else rootfs,
         host_image=host, readonly_rootfs=host or config.readonly_rootfs,
         rootfs_propagation=MOUNT_FLAGS[config.rootfs_propagation][1]
         if config.rootfs_propagation else 0,
@@ -331,6 +336,19 @@ class ContainerInternal:
     def is_current(self, record):
         return record.nonce == self._c._nonce
 
+    # Pooled sandboxes (pycontainer.pool): an init parked before its process.
+    def park(self, sock_fd):
+        """Start the init parked on the socket sock_fd (csrc/zygote.c): (pid, pidfd)."""
+        with _Operation(self._c, "pool"):
+            pid, pidfd, _ = self._c._start_locked(_PARKED, zygote_fd=sock_fd)
+            return pid, pidfd
+
+    def hold_parked(self, sock, pidfd):
+        """This handle's start() hands its process to the parked init over `sock` (the
+        other end of park's socket); `pidfd` (the init's, owned from here) is what start
+        returns to be reaped."""
+        self._c._parked = (sock, pidfd)
+
 
 class Container:
     def __init__(self, state_dir, record, config, written=None, manager=None):
@@ -341,7 +359,8 @@ class Container:
         self._id = record.id
         self._nonce = record.nonce
         self._config = config
-        self._plan = derived(config, "plan", build_plan)
+        self._plan = derived(config, "plan", build_plan) if config.overlay_lower is None \
+            else build_plan(config, overlay.merged_dir(state_dir))
         if written is not None:
             # A new container (Factory.create): its seccomp profile is compiled now, so
             # a profile libseccomp refuses fails the create. A loaded one compiles it at
@@ -362,6 +381,7 @@ class Container:
         self._pidfds = {}                 # (pid, start time) -> pidfd of an init we looked at
         self._state_cache = [written, record]   # state.json's bytes and their record
         self._pidfds_lock = threading.Lock()
+        self._parked = None               # (socket, pidfd) of a parked init: hold_parked
 
     def __repr__(self):
         return f"<Container {self._id!r} at {self._dir}>"
@@ -453,7 +473,8 @@ class Container:
         new ones) and the record's init, not staged, is alive: a start that records a new
         init needs it dead, and only exec() changes a staged record."""
         record = self._state_cache[1]
-        if record is None or record.init_pid is None or record.extra.get("staged"):
+        if record is None or record.init_pid is None or record.extra.get("staged") or \
+                record.extra.get("parked"):
             return None
         fd = self._pidfds.get((record.init_pid, record.init_start_time))
         if fd is None:
@@ -471,8 +492,8 @@ class Container:
             return RunState.CREATED
         if self._init_pidfd(record) is None:
             return RunState.STOPPED
-        if record.extra.get("staged"):
-            return RunState.CREATED         # set up, waiting for exec()
+        if record.extra.get("staged") or record.extra.get("parked"):
+            return RunState.CREATED         # set up, waiting for exec() or its process
         return _FREEZER_TO_STATE[self._cgroups.freezer_state()]
 
     def init_pid(self):
@@ -672,7 +693,7 @@ class Container:
                 return report
             report += data
 
-    def _start_locked(self, process, staged=False):
+    def _start_locked(self, process, staged=False, zygote_fd=-1):
         record = self._record("start", mutable=True)
         state = self._state(record)
         if state in (RunState.PAUSED, RunState.PAUSING):
@@ -693,6 +714,8 @@ class Container:
             # The init died while the container was paused: a new one cloned into the
             # frozen cgroup would never run (and we would wait for its exec forever).
             self._cgroups.thaw()
+        if record.extra.get("parked") and state == RunState.CREATED:
+            return self._unpark(process, record, args)
         if state == RunState.RUNNING and self._cgroups.pids_full():
             raise ContainerSystemError(errno.EAGAIN, "the pids limit is reached")
         cgroup_fd, procs_fds = self._cgroups.placement()
@@ -713,7 +736,8 @@ class Container:
                 fifo_fd = self._make_exec_fifo()
             pid, pidfd, console = _spawn(process, self._plan, *args, cgroup_fd=cgroup_fd,
                                          procs_fds=procs_fds, ns_fds=ns_fds,
-                                         exec_fifo_fd=fifo_fd, **self._userns)
+                                         exec_fifo_fd=fifo_fd, zygote_fd=zygote_fd,
+                                         **self._userns)
         except BaseException:
             with contextlib.suppress(Exception):   # else the veths go with the namespace
                 network.teardown(veths)
@@ -737,7 +761,7 @@ class Container:
         if staged:   # what exec() names when the init reports a failure after the go
             staged = {"argv0": process.args[0], "cwd": args[3],
                       "rlimits": list(security.rlimit_names if security is not None else ())}
-        for key, value in (("staged", staged), ("veths", veths)):
+        for key, value in (("staged", staged), ("veths", veths), ("parked", zygote_fd >= 0)):
             if value:
                 record.extra[key] = value
             else:
@@ -755,6 +779,34 @@ class Container:
                 os.close(console)
             raise
         return pid, pidfd, console
+
+    def _unpark(self, process, record, args):
+        """start() of a pooled container: its parked init takes the process over the socket
+        Pool.create gave this handle, and execs it (csrc/zygote.c)."""
+        if self._parked is None:
+            raise ContainerNotRunningError("its init is parked in a pool: only the handle "
+                                           "Pool.create returned can start it")
+        if self._init_pidfd(record) is None:
+            raise ContainerNotRunningError("its parked init has exited")
+        (sock, pidfd), self._parked = self._parked, None
+        try:
+            with sock:
+                _, _, console = _spawn(process, self._plan, *args, zygote_sock=sock.fileno())
+        except BaseException:
+            # As after an unpooled start that failed: no process, CREATED, startable.
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)   # exiting after its report
+            select.select([pidfd], [], [])
+            _core.pidfd_exit_status(pidfd, True)
+            os.close(pidfd)
+            record.init_pid = record.init_start_time = None
+            for key in ("parked", "init_pidns", "init_key"):
+                record.extra.pop(key, None)
+            self._write(record)
+            raise
+        del record.extra["parked"]
+        self._write(record)
+        return record.init_pid, pidfd, console
 
     def _join(self, process, record, args, cgroup_fd, procs_fds):
         """_spawn a process into the running init's namespaces (see _joining)."""
@@ -941,6 +993,8 @@ class Container:
                     return
                 self._cgroups.destroy(lambda: self._live_init(record))
                 self._remove_veths(record)
+                if self._config.overlay_lower is not None:
+                    overlay.teardown(dir_fd)
                 remove_state_dir(dir_fd, self._dir)
         except ContainerNotExistError:
             pass
@@ -967,6 +1021,11 @@ class Container:
             for fd in self._pidfds.values():
                 os.close(fd)
             self._pidfds.clear()
+            if self._parked is not None:
+                # The parked init exits once its socket closes; the watcher reaps it.
+                (sock, pidfd), self._parked = self._parked, None
+                sock.close()
+                WATCHER.watch(pidfd)
         self._cgroups.close()
 
     def __del__(self):

@@ -75,6 +75,13 @@ class ConfigInvalidError(ContainerError, ValueError):
                 (self.field, self.value, self.reason, self.container_id, self.operation))
 
 
+class ImageError(ContainerError, ValueError):
+    """An image cannot be used: a document or layer of it is malformed, does not match its
+    digest, or has an entry that is refused (the message names the layer and the entry)."""
+
+    code = "ImageInvalid"
+
+
 class ContainerSystemError(ContainerError, OSError):
     """A syscall failed. ``errno`` is the kernel's; ``stage`` names the step inside the
     container's child process (``"pivot_root"``, ``"exec"`` ...) when it failed there."""

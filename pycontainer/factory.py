@@ -10,6 +10,7 @@ that is not ours, is reported as damaged, and destroying it removes the entry on
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import fcntl
@@ -22,11 +23,12 @@ import stat
 import time
 import warnings
 
-from . import cgroups, namespaces, network
+from . import cgroups, namespaces, network, overlay
 from .config import Config
-from .container import Container, device_policy, remove_state_dir
+from .container import Container, device_policy, lock_container, remove_state_dir
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      ContainerSystemError, IdInUseError, in_context, system_error_from)
+from .pool import POOL_ROOT, SANDBOX_ID, Pool
 from .security import IdMap
 from .state import (STATE_FILE, StateInvalidError, StateRecord, check_id, default_root,
                     read_state, write_state)
@@ -35,6 +37,11 @@ from .state import (STATE_FILE, StateInvalidError, StateRecord, check_id, defaul
 _MAX_NAME = 255            # NAME_MAX
 _LONG_PREFIX = ".long-"
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _scope_of(root):
+    """The cgroup name prefix of a state root's containers (Factory._cgroup_scope)."""
+    return None if root == default_root() else hashlib.sha256(root.encode()).hexdigest()[:8]
 
 
 def rootless_config(config, container_id, scope):
@@ -67,6 +74,17 @@ def check_host(config, container_id):
     try:
         if config.rootfs is not None and not os.path.isdir(config.rootfs):
             raise ConfigInvalidError("rootfs", config.rootfs, "is not a directory")
+        if config.overlay_lower is not None and config.uid_mappings and not any(
+                m.container_id == 0 and m.host_id == os.geteuid() for m in config.uid_mappings):
+            # Its tree and writable layer belong to this uid, in a state directory only it
+            # may enter: another uid could neither reach nor write them.
+            raise ConfigInvalidError("uid_mappings", config.uid_mappings, "a container on an "
+                                     "image or with rootfs_overlay needs its root mapped to "
+                                     f"uid {os.geteuid()}, this process's")
+        if config.image is not None and not os.path.isdir(config.image.rootfs):
+            raise ConfigInvalidError("image", config.image.name or config.image.chain_id,
+                                     f"its tree {config.image.rootfs} is not in the store "
+                                     "(removed?): load the image again")
         for name, path in config.namespace_paths.items():
             namespaces.check_file(name, path)
     except ConfigInvalidError as exc:
@@ -114,8 +132,18 @@ class Factory:
         self.root = os.path.abspath(root or default_root())
         # Containers of the default root have cgroups named by id alone; another root's
         # are prefixed with a tag of it, so equal ids in two roots do not collide.
-        self._cgroup_scope = None if self.root == default_root() else \
-            hashlib.sha256(self.root.encode()).hexdigest()[:8]
+        self._cgroup_scope = _scope_of(self.root)
+
+    def _cgroup_identity(self, extra, container_id):
+        """(id, scope) the container's cgroups were made for: its own, or for a pooled
+        container the sandbox's it was prepared as (in the pool root, before its id was
+        known: pycontainer.pool). Only a sandbox id of the pool's form is taken from the
+        record."""
+        pooled = extra.get("pool") if isinstance(extra, dict) else None
+        sandbox = pooled.get("sandbox") if isinstance(pooled, dict) else None
+        if isinstance(sandbox, str) and SANDBOX_ID.fullmatch(sandbox):
+            return sandbox, _scope_of(os.path.join(self.root, POOL_ROOT))
+        return container_id, self._cgroup_scope
 
     def _name(self, container_id):
         """The state directory's name in the root. An id longer than a file name may be
@@ -314,9 +342,16 @@ class Factory:
             written = write_state(state_dir, record)
             # An unprivileged user cannot restrict devices; the user namespace does.
             manager.create(device_rules=None if rootless else device_policy(config))
+            if config.overlay_lower is not None:
+                overlay.setup(dir_fd, config.overlay_lower)
             return Container(state_dir, record, config, written, manager)
         except BaseException as exc:
-            # Nothing half-made stays: cgroups, then the state directory.
+            # Nothing half-made stays: the writable layer, cgroups, then the state directory.
+            if config.overlay_lower is not None:
+                try:
+                    overlay.teardown(dir_fd)
+                except Exception:
+                    pass
             if manager is not None:
                 try:
                     manager.destroy()
@@ -324,6 +359,45 @@ class Factory:
                     pass
             remove_state_dir(dir_fd, state_dir, root_fd)
             raise in_context(exc, container_id, "create") from None
+
+    def pool(self, config, size=8, refill_below=None):
+        """A Pool of `size` prepared sandboxes of `config` in this root (pycontainer.pool)."""
+        return Pool(self, config, size, refill_below)
+
+    def adopt(self, sandbox, container_id):
+        """Pooled sandboxes (pycontainer.pool): give `sandbox`, a container of this root's
+        pool root (Factory(<root>/.pool)) whose init is parked, the id `container_id`. Its
+        state directory moves here under the id (the rename is atomic: load() by the id
+        finds it whole or not at all) and its record takes the id; its cgroups keep the
+        sandbox's name (see _cgroup_identity). Returns the named Container, sharing the
+        sandbox's Config object. IdInUseError, and the sandbox is untouched, when the id
+        is taken."""
+        name = self._name(container_id)
+        state_dir = os.path.join(self.root, name)
+        root_fd = self._open_root(container_id, "create", create=True)
+        try:
+            try:
+                os.mkdir(name, 0o700, dir_fd=root_fd)     # the id, reserved as create() does
+            except FileExistsError:
+                raise IdInUseError("a container with this id exists", container_id=container_id,
+                                   operation="create") from None
+            try:
+                sandbox_dir = sandbox.internal.state_dir
+                with lock_container(sandbox_dir, sandbox.id, "create"):
+                    record = sandbox.internal.record("create")
+                    record = record.replace(id=container_id, extra={
+                        **record.extra, "pool": {"sandbox": sandbox.id}})
+                    written = write_state(sandbox_dir, record)
+                    os.rename(sandbox_dir, state_dir)      # over the reserved, empty one
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.rmdir(name, dir_fd=root_fd)
+                raise
+        finally:
+            os.close(root_fd)
+        config = sandbox.config
+        manager = cgroups.load_manager(record.cgroups, resources=config.resources)
+        return Container(state_dir, record, config, written, manager)
 
     def load(self, container_id):
         """The container with this id, as any process sees it."""
@@ -346,9 +420,9 @@ class Factory:
         try:
             config = Config.from_dict(record.config)
             # The cgroups the record names must be those create() made for this id.
-            manager = cgroups.load_manager(record.cgroups, container_id, config.cgroup_parent,
-                                           self._cgroup_scope, config.resources,
-                                           config.cgroup_path)
+            cg_id, scope = self._cgroup_identity(record.extra, container_id)
+            manager = cgroups.load_manager(record.cgroups, cg_id, config.cgroup_parent, scope,
+                                           config.resources, config.cgroup_path)
             return Container(state_dir, record, config, manager=manager)
         except RecursionError:
             raise StateInvalidError(f"{os.path.join(state_dir, STATE_FILE)}: nested too deeply",
@@ -405,6 +479,7 @@ class Factory:
             if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
                 return                # destroyed meanwhile (and maybe made again): not ours
             self._damaged_manager(dir_fd, name, container_id, _not_ours(st)).destroy()
+            overlay.teardown(dir_fd)                 # whether or not the record says so
             shutil.rmtree(name, dir_fd=root_fd)      # what is in it is never followed
         finally:
             os.close(dir_fd)
@@ -418,9 +493,10 @@ class Factory:
             try:
                 record = read_state(os.path.join(self.root, name), container_id, dir_fd=dir_fd)
                 parent, path = (record.config.get(k) for k in ("cgroup_parent", "cgroup_path"))
-                return cgroups.load_manager(record.cgroups, container_id,
+                cg_id, scope = self._cgroup_identity(record.extra, container_id)
+                return cgroups.load_manager(record.cgroups, cg_id,
                                             parent if isinstance(parent, str) else None,
-                                            self._cgroup_scope,
+                                            scope,
                                             path=path if isinstance(path, str) else None)
             except ContainerError:
                 pass

@@ -293,3 +293,18 @@ def write_bundle(directory, rootfs, args=("sleep", "1000"), mutate=None):
     with open(os.path.join(directory, "config.json"), "w") as f:
         json.dump(spec, f)
     return str(directory)
+
+
+def pooled_create(factory, cid, config):
+    """A container of `config` taken from a Pool: a prepared sandbox whose init is parked.
+    When preparing one fails (a Config whose mount or device fails), Pool.create makes it
+    the normal way, as it does for an empty pool: start() then reports that failure, as
+    it does unpooled."""
+    with factory.pool(config, size=1) as pool:
+        try:
+            pool.wait_ready()
+        except pc.ContainerError:
+            return pool.create(cid)
+        c = pool.create(cid)
+        assert pool.stats().hits == 1, pool.stats()
+        return c

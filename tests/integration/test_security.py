@@ -27,7 +27,7 @@ from pycontainer.security import (CAP_NUMBER, DEFAULT_CAPS, DEFAULT_MASKED_PATHS
 # --- helpers ----------------------------------------------------------------------------
 
 
-from helpers import run, sh, sh_ok, start_bg  # noqa: E402  (tests/helpers.py)
+from helpers import pooled_create, run, sh, sh_ok, start_bg  # noqa: E402  (tests/helpers.py)
 
 
 def mountinfo(pid="self"):
@@ -193,15 +193,21 @@ def public_factory(public_dir, leak_check, request):
         pytest.fail(f"test left containers behind: {leftovers}")
 
 
-@pytest.fixture
-def container(factory, rootfs):
-    """Create containers that are destroyed at the end of the test."""
+@pytest.fixture(params=["unpooled", "pooled"])
+def container(factory, rootfs, request):
+    """Create containers that are destroyed at the end of the test: made by the Factory,
+    or taken from a Pool of their Config (a prepared sandbox whose init is parked: the
+    same isolation is expected of it)."""
     made = []
 
     def make(cid="sec", **kw):
         # a /tmp of its own: the image is shared by the tests of this module
         kw.setdefault("mounts", [pc.Mount("/tmp", type="tmpfs")])
-        c = factory.create(cid, pc.Config(rootfs=kw.pop("rootfs", rootfs), **kw))
+        config = pc.Config(rootfs=kw.pop("rootfs", rootfs), **kw)
+        if request.param == "unpooled":
+            c = factory.create(cid, config)
+        else:
+            c = pooled_create(factory, cid, config)
         made.append(c)
         return c
     yield make
@@ -831,9 +837,11 @@ USERNS = ("user", "mount", "pid", "uts", "ipc", "net")
 MAP = [IdMap(0, 100000, 65536)]
 
 
-def test_user_namespace(public_factory, rootfs):
-    c = public_factory.create("userns", pc.Config(rootfs=rootfs, namespaces=USERNS,
-                                                  uid_mappings=MAP, gid_mappings=MAP))
+@pytest.mark.parametrize("pooled", [False, True], ids=["unpooled", "pooled"])
+def test_user_namespace(public_factory, rootfs, pooled):
+    config = pc.Config(rootfs=rootfs, namespaces=USERNS, uid_mappings=MAP, gid_mappings=MAP)
+    c = pooled_create(public_factory, "userns", config) if pooled else \
+        public_factory.create("userns", config)
     status, out, err = sh(c, "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map")
     assert status == 0, err
     lines = out.splitlines()

@@ -174,6 +174,14 @@ def plausible_config(rootfs):
         "uid_mappings": st.lists(idmap, max_size=2),
         "gid_mappings": st.lists(idmap, max_size=2),
         "pdeathsig": ints,
+        # An image's dict as state.json holds it; the busybox rootfs stands for its tree.
+        "image": st.one_of(st.none(), st.sampled_from(["busybox", 3]), st.fixed_dictionaries(
+            {"rootfs": st.sampled_from([rootfs, "/nonexistent", "relative", rootfs + "\x00"]),
+             "chain_id": st.sampled_from(["sha256:" + "0" * 64, "sha256:x", "", 7])},
+            optional={"config": st.sampled_from([{}, {"env": ["A=1"], "working_dir": "/tmp"},
+                                                 {"bogus": 1}, "x"]),
+                      "name": st.sampled_from(["", "busybox:1", 3])})),
+        "rootfs_overlay": st.booleans(),
     }
 
 

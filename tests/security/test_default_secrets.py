@@ -17,7 +17,7 @@ import pytest
 import pycontainer as pc
 from pycontainer.security import DEFAULT_CAPS, HOST_IMAGE_CAPS, Capabilities
 
-from helpers import run, sh  # noqa: E402  (tests/helpers.py)
+from helpers import pooled_create, run, sh  # noqa: E402  (tests/helpers.py)
 
 OTHER = 4242          # another user of the host
 PY = "/usr/bin/python3"
@@ -51,12 +51,14 @@ def test_the_default_is_the_host_image_minus_what_reads_others_files():
     assert dataclasses.replace(pc.Config(), rootfs="/") == pc.Config(rootfs="/")
 
 
-@pytest.fixture
-def container(factory):
+@pytest.fixture(params=["unpooled", "pooled"])
+def container(factory, request):
+    """Containers made by the Factory, or taken from a Pool (a prepared sandbox)."""
     made = []
 
     def make(cid, config):
-        made.append(factory.create(cid, config))
+        made.append(factory.create(cid, config) if request.param == "unpooled"
+                    else pooled_create(factory, cid, config))
         return made[-1]
     yield make
     for c in made:

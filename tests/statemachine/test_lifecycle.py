@@ -99,6 +99,8 @@ class Lifecycle(RuleBasedStateMachine):
         self.count = {}      # id -> expected number of processes
         self.queues = {}     # id -> exit queues of long-running processes we started
         self.gone = []       # Container objects of destroyed containers
+        self.pool = None     # a Pool of self.config (create_two)
+        self.parked = set()  # ids of pooled containers whose init is parked (not started)
 
     # -- helpers --
 
@@ -115,6 +117,7 @@ class Lifecycle(RuleBasedStateMachine):
         return self.factory.load(cid)       # raises ContainerNotExistError
 
     def _destroyed(self, cid):
+        self.parked.discard(cid)
         self.gone.append(self.objs.pop(cid))
         del self.state[cid]
         del self.count[cid]
@@ -125,9 +128,13 @@ class Lifecycle(RuleBasedStateMachine):
 
     @initialize()
     def create_two(self):
-        """Start with two containers so most steps act on one; "c" waits for `create`."""
+        """Start with two containers so most steps act on one, "b" from a full pool; "c"
+        waits for `create` or `create_pooled`."""
+        self.pool = self.factory.pool(self.config, size=2)
+        self.pool.wait_ready()
         self.create("a")
-        self.create("b")
+        self.create_pooled("b")
+        assert "b" in self.parked
 
     @rule(cid=IDS)
     def create(self, cid):
@@ -139,6 +146,26 @@ class Lifecycle(RuleBasedStateMachine):
         assert c.id == cid
         assert c.run_state() == RS.CREATED
         self.objs[cid], self.state[cid], self.count[cid], self.queues[cid] = c, RS.CREATED, 0, []
+
+    @rule(cid=IDS)
+    def create_pooled(self, cid):
+        """Pool.create: CREATED with its parked init as its one process; an empty pool
+        makes it unpooled (then no process)."""
+        if cid in self.state:
+            with pytest.raises(pc.IdInUseError):
+                self.pool.create(cid)
+            return
+        hits = self.pool.stats().hits
+        c = self.pool.create(cid)
+        assert c.id == cid and c.run_state() == RS.CREATED
+        parked = self.pool.stats().hits > hits
+        self.objs[cid], self.state[cid], self.queues[cid] = c, RS.CREATED, []
+        self.count[cid] = 1 if parked else 0
+        if parked:
+            self.parked.add(cid)
+
+    def _started(self, cid):
+        self.parked.discard(cid)
 
     @rule(cid=IDS)
     def start_sleep(self, cid):
@@ -153,6 +180,7 @@ class Lifecycle(RuleBasedStateMachine):
                 c.start(process)
             return
         pid, exits = c.start(process)
+        self._started(cid)
         self.queues[cid].append(exits)
         if state in (RS.CREATED, RS.STOPPED):
             self.state[cid], self.count[cid] = RS.RUNNING, 1
@@ -173,6 +201,7 @@ class Lifecycle(RuleBasedStateMachine):
                 c.start(process)
             return
         pid, exits = c.start(process)
+        self._started(cid)
         assert exits.get(timeout=10) == 0
         if state in (RS.CREATED, RS.STOPPED):
             wait_state(c, RS.STOPPED)
@@ -254,6 +283,9 @@ class Lifecycle(RuleBasedStateMachine):
         if op == "start":
             if state == RS.PAUSED:
                 assert out[0] == "ContainerPausedError", out
+            elif cid in self.parked:
+                # Only the handle Pool.create returned holds the parked init's socket.
+                assert out[0] == "ContainerNotRunningError", out
             elif program == "/bin/true":
                 assert out == ["ok", "0"], out
             else:
@@ -316,6 +348,7 @@ class Lifecycle(RuleBasedStateMachine):
             self.objs[cid].destroy()
             self._destroyed(cid)
         assert self.factory.list() == []
+        self.pool.close()
         reap_orphans()
 
 
