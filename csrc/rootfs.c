@@ -1,16 +1,20 @@
 /* rootfs.c: the container's mount namespace, built in the child before exec.
  *
  * Order: make / rprivate (nothing we do propagates to the host; rslave when asked);
- * make proc and sysfs while the host's are visible (a user namespace may not make them
- * later); bind the rootfs onto itself; then every mount goes onto a destination
+ * make the built-in proc and sysfs while the host's are visible (a user namespace may not
+ * make them later); bind the rootfs onto itself; then every mount goes onto a destination
  * resolved inside the rootfs with openat2(RESOLVE_IN_ROOT) and mounted through the
  * /proc/self/fd link of what was resolved, so no symlink (/etc/evil -> /) or ".." and
  * no race swapping a component can put a mount on the host (the CVE-2019-19921 /
  * CVE-2021-30465 class).
- * Host sources of bind mounts are still reachable at that point. Then pivot_root and
- * detach the old root; /proc, /sys and /dev/pts... are placed inside the new root, where
- * no host path exists any more; devices, sysctls, read-only and masked paths, and the
- * rootfs propagation asked for, last.
+ * Host sources of bind mounts are still reachable at that point. The Config's mounts go
+ * in the order listed; without the built-in ones (default_mounts 0, a config.json that
+ * lists its /proc, /sys and /dev itself) they are all there is, and only the default
+ * device nodes and /dev links are ours. Then pivot_root and detach the old root; the
+ * built-in /proc, /sys and /dev/pts... are placed inside the new root, where
+ * no host path exists any more; devices, sysctls, read-only and masked paths, then a
+ * read-only rootfs (its mount points all made by then) and the rootfs propagation asked
+ * for, last.
  * Every step reports its stage; indexed steps report which item failed. Descriptors
  * left open on a failure are close-on-exec in a child about to _exit. */
 #ifndef _GNU_SOURCE
@@ -21,6 +25,8 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 #include "child.h"
@@ -220,14 +226,17 @@ static const struct pc_node default_nodes[] = {
 };
 #define PC_NODES (sizeof(default_nodes) / sizeof(default_nodes[0]))
 
-/* /dev: a tmpfs with the default nodes, made (root) or bound from the host (a user
- * namespace may not mknod). Before pivot_root, inside the root. */
-static int make_dev(int rootfd, int bind)
+/* The default nodes in the root's /dev (made when missing), made (root) or bound from the
+ * host (a user namespace may not mknod). Before pivot_root, inside the root. Nodes that
+ * exist already (a /dev the config bound from the host) are left as they are. */
+static int make_nodes(int rootfd, int bind)
 {
-    if (mount_in_root(rootfd, "tmpfs", "/dev", 1, "tmpfs", MS_NOSUID | MS_STRICTATIME,
-                      "mode=755,size=65536k") < 0)
-        return -1;
-    int dev = open_in_root_once(rootfd, "/dev", O_DIRECTORY);
+    int dev = open_in_root(rootfd, "/dev", 1);
+    if (dev >= 0) {
+        int dir = open_in_root_once(rootfd, "/dev", O_DIRECTORY);
+        close(dev);
+        dev = dir;
+    }
     if (dev < 0)
         return -1;
     for (size_t i = 0; i < PC_NODES; i++) {
@@ -236,6 +245,8 @@ static int make_dev(int rootfd, int bind)
         if (!bind) {
             rc = mknodat(dev, name, S_IFCHR | 0666,
                          makedev(default_nodes[i].major, default_nodes[i].minor));
+            if (rc < 0 && errno == EEXIST)
+                rc = 0;
         } else {
             rc = openat(dev, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
             if (rc >= 0) {
@@ -257,6 +268,15 @@ static int make_dev(int rootfd, int bind)
     return 0;
 }
 
+/* The built-in /dev: a tmpfs with the default nodes. */
+static int make_dev(int rootfd, int bind)
+{
+    if (mount_in_root(rootfd, "tmpfs", "/dev", 1, "tmpfs", MS_NOSUID | MS_STRICTATIME,
+                      "mode=755,size=65536k") < 0)
+        return -1;
+    return make_nodes(rootfd, bind);
+}
+
 static const char *const dev_links[][2] = {
     { "/proc/self/fd", "/dev/fd" }, { "/proc/self/fd/0", "/dev/stdin" },
     { "/proc/self/fd/1", "/dev/stdout" }, { "/proc/self/fd/2", "/dev/stderr" },
@@ -271,8 +291,17 @@ static int mount_fs(const char *source, const char *target, const char *fstype,
     return mount(source, target, fstype, flags, data);
 }
 
-/* The rest of /dev, after pivot_root. In a user namespace gid 5 (tty) may be unmapped,
- * which devpts refuses. */
+/* /dev's links (those there already are left: a /dev the config bound from the host). */
+static int dev_symlinks(void)
+{
+    for (size_t i = 0; i < sizeof(dev_links) / sizeof(dev_links[0]); i++)
+        if (symlink(dev_links[i][0], dev_links[i][1]) < 0 && errno != EEXIST)
+            return -1;
+    return 0;
+}
+
+/* The rest of the built-in /dev, after pivot_root. In a user namespace gid 5 (tty) may be
+ * unmapped, which devpts refuses. */
 static int finish_dev(int userns)
 {
     const unsigned long nse = MS_NOSUID | MS_NODEV | MS_NOEXEC;
@@ -284,10 +313,7 @@ static int finish_dev(int userns)
         return -1;
     if (mount_fs("mqueue", "/dev/mqueue", "mqueue", nse, NULL) < 0)
         return -1;
-    for (size_t i = 0; i < sizeof(dev_links) / sizeof(dev_links[0]); i++)
-        if (symlink(dev_links[i][0], dev_links[i][1]) < 0)
-            return -1;
-    return 0;
+    return dev_symlinks();
 }
 
 /* The host image is the host's / bound recursively: its own kernel views are detached
@@ -483,6 +509,70 @@ static const char *stage_host_image(void)
     return PC_HOST_TARGET;
 }
 
+/* A read-only image: every mount of it read-only now, recursively, but its top mount
+ * only once every mount point is made and everything is mounted (runc's order: an image
+ * without /etc/resolv.conf still gets one bound onto it). Returns 1 when the top is to be
+ * made read-only last, 0 when it is already, -1 with errno. The host's own tree stays
+ * read-only from the start: nothing may make mount points in the host's filesystems.
+ * A top mount that was read-only before (a read-only bind or filesystem) stays so. */
+static int readonly_image(int root, int host_image)
+{
+    struct statfs sfs;
+    if (fstatfs(root, &sfs) < 0)
+        return -1;
+    struct pc_mount_attr ro = { .attr_set = PC_MOUNT_ATTR_RDONLY };
+    if (pc_mount_setattr(root, "", AT_EMPTY_PATH | PC_AT_RECURSIVE, &ro) < 0)
+        return -1;
+    if (host_image || (sfs.f_flags & ST_RDONLY))
+        return 0;
+    struct pc_mount_attr rw = { .attr_clr = PC_MOUNT_ATTR_RDONLY };
+    if (pc_mount_setattr(root, "", AT_EMPTY_PATH, &rw) < 0)
+        return -1;
+    return 1;
+}
+
+/* The host's sysfs, read-only, as runc does rootless: a user namespace without a network
+ * namespace of its own may not mount sysfs. */
+static int bind_host_sys(int root, const char *dest)
+{
+    struct pc_mount_attr ro = { .attr_set = PC_MOUNT_ATTR_RDONLY };
+    int sys;
+    if (mount_in_root(root, "/sys", dest, 1, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+        (sys = open_in_root_once(root, dest, O_PATH)) < 0)
+        return -1;
+    int rc = pc_mount_setattr(sys, "", AT_EMPTY_PATH | PC_AT_RECURSIVE, &ro);
+    int saved = errno;
+    close(sys);
+    errno = saved;
+    return rc;
+}
+
+/* Config mount i, at its place in the list. */
+static int config_mount(int root, const struct pc_mount *m, int userns,
+                        struct pc_child_error *e, int i)
+{
+    struct stat st;
+    if (!m->fstype && stat(m->source, &st) < 0)
+        return pc_fail(e, PC_STAGE_BIND_SOURCE, i);
+    /* No source: the filesystem type, as runc and crun name it (mountinfo shows it). */
+    const char *source = m->fstype && !(m->source && *m->source) ? m->fstype : m->source;
+    int rc = m->fstype ? mount_in_root(root, source, m->destination, 1, m->fstype,
+                                       m->flags, m->data)
+                       : bind_in_root(root, m, S_ISDIR(st.st_mode));
+    if (rc < 0 && userns && errno == EPERM && m->fstype && !strcmp(m->fstype, "sysfs"))
+        rc = bind_host_sys(root, m->destination);
+    if (rc < 0)
+        return pc_fail(e, PC_STAGE_MOUNT, i);
+    if (m->fstype && m->propagation) {
+        int fd = open_in_root_once(root, m->destination, O_PATH);
+        char target[32];
+        if (fd < 0 || mount(NULL, format_fd_path(target, fd), NULL, m->propagation, NULL) < 0)
+            return pc_fail(e, PC_STAGE_MOUNT, i);
+        close(fd);
+    }
+    return 0;
+}
+
 int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
 {
     /* Nothing we mount may reach the host. A slave rootfs starts as one, so that what
@@ -494,12 +584,15 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
     /* proc and sysfs now, while the host's are visible: in a user namespace the kernel
      * refuses them once no fully visible instance is left. */
     const unsigned int nse = 0x2 | 0x4 | 0x8;   /* MOUNT_ATTR_NOSUID | NODEV | NOEXEC */
-    int proc = pc_fsmount("proc", "proc", nse);
-    if (proc < 0)
-        return pc_fail(e, PC_STAGE_MOUNT_PROC, -1);
-    int sys = pc_fsmount("sysfs", "sysfs", nse | PC_MOUNT_ATTR_RDONLY);
-    if (sys < 0 && !(c->bind_devices && errno == EPERM))
-        return pc_fail(e, PC_STAGE_MOUNT_SYS, -1);
+    int proc = -1, sys = -1;
+    if (c->default_mounts) {
+        proc = pc_fsmount("proc", "proc", nse);
+        if (proc < 0)
+            return pc_fail(e, PC_STAGE_MOUNT_PROC, -1);
+        sys = pc_fsmount("sysfs", "sysfs", nse | PC_MOUNT_ATTR_RDONLY);
+        if (sys < 0 && !(c->bind_devices && errno == EPERM))
+            return pc_fail(e, PC_STAGE_MOUNT_SYS, -1);
+    }
 
     const char *target = c->host_image ? stage_host_image() : c->rootfs_target;
     if (!target || mount(c->rootfs_source, target, NULL, MS_BIND | MS_REC, NULL) < 0)
@@ -509,63 +602,45 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
         return pc_fail(e, PC_STAGE_BIND_ROOTFS, -1);
     if (c->host_image && detach_host_views(target) < 0)
         return pc_fail(e, PC_STAGE_BIND_ROOTFS, -1);
+    int readonly_last = 0;
     if (c->readonly_rootfs) {
-        struct pc_mount_attr ro = { .attr_set = PC_MOUNT_ATTR_RDONLY };
-        if (pc_mount_setattr(root, "", AT_EMPTY_PATH | PC_AT_RECURSIVE, &ro) < 0)
+        int rc = readonly_image(root, c->host_image);
+        if (rc < 0)
             return pc_fail(e, PC_STAGE_READONLY_ROOTFS, -1);
+        readonly_last = rc;
     }
 
     umask(0);   /* device nodes and mount points get exactly the modes asked for */
-    if (sys < 0) {
-        /* A user namespace without a network namespace of its own may not mount sysfs:
-         * the host's, read-only, as runc does rootless. */
-        struct pc_mount_attr ro = { .attr_set = PC_MOUNT_ATTR_RDONLY };
-        if (mount_in_root(root, "/sys", "/sys", 1, NULL, MS_BIND | MS_REC, NULL) < 0 ||
-            (sys = open_in_root_once(root, "/sys", O_PATH)) < 0 ||
-            pc_mount_setattr(sys, "", AT_EMPTY_PATH | PC_AT_RECURSIVE, &ro) < 0)
+    if (c->default_mounts) {
+        if (sys < 0 && bind_host_sys(root, "/sys") < 0)
             return pc_fail(e, PC_STAGE_MOUNT_SYS, -1);
-        close(sys);
-        sys = -1;
+        if (make_dev(root, c->bind_devices) < 0)
+            return pc_fail(e, PC_STAGE_MOUNT_DEV, -1);
     }
-    if (make_dev(root, c->bind_devices) < 0)
-        return pc_fail(e, PC_STAGE_MOUNT_DEV, -1);
     if (c->host_image &&
         (mount_in_root(root, "tmpfs", "/tmp", 1, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0 ||
          mount_in_root(root, "tmpfs", "/run", 1, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755") < 0))
         return pc_fail(e, PC_STAGE_MOUNT_TMP, -1);
-    for (int i = 0; i < c->nmounts; i++) {
-        const struct pc_mount *m = &c->mounts[i];
-        struct stat st;
-        if (!m->fstype && stat(m->source, &st) < 0)
-            return pc_fail(e, PC_STAGE_BIND_SOURCE, i);
-        /* No source: the filesystem type, as runc and crun name it (mountinfo shows it). */
-        const char *source = m->fstype && !(m->source && *m->source) ? m->fstype : m->source;
-        int rc = m->fstype ? mount_in_root(root, source, m->destination, 1, m->fstype,
-                                           m->flags, m->data)
-                           : bind_in_root(root, m, S_ISDIR(st.st_mode));
-        if (rc < 0)
-            return pc_fail(e, PC_STAGE_MOUNT, i);
-        if (m->fstype && m->propagation) {
-            int fd = open_in_root_once(root, m->destination, O_PATH);
-            char target[32];
-            if (fd < 0 || mount(NULL, format_fd_path(target, fd), NULL, m->propagation, NULL) < 0)
-                return pc_fail(e, PC_STAGE_MOUNT, i);
-            close(fd);
-        }
-    }
+    for (int i = 0; i < c->nmounts; i++)
+        if (config_mount(root, &c->mounts[i], c->bind_devices, e, i) < 0)
+            return -1;
+    if (!c->default_mounts && make_nodes(root, c->bind_devices) < 0)
+        return pc_fail(e, PC_STAGE_MOUNT_DEV, -1);
     if (fchdir(root) < 0 || pc_pivot_root(".", ".") < 0 ||
         umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
         return pc_fail(e, PC_STAGE_PIVOT_ROOT, -1);
     close(root);
-    if (place(proc, "/proc") < 0)
-        return pc_fail(e, PC_STAGE_MOUNT_PROC, -1);
-    close(proc);
+    if (proc >= 0) {
+        if (place(proc, "/proc") < 0)
+            return pc_fail(e, PC_STAGE_MOUNT_PROC, -1);
+        close(proc);
+    }
     if (sys >= 0) {
         if (place(sys, "/sys") < 0)
             return pc_fail(e, PC_STAGE_MOUNT_SYS, -1);
         close(sys);
     }
-    if (finish_dev(c->bind_devices) < 0)
+    if ((c->default_mounts ? finish_dev(c->bind_devices) : dev_symlinks()) < 0)
         return pc_fail(e, PC_STAGE_MOUNT_DEV, -1);
     for (int i = 0; i < c->ndevices; i++)
         if (make_device(&c->devices[i]) < 0)
@@ -580,6 +655,11 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
     for (int i = 0; i < c->nmasked; i++)
         if (mask_path(c->masked_paths[i]) < 0)
             return pc_fail(e, PC_STAGE_MASKED_PATHS, i);
+    if (readonly_last) {
+        struct pc_mount_attr ro = { .attr_set = PC_MOUNT_ATTR_RDONLY };
+        if (pc_mount_setattr(AT_FDCWD, "/", 0, &ro) < 0)
+            return pc_fail(e, PC_STAGE_READONLY_ROOTFS, -1);
+    }
     /* On the new root itself, once everything is mounted, as runc does: "shared" makes
      * it a peer group of its own (mounts inside reach the container's later mount
      * namespaces, never the host, whose groups it left at the start). */

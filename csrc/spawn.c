@@ -89,6 +89,7 @@ static const char *const stage_names[PC_STAGE_COUNT] = {
     [PC_STAGE_DUMPABLE] = "dumpable",
     [PC_STAGE_ROOTFS_PROPAGATION] = "rootfs_propagation",
     [PC_STAGE_POOL_REQUEST] = "pool_request",
+    [PC_STAGE_EXEC_FIFO] = "exec_fifo",
 };
 
 const char *pc_stage_name(int stage)
@@ -110,6 +111,9 @@ struct spawn_ctx {
     int sync_r, sync_w;   /* user ns: the init waits on sync_r until its maps are written */
     int done_r, done_w;   /* user ns: EOF on done_r once the init has exec'd or exited */
     int staged;           /* the init is a fork that waits at t->exec_fifo_fd */
+    /* The init is a fork (memory of its own), not a CLONE_VM child: staged, or not alone
+     * in its pid namespace (a joined one, or ours) while it sets up. */
+    int forked;
     const int *join_src;  /* a join's intermediate: the descriptors to move to slots 3... */
     int join_nsrc;
     int stdio_ready;      /* staged: stdio is in place already */
@@ -166,12 +170,13 @@ static int join_cgroups(struct spawn_ctx *ctx, struct pc_child_error *e)
 }
 
 /* Enter the existing namespaces a new container names by path (or the network namespace
- * the caller prepared): the cgroup one (cgroup != 0) or all the others. setns() checks
+ * the caller prepared): the cgroup one (cgroup != 0) or all the others but pid, which the
+ * caller entered for its children before the clone (enter_pid_namespace). setns() checks
  * each descriptor's type, so a file that is not such a namespace fails with EINVAL. */
 static int join_namespaces(const struct pc_target *t, int cgroup, struct pc_child_error *e)
 {
     for (int i = 0; i < t->nns_fds; i++) {
-        if ((t->ns_types[i] == CLONE_NEWCGROUP) != (cgroup != 0))
+        if ((t->ns_types[i] == CLONE_NEWCGROUP) != (cgroup != 0) || t->ns_types[i] == CLONE_NEWPID)
             continue;
         if (setns(t->ns_fds[i], t->ns_types[i]) < 0)
             return pc_fail(e, PC_STAGE_SETNS, i);
@@ -490,6 +495,15 @@ static int stage_wait(struct spawn_ctx *ctx, struct pc_child_error *e)
     /* Above the descriptors the process keeps, which setup_stdio puts in place. */
     if ((fifo = fcntl(ctx->t->exec_fifo_fd, F_DUPFD_CLOEXEC, kept_fds(p))) < 0)
         return pc_fail(e, PC_STAGE_STDIO, -1);
+    char path[40] = "/proc/self/fd/", num[16];
+    const char *n = format_uint(num + sizeof(num), (unsigned long)fifo);
+    memcpy(path + 14, n, strlen(n) + 1);
+    /* The go reopens the fifo through /proc: a root without /proc fails here, reported,
+     * not after the ready, when nobody listens. */
+    int probe = open(path, O_PATH | O_CLOEXEC);
+    if (probe < 0)
+        return pc_fail(e, PC_STAGE_EXEC_FIFO, -1);
+    close(probe);
     int rc = setup_stdio(ctx);
     if (rc < 0)
         return pc_fail(e, rc == -2 ? PC_STAGE_TERMINAL : PC_STAGE_STDIO, -1);
@@ -504,15 +518,12 @@ static int stage_wait(struct spawn_ctx *ctx, struct pc_child_error *e)
     reset_signal_handlers();
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8);
 
-    char path[40] = "/proc/self/fd/", num[16];
-    const char *n = format_uint(num + sizeof(num), (unsigned long)fifo);
-    memcpy(path + 14, n, strlen(n) + 1);
     int w;
     do {
         w = open(path, O_WRONLY | O_CLOEXEC);
     } while (w < 0 && errno == EINTR);
     if (w < 0 || write(w, "0", 1) != 1)
-        return pc_fail(e, PC_STAGE_EXEC, -1);
+        return pc_fail(e, PC_STAGE_EXEC_FIFO, -1);
     close(fifo);
     ctx->errfd = w;
     return 0;
@@ -647,17 +658,19 @@ static int init_main(void *arg)
         if (syscall(SYS_setresuid, 0, 0, 0) < 0)
             return die(ctx, &e, PC_STAGE_SETUID);
     }
-    /* A staged init is a fork with a memory of its own, a copy of the caller's: processes
-     * that join the container while it waits must not read it, nor reach our
-     * interpreter through /proc/1/exe. (After the id maps: the helper writes them through
-     * /proc, which a non-dumpable process's /proc denies to an unprivileged caller; it
-     * also could not read our pid namespace any more, so an unprivileged caller's staged
-     * init in a new user namespace stays dumpable: see docs/SECURITY.md.) An unstaged
-     * init shares the caller's memory, whose dumpable flag is the caller's to keep; it is
+    /* A forked init (staged, or in a pid namespace not its own) has a memory of its own,
+     * a copy of the caller's: processes that join the container while it waits, or that
+     * share its pid namespace (another container's, the host's) and may trace it once
+     * its capabilities are the container's, must not read it, nor reach our interpreter
+     * through /proc/<pid>/exe. (After the id maps: the helper writes them through /proc,
+     * which a non-dumpable process's /proc denies to an unprivileged caller; it also
+     * could not read our pid namespace any more, so an unprivileged caller's forked init
+     * in a new user namespace stays dumpable: see docs/SECURITY.md.) Any other init
+     * shares the caller's memory, whose dumpable flag is the caller's to keep; it is
      * alone in its new pid namespace until it execs. */
-    if (ctx->staged && ctx->privileged && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+    if (ctx->forked && ctx->privileged && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         return die(ctx, &e, PC_STAGE_DUMPABLE);
-    ctx->own_mm = ctx->staged && ctx->privileged;
+    ctx->own_mm = ctx->forked && ctx->privileged;
     if (ctx->legacy)
         reset_signal_handlers();
     /* Before anything else is set up in them. With a user namespace the helper has
@@ -672,7 +685,8 @@ static int init_main(void *arg)
         return die(ctx, &e, PC_STAGE_CGROUP_NS);
     if (join_namespaces(ctx->t, 1, &e) < 0)
         return child_finish(ctx, &e);
-    if (pc_setup_rootfs(c, &e) < 0)
+    /* A joined mount namespace is used as it is (setns made its root ours). */
+    if ((c->ns_flags & CLONE_NEWNS) && pc_setup_rootfs(c, &e) < 0)
         return child_finish(ctx, &e);
     if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) < 0)
         return die(ctx, &e, PC_STAGE_HOSTNAME);
@@ -856,7 +870,7 @@ static int userns_helper_main(void *arg)
      * the init inherits them. */
     if (join_namespaces(t, 0, &e) < 0)
         return child_finish(ctx, &e);
-    uint64_t vm = ctx->staged ? 0 : CLONE_VM;   /* a staged init outlives the caller's call */
+    uint64_t vm = ctx->forked ? 0 : CLONE_VM;   /* see ctx->forked */
     if (clone_for_caller(ctx, vm | (t->container->ns_flags & ~(uint64_t)CLONE_NEWCGROUP),
                          init_main) < 0)
         return die(ctx, &e, PC_STAGE_CLONE);
@@ -1075,6 +1089,39 @@ out:
     return rc;
 }
 
+/* A pid namespace named by path is entered before the clone: setns(CLONE_NEWPID) moves
+ * only the children of the calling thread, so the init is born in it. *saved gets the
+ * thread's own namespace for its children back (leave_pid_namespace); -1 when there is
+ * none to enter. Returns 0, or -1 with errno and cerr (stage setns, its index). */
+static int enter_pid_namespace(const struct pc_target *t, int *saved, struct pc_child_error *cerr)
+{
+    *saved = -1;
+    for (int i = 0; i < t->nns_fds; i++) {
+        if (t->ns_types[i] != CLONE_NEWPID)
+            continue;
+        *saved = open("/proc/thread-self/ns/pid_for_children", O_RDONLY | O_CLOEXEC);
+        if (*saved < 0 || setns(t->ns_fds[i], CLONE_NEWPID) < 0) {
+            int err = errno;
+            close_fd(saved);
+            cerr->stage = PC_STAGE_SETNS;
+            cerr->err = err;
+            cerr->index = i;
+            errno = err;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void leave_pid_namespace(int *saved)
+{
+    if (*saved < 0)
+        return;
+    /* Our own namespace is always one we may enter again: the thread is still in it. */
+    setns(*saved, CLONE_NEWPID);
+    close_fd(saved);
+}
+
 int pc_spawn(const struct pc_target *t, const struct pc_process *p,
              pid_t *pid_out, int *pidfd_out, struct pc_child_error *cerr)
 {
@@ -1087,6 +1134,7 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
         .t = t, .p = p, .join_pidfd_out = -1, .join_pid_out = -1,
         .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1,
         .staged = !joining && t->exec_fifo_fd >= 0,
+        .forked = !joining && (t->exec_fifo_fd >= 0 || !(t->container->ns_flags & CLONE_NEWPID)),
     };
     char *stacks = MAP_FAILED;
 
@@ -1123,8 +1171,9 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
         a.flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_CLEAR_SIGHAND;
         fn = userns_helper_main;
     } else {
-        /* Staged, the init is a fork: it must outlive this call (and our stacks). */
-        a.flags = (ctx.staged ? 0 : CLONE_VM | CLONE_VFORK) | CLONE_PIDFD | CLONE_CLEAR_SIGHAND |
+        /* Staged, the init is a fork: it must outlive this call (and our stacks); it is
+         * one too where it is not alone in its pid namespace (ctx.forked). */
+        a.flags = (ctx.forked ? 0 : CLONE_VM | CLONE_VFORK) | CLONE_PIDFD | CLONE_CLEAR_SIGHAND |
                   (t->container->ns_flags & ~(uint64_t)CLONE_NEWCGROUP);
         a.pidfd = (uint64_t)(uintptr_t)&pidfd;
         if (t->cgroup_fd >= 0) {
@@ -1136,10 +1185,16 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
 
     /* Children start with every signal blocked: until they exec, a handler would be
      * Python's, running on memory shared with this process. */
+    int own_pidns;
+    if (enter_pid_namespace(t, &own_pidns, cerr) < 0) {
+        rc = -cerr->err;
+        goto out;
+    }
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     long ret = clone_vm(&a, fn, &ctx);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    leave_pid_namespace(&own_pidns);
     close_fd(&errpipe[1]);
     if (ret < 0) {
         rc = (int)ret;

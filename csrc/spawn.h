@@ -53,6 +53,7 @@ enum pc_stage {
     PC_STAGE_DUMPABLE,     /* PR_SET_DUMPABLE 0 */
     PC_STAGE_ROOTFS_PROPAGATION,
     PC_STAGE_POOL_REQUEST, /* a parked init receiving its process (zygote.c) */
+    PC_STAGE_EXEC_FIFO,    /* a staged init reopening exec.fifo (through /proc/self/fd) */
     PC_STAGE_COUNT
 };
 
@@ -117,6 +118,9 @@ struct pc_container {
     int host_image;              /* rootfs is the host's /: detach its /proc /sys /dev /tmp /run */
     int bind_devices;            /* bind the host's device nodes instead of mknod (user ns) */
     int readonly_rootfs;
+    /* 1: the built-in /proc, /sys, /dev (tmpfs), /dev/pts, /dev/shm, /dev/mqueue before
+     * the mounts; 0: the mounts are all (an OCI config.json's, in its order). */
+    int default_mounts;
     /* MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE (| MS_REC) for the rootfs mount,
      * set after pivot_root; 0: rprivate, as every mount starts. */
     unsigned long rootfs_propagation;

@@ -69,6 +69,7 @@ cdef extern from "spawn.h" nogil:
         int host_image
         int bind_devices
         int readonly_rootfs
+        int default_mounts
         unsigned long rootfs_propagation
         const char *hostname
         const char *domainname

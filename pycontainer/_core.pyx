@@ -118,14 +118,17 @@ cdef class ContainerPlan:
 
     def __init__(self, *, namespaces, rootfs_source, rootfs_target, host_image, readonly_rootfs,
                  hostname, domainname, mounts, devices=(), sysctl=(), readonly_paths=(),
-                 masked_paths=(), bind_devices=False, rootfs_propagation=0):
-        """mounts: (source, destination, fstype or None for a bind, flags, propagation, data);
+                 masked_paths=(), bind_devices=False, rootfs_propagation=0,
+                 default_mounts=True):
+        """mounts: (source, destination, fstype or None for a bind, flags, propagation, data,
+        label: what errors call it, "" for mounts[i]);
         devices: (path, mode, major, minor, uid, gid); sysctl: (/proc/sys path, value)."""
         self.c.ns_flags = clone_flags(namespaces)
         self.c.rootfs_source = _cstr(self._keep, rootfs_source)
         self.c.rootfs_target = _cstr(self._keep, rootfs_target)
         self.c.host_image = 1 if host_image else 0
         self.c.readonly_rootfs = 1 if readonly_rootfs else 0
+        self.c.default_mounts = 1 if default_mounts else 0
         self.c.rootfs_propagation = rootfs_propagation
         self.c.bind_devices = 1 if bind_devices else 0
         self.c.hostname = _cstr(self._keep, hostname)
@@ -135,7 +138,7 @@ cdef class ContainerPlan:
         if self.c.mounts == NULL:
             raise MemoryError()
         cdef int i
-        for i, (source, destination, fstype, flags, propagation, data) in enumerate(mounts):
+        for i, (source, destination, fstype, flags, propagation, data, _) in enumerate(mounts):
             self.c.mounts[i].source = _cstr(self._keep, source)
             self.c.mounts[i].destination = _cstr(self._keep, destination)
             self.c.mounts[i].fstype = _cstr(self._keep, fstype)
@@ -162,7 +165,7 @@ cdef class ContainerPlan:
         self.c.masked_paths = _cstr_list(self._keep, self._arrays, list(masked_paths))
         self.c.nmasked = len(masked_paths)
         # What an index in a child error refers to, by stage name.
-        destinations = tuple(f"mounts[{i}] {m[1]}" for i, m in enumerate(mounts))
+        destinations = tuple(f"{m[6] or f'mounts[{i}]'} {m[1]}" for i, m in enumerate(mounts))
         self.labels = {
             "mount": destinations, "bind_source": destinations,
             "devices": tuple(f"devices[{i}] {d[0]}" for i, d in enumerate(devices)),

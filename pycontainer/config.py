@@ -105,6 +105,9 @@ class Mount:
     source: str = ""
     type: str = "bind"
     options: tuple = ()
+    # What an error names this mount: "" is "mounts[i]" by its place in Config.mounts; the
+    # OCI layer gives config.json's own ("mounts[7]"), which counts entries it takes apart.
+    label: str = field(default="", compare=False)
 
     def __post_init__(self):
         _check_path("mounts.destination", self.destination)
@@ -119,6 +122,8 @@ class Mount:
         for opt in self.options:
             if opt not in MOUNT_FLAGS and ("," in opt or not opt):
                 _bad("mounts.options", opt, "not a mount option")
+        if not isinstance(self.label, str):
+            _bad("mounts.label", self.label, "expected a string")
 
     def flags(self):
         """(mount flags, propagation flags, filesystem data string) for mount(2)."""
@@ -354,12 +359,21 @@ class Config:
     hostname: Optional[str] = None
     domainname: Optional[str] = None
     # Names, or a mapping name -> None (a new namespace) or the path of an existing one to
-    # join (net, ipc, uts, cgroup): {"mount": None, "pid": None, "net": "/run/netns/x"}.
-    # Normalised to the names plus namespace_paths (name -> path).
+    # join (any but user): {"mount": None, "pid": "/proc/42/ns/pid", "net": "/run/netns/x"}.
+    # Normalised to the names plus namespace_paths (name -> path). "mount" is required;
+    # without "pid" the container shares the caller's pid namespace (Kubernetes' hostPID).
+    # Where the init is not pid 1 of a namespace of its own, destroy() and
+    # signal(all=True) find the container's processes through its cgroups. A joined
+    # mount namespace is used as it is (rootfs, mounts, masked paths are not applied).
     namespaces: tuple = DEFAULT_NAMESPACES
     namespace_paths: dict = field(default_factory=dict)
     networks: tuple = ()               # Network entries
     mounts: tuple = ()
+    # True: pycontainer mounts /proc, /sys, /dev (a tmpfs with the default nodes),
+    # /dev/pts, /dev/shm and /dev/mqueue itself, before ``mounts``. False: ``mounts`` are
+    # every mount, in their order (an OCI config.json lists its own); the default device
+    # nodes and /dev's links (fd, stdin..., ptmx) are made either way.
+    default_mounts: bool = True
     readonly_rootfs: bool = False
     # The rootfs mount's propagation, set after pivot_root: a propagation option of
     # MOUNT_FLAGS ("rslave": mounts made on the host below the rootfs reach the
@@ -423,8 +437,9 @@ class Config:
                      "it in that namespace, or join without a new user namespace")
         self._check_networks()
         object.__setattr__(self, "mounts", _tuple_of(Mount, self.mounts, "mounts"))
-        if not isinstance(self.readonly_rootfs, bool):
-            _bad("readonly_rootfs", self.readonly_rootfs, "expected True or False")
+        for name in ("readonly_rootfs", "default_mounts"):
+            if not isinstance(getattr(self, name), bool):
+                _bad(name, getattr(self, name), "expected True or False")
         object.__setattr__(self, "env", tuple(self.env) if isinstance(self.env, list) else self.env)
         _check_env("env", self.env)
         _check_path("cwd", self.cwd)
@@ -446,6 +461,17 @@ class Config:
             if self.cgroup_parent is not None:
                 _bad("cgroup_path", self.cgroup_path, "give cgroup_parent or cgroup_path, not both")
         self._check_security()
+        if "mount" in self.namespace_paths:
+            self._check_joined_mount_namespace()
+
+    def _check_joined_mount_namespace(self):
+        """A joined mount namespace is used as it is: its root and mounts are the
+        container's, and nothing of the Config's is mounted or made in it."""
+        for name, unset in (("mounts", ()), ("readonly_rootfs", False), ("devices", ()),
+                            ("sysctl", {}), ("rootfs_propagation", None)):
+            if getattr(self, name) != unset:
+                _bad(name, getattr(self, name), "cannot be applied in a joined mount "
+                     "namespace (it is used as it is): leave it unset")
 
     def _check_image(self):
         if not isinstance(self.rootfs_overlay, bool):
@@ -487,9 +513,9 @@ class Config:
             if name not in NAMESPACES:
                 _bad("namespaces", name, f"unknown namespace; expected one of {NAMESPACES}")
         object.__setattr__(self, "namespaces", tuple(n for n in NAMESPACES if n in ns))
-        for name in ("pid", "mount"):
-            if name not in self.namespaces:
-                _bad("namespaces", list(ns), f"a container needs its own {name} namespace")
+        if "mount" not in self.namespaces:
+            _bad("namespaces", list(ns), "a container needs a mount namespace (its own, or "
+                 "one it joins by path)")
         for name, path in paths.items():
             if name not in self.namespaces:
                 _bad(f"namespaces.{name}", path, "a path for a namespace not in namespaces")
@@ -497,9 +523,9 @@ class Config:
                 _bad(f"namespaces.{name}", path, "cannot be joined by path: a container "
                      f"makes its own; paths are for {JOINABLE_NAMESPACES}")
             _check_path(f"namespaces.{name}", path)
-            if name == "cgroup" and "user" in self.namespaces:
-                _bad("namespaces.cgroup", path, "cannot be joined by path from a new user "
-                     "namespace (it has no rights over the host's cgroup namespaces)")
+            if name in ("cgroup", "mount") and "user" in self.namespaces:
+                _bad(f"namespaces.{name}", path, "cannot be joined by path from a new user "
+                     f"namespace (it has no rights over the host's {name} namespaces)")
         object.__setattr__(self, "namespace_paths",
                            {n: paths[n] for n in NAMESPACES if n in paths})
 

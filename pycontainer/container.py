@@ -170,13 +170,14 @@ def build_plan(config, rootfs=None):
     for m in config.mounts:
         flags, propagation, data = m.flags()
         mounts.append((m.source, m.destination, None if m.type == "bind" else m.type,
-                       flags, propagation, data))
+                       flags, propagation, data, m.label))
     return _core.ContainerPlan(
         namespaces=owned,
         # The host image: / bound recursively (where: csrc/rootfs.c, stage_host_image).
         rootfs_source="/" if host else rootfs,
         rootfs_target=None if host else rootfs,
         host_image=host, readonly_rootfs=host or config.readonly_rootfs,
+        default_mounts=config.default_mounts,
         rootfs_propagation=MOUNT_FLAGS[config.rootfs_propagation][1]
         if config.rootfs_propagation else 0,
         hostname=config.hostname, domainname=config.domainname, mounts=mounts,
@@ -756,6 +757,8 @@ class Container:
         record.init_pid = pid
         record.init_start_time = process_start_time(pid)
         record.extra["init_pidns"] = pidns_of(pid)
+        if "pid" not in self._config.new_namespaces:
+            record.extra["init_pidns_shared"] = True      # not pid 1 of a namespace of its own
         # Lets an event stream that sees this init only after it was reaped find its status.
         record.extra["init_key"] = process_key(pidfd)
         if staged:   # what exec() names when the init reports a failure after the go

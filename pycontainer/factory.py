@@ -325,6 +325,11 @@ class Factory:
             fcntl.flock(dir_fd, fcntl.LOCK_EX)
             if rootless and not cgroups.delegated(container_id, config.cgroup_parent,
                                                   self._cgroup_scope, config.cgroup_path):
+                if "pid" not in config.new_namespaces:
+                    raise in_context(ConfigInvalidError(
+                        "namespaces", list(config.namespaces), "without cgroups (none are "
+                        "delegated) a container needs a pid namespace of its own: it is "
+                        "how its processes are found and killed"), container_id, "create")
                 manager = cgroups.NullManager(container_id)
                 warnings.warn(f"container {container_id!r}: no cgroups are delegated to "
                               f"uid {os.geteuid()}; running without cgroups (no limits, "

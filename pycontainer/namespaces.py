@@ -27,12 +27,13 @@ class Namespace:
 
 
 # In the order Config.namespaces lists them (the order a new init makes them in).
-# Joinable: a container's own pid and mount namespaces are what make it a container, and a
-# user namespace is the caller's to make, so only the others may be joined by path.
+# Joinable: a user namespace is the caller's to make; every other one may be joined by
+# path (a Kubernetes pod's containers join its pid namespace; a joined mount namespace is
+# used as it is, with no root of the Config's).
 TABLE = (
     Namespace("user", 0x10000000, False, "user", "user"),
-    Namespace("mount", 0x00020000, False, "mount", "mnt"),
-    Namespace("pid", 0x20000000, False, "pid", "pid"),
+    Namespace("mount", 0x00020000, True, "mount", "mnt"),
+    Namespace("pid", 0x20000000, True, "pid", "pid"),
     Namespace("uts", 0x04000000, True, "uts", "uts"),
     Namespace("ipc", 0x08000000, True, "ipc", "ipc"),
     Namespace("net", 0x40000000, True, "network", "net"),

@@ -227,6 +227,8 @@ def _check_record(r, container_id):
     ns = r.extra.get("init_pidns")
     if ns is not None and not isinstance(ns, str):
         raise ValueError(f"bad extra.init_pidns {_short.repr(ns)}")
+    if not isinstance(r.extra.get("init_pidns_shared", False), bool):
+        raise ValueError("bad extra.init_pidns_shared")
     # The host ends of the init's veths (pycontainer.network), which destroy deletes.
     veths = r.extra.get("veths", [])
     if not isinstance(veths, list) or not all(
@@ -282,10 +284,13 @@ def open_init_pidfd(record):
 
     The record is not trusted to name our init: the process must have the recorded start
     time and pid namespace, and that namespace must not be ours (an init is pid 1 of a
-    namespace of its own; a host process is in ours). A record without either is not
-    believed: the process is taken for gone, so nothing is signalled or killed."""
+    namespace of its own; a host process is in ours) unless the record says the container
+    shares it (extra.init_pidns_shared: no pid namespace of its own, Kubernetes' hostPID).
+    A record without either is not believed: the process is taken for gone, so nothing is
+    signalled or killed."""
     pid, start, ns = record.init_pid, record.init_start_time, record.extra.get("init_pidns")
-    if pid is None or start is None or not isinstance(ns, str) or ns == own_pidns():
+    if pid is None or start is None or not isinstance(ns, str) or \
+            (ns == own_pidns() and record.extra.get("init_pidns_shared") is not True):
         return None
     try:
         fd = os.pidfd_open(pid)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import __version__
-from ..config import MOUNT_FLAGS, NAMESPACES
+from ..config import JOINABLE_NAMESPACES, MOUNT_FLAGS, NAMESPACES
 from ..seccomp import ACTIONS, ARCHITECTURES, FLAGS, OPERATORS
 from ..security import CAPABILITIES
 from .hooks import HOOK_NAMES
@@ -37,6 +37,11 @@ def features():
             "mountExtensions": {"idmap": {"enabled": False}},
             "netDevices": {"enabled": False},
         },
+        # The spec's document has no field for these: linux.namespaces[].path is accepted
+        # for the types listed, and "pid" may be left out (the caller's is shared).
         "annotations": {"org.pycontainer.version": __version__,
-                        "org.pycontainer.ociVersions": ACCEPTED},
+                        "org.pycontainer.ociVersions": ACCEPTED,
+                        "org.pycontainer.joinableNamespaces":
+                            ",".join(OCI_NAMESPACE_TYPES[n] for n in JOINABLE_NAMESPACES),
+                        "org.pycontainer.optionalNamespaces": "pid,uts,ipc,network,cgroup,user"},
     }

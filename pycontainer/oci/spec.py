@@ -21,15 +21,18 @@ What maps where:
   (pycontainer applies them to every process of the container).
 - ``root.path`` is relative to the bundle; the host's ``/`` (read-only) is the built-in
   host image, ``Config(rootfs=None)``.
-- ``mounts``: /proc, /dev, /dev/pts, /dev/shm, /dev/mqueue and /sys are always made by
-  pycontainer: a mount of the same type there is the built-in one (a warning when it asks
-  for options the built-in lacks). A cgroup mount is not supported (warning: not mounted).
+- ``mounts``: every entry is mounted in the order listed, /proc, /sys and /dev included
+  (``Config.default_mounts`` False: pycontainer adds none of its own but the default
+  device nodes and /dev links); errors name config.json's index. A cgroup mount is not
+  supported (warning: not mounted).
 - ``linux.cgroupsPath`` is the container's cgroup exactly (Config's cgroup_path), as
   runc and crun take it: "/a/b/c" from each hierarchy's root, "a/b/c" below the
   runtime's own cgroup. It must not exist yet (another container's is refused). The
   systemd form "slice:prefix:name" is refused: pycontainer manages cgroupfs directly.
 - ``linux.namespaces``: without a path each is a new namespace; with a path the container
-  joins it (net, ipc, uts, cgroup: Config.namespace_paths).
+  joins it (any but user: Config.namespace_paths); no "pid" entry shares the caller's pid
+  namespace. A joined mount namespace is used as it is (mounts and root.readonly are not
+  applied, with a warning).
 """
 from __future__ import annotations
 
@@ -84,8 +87,9 @@ _CPU = {"shares", "quota", "burst", "period", "realtimeRuntime", "realtimePeriod
 _BLOCKIO = {"weight", "leafWeight", "weightDevice", "throttleReadBpsDevice",
             "throttleWriteBpsDevice", "throttleReadIOPSDevice", "throttleWriteIOPSDevice"}
 
-# What pycontainer mounts in every container whatever the config says (csrc/rootfs.c),
-# as (type, options): a config mount of the same type at the same place is this one.
+# What pycontainer mounts itself in a library Config's container (Config.default_mounts,
+# csrc/rootfs.c), as (type, options): what a config.json written for it lists. A
+# config.json's own mounts are all its container gets, in its order.
 BUILTIN_MOUNTS = {
     "/proc": ("proc", ("nosuid", "noexec", "nodev")),
     "/dev": ("tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
@@ -199,6 +203,15 @@ def parse_spec(doc, bundle_dir, args=None):
     kw["namespaces"] = namespaces
     userns = "user" in namespaces
     kw["mounts"] = _mounts(r.array(d, "", "mounts", []), bundle_dir, userns, warnings)
+    kw["default_mounts"] = False
+    if "mount" in ns_paths:
+        # A joined mount namespace is used as it is: what would change it is not applied.
+        for key, unset in (("mounts", ()), ("readonly_rootfs", False)):
+            if kw[key] != unset:
+                warnings.append(f"{'root.readonly' if key == 'readonly_rootfs' else key}: "
+                                "not applied: the container joins an existing mount "
+                                "namespace, which it uses as it is")
+                kw[key] = unset
     hooks = parse_hooks(d.get("hooks"))
     annotations = r.mapping(d, "", "annotations")
     if PDEATHSIG_ANNOTATION in annotations:
@@ -404,11 +417,11 @@ def _namespaces(linux):
                        f"{', '.join(OCI_NAMESPACE_TYPES[n] for n in JOINABLE_NAMESPACES)})")
             paths[name] = ns_path
         names.append(name)
-    for needed in ("pid", "mount"):
-        if needed not in names:
-            r.fail("linux.namespaces", [item.get("type") for item in
-                                        linux.get("namespaces") or [] if isinstance(item, dict)],
-                   f"pycontainer needs a new {needed} namespace for every container")
+    if "mount" not in names:      # "pid" absent: the caller's (Kubernetes' hostPID)
+        r.fail("linux.namespaces", [item.get("type") for item in
+                                    linux.get("namespaces") or [] if isinstance(item, dict)],
+               "pycontainer needs a mount namespace for every container (a new one or one "
+               "joined by path)")
     return tuple(names), paths
 
 
@@ -426,17 +439,11 @@ def _mounts(items, bundle_dir, userns, warnings):
             if d.get(key):
                 r.fail(r.join(where, key), d[key], "id-mapped mounts are not supported")
         bind = kind == "bind" or "bind" in options or "rbind" in options
-        norm = os.path.normpath(dest)
-        if norm in BUILTIN_MOUNTS and kind == BUILTIN_MOUNTS[norm][0] or \
-                norm == "/sys" and bind and os.path.normpath(source) == "/sys":
-            builtin = set(BUILTIN_MOUNTS[norm][1]) | {"bind", "rbind", "rw", "defaults"}
-            extra = [o for o in options if o not in builtin and not
-                     (norm == "/dev/pts" and userns and o.startswith("gid="))]
-            if extra:
-                warnings.append(f"{where}: {norm} is always mounted by pycontainer "
-                                f"({kind} with {','.join(BUILTIN_MOUNTS[norm][1])}); the "
-                                f"options {extra} are not applied")
-            continue
+        if kind == "devpts" and userns:
+            # gid 5 (tty) is unmapped in most user namespaces, and devpts refuses an
+            # unmapped gid; its ptys then belong to the creating group (runc's rootless
+            # spec leaves the option out).
+            options = [o for o in options if not o.startswith("gid=")]
         if kind == "cgroup" or kind == "cgroup2":
             warnings.append(f"{where}: {dest} ({kind}) is not mounted: pycontainer does not "
                             "mount cgroupfs into containers yet")
@@ -473,7 +480,8 @@ def _mount(where, dest, kind, source, options, bind, bundle_dir):
         source = os.path.normpath(os.path.join(bundle_dir, source))
         kind = "bind"
     try:
-        return Mount(destination=dest, source=source, type=kind, options=tuple(opts))
+        return Mount(destination=dest, source=source, type=kind, options=tuple(opts),
+                     label=where)
     except ConfigInvalidError as exc:
         raise r.from_library(where, exc, {"mounts.destination": "destination",
                                           "mounts.source": "source", "mounts.type": "type",
@@ -837,7 +845,8 @@ def to_oci(config, process=None, container_id=None, hooks=None, annotations=None
         spec["hostname"] = config.hostname
     if config.domainname:
         spec["domainname"] = config.domainname
-    spec["mounts"] = _builtin_mounts(userns) + [_mount_to_oci(m) for m in config.mounts]
+    spec["mounts"] = (_builtin_mounts(userns) if config.default_mounts else []) + \
+        [_mount_to_oci(m) for m in config.mounts]
     if hooks:
         spec["hooks"] = hooks_to_oci(hooks)
     notes = dict(annotations or {})

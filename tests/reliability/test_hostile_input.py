@@ -152,6 +152,7 @@ def plausible_config(rootfs):
         "networks": st.lists(network, max_size=3),
         "mounts": st.lists(mount, max_size=3),
         "readonly_rootfs": st.booleans(),
+        "default_mounts": st.booleans(),
         "rootfs_propagation": st.sampled_from([None, "rslave", "shared", "ro", "bind", ""]),
         "env": st.lists(st.sampled_from(["A=1", "B=", "=x", "noeq", "C=\x00", "D=é"]), max_size=3),
         "cwd": paths,

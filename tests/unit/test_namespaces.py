@@ -24,7 +24,7 @@ def test_flag_and_proc_file_agree_with_the_kernel(ns):
 def test_one_table():
     assert len({ns.clone_flag for ns in namespaces.TABLE}) == len(namespaces.TABLE)
     assert config.NAMESPACES == tuple(ns.name for ns in namespaces.TABLE)
-    assert config.JOINABLE_NAMESPACES == ("uts", "ipc", "net", "cgroup")
+    assert config.JOINABLE_NAMESPACES == ("mount", "pid", "uts", "ipc", "net", "cgroup")
     assert set(config.DEFAULT_NAMESPACES) <= set(config.NAMESPACES)
     # Docker's mask of every namespace flag
     assert namespaces.clone_flags(config.NAMESPACES) == 0x7E020000

@@ -13,8 +13,9 @@ from pycontainer.security import IdMap
 # --- validation -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs,field", [
-    (dict(namespaces={"mount": None, "pid": "/proc/self/ns/pid"}), "namespaces.pid"),
-    (dict(namespaces={"mount": "/proc/self/ns/mnt", "pid": None}), "namespaces.mount"),
+    (dict(namespaces={"mount": None, "pid": "relative/ns/pid"}), "namespaces.pid"),
+    (dict(namespaces={"mount": "/proc/self/ns/mnt", "pid": None, "user": None}),
+     "namespaces.mount"),
     (dict(namespaces={"mount": None, "pid": None, "user": "/proc/self/ns/user"}),
      "namespaces.user"),
     # (A path that is not a namespace file of its kind: Factory.create refuses it,

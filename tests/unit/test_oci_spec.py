@@ -3,6 +3,7 @@ JSON path, warnings, hooks, the state and features documents, and the CLI's pars
 
 No root needed: nothing here touches the kernel (hooks run as plain subprocesses)."""
 import copy
+import dataclasses
 import json
 import os
 import signal
@@ -20,7 +21,8 @@ from pycontainer.oci.events import stats_event
 from pycontainer.oci.features import features
 from pycontainer.oci.reader import SpecError
 from pycontainer.oci.runtime import check_host, load_bundle
-from pycontainer.oci.spec import Bundle, default_spec, parse_process, parse_spec, to_oci
+from pycontainer.oci.spec import (BUILTIN_MOUNTS, Bundle, default_spec, parse_process,
+                                  parse_spec, to_oci)
 from pycontainer.oci.state import rfc3339, state_document
 from pycontainer.security import Capabilities, Device, IdMap, Rlimit
 
@@ -54,7 +56,12 @@ def test_runc_spec_parses(bundle):
     assert c.rootfs == os.path.join(bundle, "rootfs") and c.readonly_rootfs
     assert c.hostname == "runc"
     assert set(c.namespaces) == {"pid", "net", "ipc", "uts", "mount"}
-    assert c.mounts == ()                       # every one of them is built in
+    # every entry, in its order, the kernel filesystems included (none is made otherwise)
+    assert not c.default_mounts
+    assert [(m.destination, m.type, m.source, m.label) for m in c.mounts] == [
+        (m["destination"], m["type"], m["source"], f"mounts[{i}]")
+        for i, m in enumerate(fixture("runc-1.1.5-spec.json")["mounts"])
+        if m["type"] != "cgroup"]         # not mounted (a warning)
     assert c.capabilities.bounding == ("CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE")
     assert c.capabilities.ambient == ()
     assert c.rlimits == (Rlimit("RLIMIT_NOFILE", 1024, 1024),)
@@ -76,7 +83,10 @@ def test_runc_rootless_spec_parses(bundle):
     c = b.config
     assert "user" in c.namespaces and "net" not in c.namespaces
     assert c.uid_mappings == (IdMap(0, 0, 1),) and c.gid_mappings == (IdMap(0, 0, 1),)
-    assert c.mounts == ()                       # /sys as an rbind of the host's is built in
+    assert c.mounts[5] == pc.Mount("/sys", "/sys", "bind",      # the host's, rbind
+                                   ("nosuid", "noexec", "nodev", "ro"))
+    devpts = c.mounts[2]      # gid=5 left out: the user namespace does not map it
+    assert devpts.type == "devpts" and not any(o.startswith("gid=") for o in devpts.options)
     assert c.resources is None and c.device_rules is None
 
 
@@ -119,8 +129,9 @@ def test_containerd_style_spec_parses(bundle):
     c = b.config
     assert c.capabilities == Capabilities() and c.resources is None
     assert c.cgroup_path == "/default/ctr1" and c.device_rules is None
-    assert c.mounts == (pc.Mount("/run", "tmpfs", "tmpfs",
-                                 ("nosuid", "strictatime", "mode=755", "size=65536k")),)
+    assert c.mounts[-1] == pc.Mount("/run", "tmpfs", "tmpfs",
+                                    ("nosuid", "strictatime", "mode=755", "size=65536k"))
+    assert len(c.mounts) == len(doc["mounts"]) and not c.default_mounts
 
 
 def test_default_spec_is_runcs_adapted():
@@ -208,7 +219,10 @@ def test_round_trip_config(bundle, index):
     json.dumps(doc)
     b = parse_spec(json.loads(json.dumps(doc)), "/")
     assert b.warnings == []
-    assert b.config == config
+    # The built-in mounts come back as the config.json entries they were written as.
+    assert b.config == dataclasses.replace(config, default_mounts=False, mounts=b.config.mounts)
+    assert b.config.mounts[len(BUILTIN_MOUNTS):] == config.mounts
+    assert [m.destination for m in b.config.mounts[:len(BUILTIN_MOUNTS)]] == list(BUILTIN_MOUNTS)
     assert b.process == process
     # and the document is a fixed point
     assert to_oci(b.config, b.process, container_id="box1") == doc
@@ -220,7 +234,8 @@ def test_round_trip_default_seccomp_writes_the_profile(bundle):
     config = pc.Config(rootfs=os.path.join(bundle, "rootfs"))
     b = parse_spec(to_oci(config), "/")
     assert b.config.seccomp == validate_profile(DEFAULT_PROFILE)
-    assert b.config == pc.Config(rootfs=config.rootfs, seccomp=b.config.seccomp)
+    assert b.config == pc.Config(rootfs=config.rootfs, seccomp=b.config.seccomp,
+                                 default_mounts=False, mounts=b.config.mounts)
 
 
 def test_round_trip_joined_namespaces(bundle):
@@ -230,7 +245,8 @@ def test_round_trip_joined_namespaces(bundle):
     that each is a namespace of its type)."""
     from pycontainer.config import JOINABLE_NAMESPACES
     from pycontainer.oci.spec import OCI_NAMESPACE_TYPES
-    paths = {name: f"/proc/{os.getpid()}/ns/{name}" for name in JOINABLE_NAMESPACES}
+    paths = {name: f"/proc/{os.getpid()}/ns/{name}" for name in JOINABLE_NAMESPACES
+             if name not in ("mount", "pid")}       # those: test_joined_pid_and_mount
     doc = default_spec()
     del doc["hostname"]                          # a hostname needs a uts namespace of its own
     doc["linux"]["namespaces"] = [{"type": "pid"}, {"type": "mount"}] + [
@@ -288,15 +304,25 @@ def test_relative_paths_are_the_bundles(bundle):
                           "options": ["rbind", "ro"]})
     doc["mounts"].append({"destination": "/d2", "source": "/srv", "options": ["bind"]})
     c = parse_spec(doc, bundle).config
-    assert c.mounts[0] == pc.Mount("/data", os.path.join(bundle, "data"), "bind", ("ro",))
-    assert c.mounts[0].flags()[0] & 0x4000      # MS_REC: the library's binds are recursive
-    assert c.mounts[1] == pc.Mount("/d2", "/srv", "bind", ("bind",))
+    assert c.mounts[-2] == pc.Mount("/data", os.path.join(bundle, "data"), "bind", ("ro",))
+    assert c.mounts[-2].flags()[0] & 0x4000     # MS_REC: the library's binds are recursive
+    assert c.mounts[-1] == pc.Mount("/d2", "/srv", "bind", ("bind",))
+
+
+def test_the_kernel_filesystems_get_the_configs_options(bundle):
+    """/dev/shm's size is the config's (it was the built-in's, with a warning)."""
+    doc = default_spec()
+    doc["mounts"][3]["options"].append("size=1g")
+    b = parse_spec(doc, bundle)
+    assert b.warnings == []
+    assert b.config.mounts[3].destination == "/dev/shm"
+    assert b.config.mounts[3].flags()[2].endswith("size=65536k,size=1g")
 
 
 def test_bind_type_alone_is_not_recursive(bundle):
     doc = default_spec()
     doc["mounts"].append({"destination": "/data", "type": "bind", "source": "/srv"})
-    m = parse_spec(doc, bundle).config.mounts[0]
+    m = parse_spec(doc, bundle).config.mounts[-1]
     assert m.options == ("bind",)
     assert not m.flags()[0] & 0x4000            # no MS_REC
 
@@ -463,7 +489,6 @@ def test_null_lists_are_empty(bundle):
      "linux.resources.memory.kernel"),
     (lambda d: d["process"]["capabilities"]["bounding"].append("CAP_FUTURE"),
      "process.capabilities.bounding[3]"),
-    (lambda d: d["mounts"][3]["options"].append("size=1g"), "mounts[3]"),
     (lambda d: d["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup",
                                    "source": "cgroup"}), "mounts[6]"),
 ])
@@ -581,10 +606,10 @@ ERRORS = [
      "linux.namespaces[2].type", "duplicate"),
     (_set("linux.namespaces", [{"type": "pid"}, {"type": "mount"}, {"type": "time"}]),
      "linux.namespaces[2].type", "time namespaces"),
-    (_set("linux.namespaces", [{"type": "mount"}]), "linux.namespaces",
-     "new pid namespace"),
-    (_set("linux.namespaces", [{"type": "pid", "path": "/proc/1/ns/pid"}, {"type": "mount"}]),
-     "linux.namespaces[0].path", "joining an existing pid namespace is not supported"),
+    (_set("linux.namespaces", [{"type": "pid"}]), "linux.namespaces",
+     "needs a mount namespace"),
+    (_set("linux.namespaces", [{"type": "user", "path": "/proc/1/ns/user"}, {"type": "mount"}]),
+     "linux.namespaces[0].path", "joining an existing user namespace is not supported"),
     (_set("linux.uidMappings", [{"containerID": 0, "hostID": 1000, "size": 0}]),
      "linux.uidMappings[0].size", "at least 1"),
     (_set("linux.uidMappings", [{"containerID": 0, "hostID": 1000, "size": 1}]),
@@ -706,15 +731,6 @@ def test_namespace_path_parses_into_the_configs_paths(bundle):
     c = parse_spec(doc, bundle).config
     assert set(c.namespaces) == {"pid", "mount", "net"}
     assert c.namespace_paths == {"net": "/proc/self/ns/net"}
-
-
-def test_namespace_path_of_a_pid_namespace_is_refused(bundle):
-    doc = default_spec()
-    doc["linux"]["namespaces"] = [{"type": "pid", "path": "/proc/self/ns/pid"}, {"type": "mount"}]
-    with pytest.raises(SpecError) as e:
-        parse_spec(doc, bundle)
-    assert str(e.value).startswith("linux.namespaces[0].path: ")
-    assert "joining an existing pid namespace is not supported" in str(e.value)
 
 
 # --- exec's process.json ---------------------------------------------------------------------
@@ -908,3 +924,43 @@ def test_parse_bytes(text, value):
 def test_parse_bytes_rejects():
     with pytest.raises(cli.Failure):
         oci_runtime.parse_bytes("lots", "memory")
+
+
+def test_joined_pid_and_mount_namespaces_and_no_pid_namespace(bundle):
+    """CRI puts /proc/<pause>/ns/pid into every container of a pod; hostPID pods leave
+    "pid" out; a joined mount namespace is used as it is (warnings for what is not
+    applied). What features says agrees."""
+    own = f"/proc/{os.getpid()}/ns"
+    doc = default_spec()
+    del doc["hostname"]                          # a hostname needs a uts namespace
+    doc["linux"]["namespaces"] = [{"type": "pid", "path": f"{own}/pid"}, {"type": "mount"}]
+    c = parse_spec(doc, bundle).config
+    assert c.namespaces == ("mount", "pid") and c.namespace_paths == {"pid": f"{own}/pid"}
+    assert sorted(to_oci(c)["linux"]["namespaces"], key=str) == \
+        sorted(doc["linux"]["namespaces"], key=str)
+    doc["linux"]["namespaces"] = [{"type": "mount"}, {"type": "network"}]
+    c = parse_spec(doc, bundle).config
+    assert c.namespaces == ("mount", "net") and c.new_namespaces == ("mount", "net")
+    assert {ns["type"] for ns in to_oci(c)["linux"]["namespaces"]} == {"mount", "network"}
+    doc["linux"]["namespaces"] = [{"type": "pid"}, {"type": "mount", "path": f"{own}/mnt"}]
+    doc["root"]["readonly"] = True
+    b = parse_spec(doc, bundle)
+    assert b.config.namespace_paths == {"mount": f"{own}/mnt"}
+    assert b.config.mounts == () and not b.config.readonly_rootfs
+    assert [w.split(":")[0] for w in b.warnings] == ["mounts", "root.readonly"]
+    doc["linux"]["namespaces"] = [{"type": "pid"}]
+    with pytest.raises(SpecError) as e:
+        parse_spec(doc, bundle)
+    assert str(e.value).startswith("linux.namespaces: ")
+    notes = features()["annotations"]
+    assert notes["org.pycontainer.joinableNamespaces"] == "mount,pid,uts,ipc,network,cgroup"
+
+
+def test_a_joined_mount_namespace_refuses_what_it_cannot_apply():
+    with pytest.raises(pc.ConfigInvalidError) as ei:
+        pc.Config(namespaces={"mount": "/proc/self/ns/mnt", "pid": None},
+                  mounts=[pc.Mount("/x", type="tmpfs")])
+    assert ei.value.field == "mounts"
+    with pytest.raises(pc.ConfigInvalidError) as ei:
+        pc.Config(namespaces={"mount": "/proc/self/ns/mnt", "user": None})
+    assert ei.value.field == "namespaces.mount"
