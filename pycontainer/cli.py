@@ -131,37 +131,74 @@ GLOBAL_FLAGS = [
     B("version|v", help="print the version"),
 ]
 
-_CREATE = [V("bundle|b"), V("console-socket"), V("pid-file"), B("no-pivot"),
-           B("no-new-keyring"), V("preserve-fds", "0")]
-_UPDATE = [V("resources|r"), V("blkio-weight"), V("cpu-period"), V("cpu-quota"),
-           V("cpu-share"), V("cpu-rt-period"), V("cpu-rt-runtime"), V("cpuset-cpus"),
-           V("cpuset-mems"), V("memory"), V("memory-reservation"), V("memory-swap"),
-           V("kernel-memory"), V("kernel-memory-tcp"), V("pids-limit"),
-           V("l3-cache-schema"), V("mem-bw-schema")]
+_CREATE = [V("bundle|b", help="the bundle directory (default: the current directory)"),
+           V("console-socket", help="a unix socket that receives the pty master (terminal)"),
+           V("pid-file", help="write the init's pid to this file"),
+           B("no-pivot", help="accepted for runc compatibility; pivot_root is always used"),
+           B("no-new-keyring", help="accepted for runc compatibility"),
+           V("preserve-fds", "0", help="pass N descriptors after stdio (3..3+N-1) through")]
+_UPDATE = [V("resources|r", help="a JSON file (or - for stdin) of linux.resources"),
+           V("blkio-weight", help="blkio weight (10-1000)"),
+           V("cpu-period", help="CFS period (microseconds)"),
+           V("cpu-quota", help="CFS quota (microseconds)"),
+           V("cpu-share", help="CPU shares (relative weight)"),
+           V("cpu-rt-period", help="refused: no realtime limits"),
+           V("cpu-rt-runtime", help="refused: no realtime limits"),
+           V("cpuset-cpus", help="CPUs to run on (e.g. 0-1)"),
+           V("cpuset-mems", help="memory nodes to allocate from (e.g. 0)"),
+           V("memory", help="memory limit (bytes, or with k/m/g)"),
+           V("memory-reservation", help="memory soft limit"),
+           V("memory-swap", help="memory plus swap limit"),
+           V("kernel-memory", help="refused: kernel memory limits are gone from Linux"),
+           V("kernel-memory-tcp", help="refused: kernel memory limits are gone from Linux"),
+           V("pids-limit", help="maximum number of processes"),
+           V("l3-cache-schema", help="not supported (no resctrl)"),
+           V("mem-bw-schema", help="not supported (no resctrl)")]
 
 # name -> (flags, usage, stop flags at the first positional)
 COMMANDS = {
     "create": (_CREATE, "create [command options] <container-id>", False),
     "start": ([], "start <container-id>", False),
-    "run": (_CREATE + [B("detach|d"), B("keep"), B("rm"), B("no-subreaper")],
+    "run": (_CREATE + [B("detach|d", help="return once the container runs"),
+                       B("keep", help="keep the container's state after it exits"),
+                       B("rm", help="delete the container after it exits (the default)"),
+                       B("no-subreaper", help="accepted for runc compatibility")],
             "run [command options] <container-id> [-- args...]", False),
     "state": ([], "state <container-id>", False),
-    "kill": ([B("all|a")], "kill [--all] <container-id> [signal]", False),
-    "delete": ([B("force|f")], "delete [--force] <container-id>", False),
-    "exec": ([V("console-socket"), V("cwd"), M("env|e"), B("tty|t"), V("user|u"),
-              M("additional-gids|g"), V("process|p"), B("detach|d"), V("pid-file"),
-              V("process-label"), V("apparmor"), B("no-new-privs"), M("cap|c"),
-              V("preserve-fds", "0"), V("cgroup"), B("ignore-paused")],
+    "kill": ([B("all|a", help="signal every process of the container")],
+             "kill [--all] <container-id> [signal]", False),
+    "delete": ([B("force|f", help="kill a running container first")],
+               "delete [--force] <container-id>", False),
+    "exec": ([V("console-socket", help="a unix socket that receives the pty master"),
+              V("cwd", help="working directory in the container"),
+              M("env|e", help="set an environment variable (KEY=VALUE; repeatable)"),
+              B("tty|t", help="allocate a pseudo-terminal"),
+              V("user|u", help="uid[:gid] to run as"),
+              M("additional-gids|g", help="an additional group id (repeatable)"),
+              V("process|p", help="a process.json (OCI process) instead of the arguments"),
+              B("detach|d", help="do not wait for the process"),
+              V("pid-file", help="write the process's pid to this file"),
+              V("process-label", help="refused: no SELinux labels"),
+              V("apparmor", help="refused: no AppArmor profiles"),
+              B("no-new-privs", help="set no_new_privs for the process"),
+              M("cap|c", help="refused: a process gets the container's capabilities"),
+              V("preserve-fds", "0", help="pass N descriptors after stdio through"),
+              V("cgroup", help="refused: no sub-cgroups for exec"),
+              B("ignore-paused", help="accepted for runc compatibility")],
              "exec [command options] <container-id> <command> [args...]", True),
-    "ps": ([V("format|f", "table")], "ps [--format table|json] <container-id> [ps options]",
-           True),
-    "list": ([V("format|f", "table"), B("quiet|q")], "list [--format table|json] [-q]", False),
+    "ps": ([V("format|f", "table", help="'table' or 'json' (pids)")],
+           "ps [--format table|json] <container-id> [ps options]", True),
+    "list": ([V("format|f", "table", help="'table' or 'json'"),
+              B("quiet|q", help="print ids only")], "list [--format table|json] [-q]", False),
     "pause": ([], "pause <container-id>", False),
     "resume": ([], "resume <container-id>", False),
-    "events": ([V("interval", "5s"), B("stats")],
+    "events": ([V("interval", "5s", help="how often to sample (e.g. 5s)"),
+                B("stats", help="print the statistics once and exit")],
                "events [--stats] [--interval 5s] <container-id>", False),
     "update": (_UPDATE, "update [command options] <container-id>", False),
-    "spec": ([V("bundle|b"), B("rootless")], "spec [--rootless] [--bundle dir]", False),
+    "spec": ([V("bundle|b", help="where to write config.json"),
+              B("rootless", help="a spec for a rootless container")],
+             "spec [--rootless] [--bundle dir]", False),
     "features": ([], "features", False),
 }
 
@@ -169,9 +206,7 @@ USAGE = f"""usage: {PROG} [global options] command [command options] [arguments.
 
 A runc-compatible OCI runtime built on the pycontainer library.
 
-commands: {', '.join(COMMANDS)}
-global options: --root DIR, --log FILE, --log-format text|json, --debug, --rootless VALUE,
-                --systemd-cgroup (not supported), --version
+commands: {', '.join(COMMANDS)} (`{PROG} COMMAND --help` for each)
 """
 
 
@@ -629,7 +664,8 @@ def _flag_help(flags):
     lines = []
     for f in flags:
         names = ", ".join(("--" if len(n) > 1 else "-") + n for n in f.names)
-        lines.append(f"  {names}{' VALUE' if f.takes_value else ''}")
+        flag = f"  {names}{' VALUE' if f.takes_value else ''}"
+        lines.append(f"{flag:<28} {f.help}".rstrip() if f.help else flag)
     return ("options:\n" + "\n".join(lines) + "\n") if lines else ""
 
 
@@ -647,7 +683,7 @@ def main(argv=None):
         try:
             g, rest = parse(argv, GLOBAL_FLAGS, stop_at_positional=True)
         except _Help:
-            sys.stdout.write(USAGE)
+            sys.stdout.write(USAGE + "global " + _flag_help(GLOBAL_FLAGS))
             return 0
         if g.log_format not in ("text", "json"):
             raise UsageError(f"unknown log-format {g.log_format!r}: expected text or json")
@@ -659,7 +695,7 @@ def main(argv=None):
             raise UsageError("missing command")
         name, args = rest[0], rest[1:]
         if name == "help":
-            sys.stdout.write(USAGE)
+            sys.stdout.write(USAGE + "global " + _flag_help(GLOBAL_FLAGS))
             return 0
         if name not in COMMANDS:
             raise UsageError(f"no such command {name!r}")
