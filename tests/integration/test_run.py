@@ -1,12 +1,16 @@
 """pc.run against subprocess.run on the same inputs: the busybox rootfs, and the same
 busybox on the host for subprocess."""
 import asyncio
+import shutil
 import subprocess
 
 import pytest
 
 import pycontainer as pc
-from conftest import BUSYBOX
+
+# Not `from conftest import ...`: with tests/integration and tests/reliability collected
+# together, which conftest that name finds depends on the order.
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
 CASES = [
     (["sh", "-c", "echo out; echo err >&2; exit 3"], dict(capture_output=True)),
