@@ -78,7 +78,11 @@ def default_root():
     if os.geteuid() == 0:
         return "/run/pycontainer"
     runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
-    return os.path.join(runtime, "pycontainer")
+    if os.path.isdir(runtime):
+        return os.path.join(runtime, "pycontainer")
+    # No login session (a service, a CI job, su): a root of our own in the temporary
+    # directory. A squatter's directory there is refused as any root not ours is.
+    return os.path.join(os.environ.get("TMPDIR") or "/tmp", f"pycontainer-{os.geteuid()}")
 
 
 def check_id(container_id):

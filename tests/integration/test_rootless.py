@@ -279,6 +279,33 @@ print(json.dumps({"root": pc.Factory().root}))
 """
 
 
+def test_default_root_without_a_runtime_dir_is_in_tmp(sandbox):
+    """No XDG_RUNTIME_DIR and no /run/user/<uid> (a service, su): the temporary
+    directory, named by uid, and a container can be made there."""
+    pkgdir, _ = sandbox
+    check_interpreter(pkgdir)
+    if os.path.isdir(f"/run/user/{NOBODY}"):
+        pytest.fail(f"/run/user/{NOBODY} exists: this test needs a uid without a session")
+    expected = f"/tmp/pycontainer-{NOBODY}"
+    try:
+        p = run_as_nobody(pkgdir, "", DEFAULT_ROOT_SCRIPT + MAKE_ONE_SCRIPT)
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout.splitlines()[0])["root"] == expected
+        assert p.stdout.splitlines()[1] == "made"
+        st = os.stat(expected)
+        assert (st.st_uid, st.st_mode & 0o777) == (NOBODY, 0o700)
+    finally:
+        shutil.rmtree(expected, ignore_errors=True)
+
+
+MAKE_ONE_SCRIPT = r"""
+f = pc.Factory()
+c = f.create("tmp-root", pc.Config())
+c.destroy()
+print("made")
+"""
+
+
 def test_default_root_follows_xdg_runtime_dir(sandbox):
     pkgdir, xdg = sandbox
     check_interpreter(pkgdir)
