@@ -210,7 +210,8 @@ r, w = os.pipe()
 _, exits = c.start(pc.ProcessConfig(args=["sh", "-c", "echo x > /data/f; rm /etc/passwd; ls /data"],
                                     stdout=w, stderr=w))
 os.close(w)
-out = os.read(r, 4096).decode()
+with os.fdopen(r, "rb") as f:                   # until EOF: every write of the shell
+    out = f.read().decode()
 status = exits.get(timeout=10)
 merged = os.path.join(c.internal.state_dir, "rootfs")
 in_store = sorted(os.listdir(os.path.join(img.rootfs, "etc")))

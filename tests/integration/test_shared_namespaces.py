@@ -128,6 +128,7 @@ def namespaces(spec, **paths):
 def test_cli_joining_a_pods_pid_namespace(oci, make_bundle, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
+    os.mkfifo(out / "log")      # read below until the container's write end closes
     oci.ok("run", "-d", "-b", make_bundle(["sleep", "1000"]), "pause")
     pause = oci.state("pause")["pid"]
 
@@ -157,6 +158,7 @@ def test_cli_joining_a_pods_pid_namespace(oci, make_bundle, tmp_path):
 def test_cli_host_pid(oci, make_bundle, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
+    os.mkfifo(out / "log")      # read below until the container's write end closes
 
     def shape(s):
         namespaces(s, pid="absent")
