@@ -222,8 +222,24 @@ def restore_cgroups():
                 os.rmdir(d)
             except OSError:
                 pass
+        _remove_dead_runs(os.path.dirname(made[-1]))
     from pycontainer import cgroups
     cgroups.detect.cache_clear()
+
+
+def _remove_dead_runs(parent):
+    """The empty cgroups of earlier runs whose process is gone (a run killed before its
+    restore_cgroups: the crash tests' creators, a timeout). Only pytest-<pid> trees, and
+    rmdir removes nothing that still holds a process or a cgroup of someone else's."""
+    for name in os.listdir(parent):
+        if not (name.startswith("pytest-") and name[7:].isdigit()) or \
+                os.path.exists(f"/proc/{name[7:]}"):
+            continue
+        for dirpath, _, _ in os.walk(os.path.join(parent, name), topdown=False):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
 
 
 def _hierarchies():
