@@ -198,8 +198,9 @@ def test_statuses_with_a_blind_waitpid_loop(factory, busybox_rootfs):
                 pending[os.posix_spawn("/bin/sh", ["sh", "-c", script], os.environ)] = expected
             try:
                 # Blocking, as a careless program's reaper would be; once told to stop
-                # (and woken by one more child), it drains what is left and returns.
-                pid, status = os.waitpid(-1, os.WNOHANG if stopping else 0)
+                # (and woken by one more child), it waits for its own children still
+                # running, then drains what is left and returns.
+                pid, status = os.waitpid(-1, os.WNOHANG if stopping and not pending else 0)
             except ChildProcessError:
                 if stopping:
                     return
