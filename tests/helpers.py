@@ -230,8 +230,13 @@ def restore_cgroups():
 def _remove_dead_runs(parent):
     """The empty cgroups of earlier runs whose process is gone (a run killed before its
     restore_cgroups: the crash tests' creators, a timeout). Only pytest-<pid> trees, and
-    rmdir removes nothing that still holds a process or a cgroup of someone else's."""
-    for name in os.listdir(parent):
+    rmdir removes nothing that still holds a process or a cgroup of someone else's.
+    (The parent is gone when this run made it and it was left empty.)"""
+    try:
+        names = os.listdir(parent)
+    except FileNotFoundError:
+        return
+    for name in names:
         if not (name.startswith("pytest-") and name[7:].isdigit()) or \
                 os.path.exists(f"/proc/{name[7:]}"):
             continue
