@@ -90,6 +90,7 @@ static const char *const stage_names[PC_STAGE_COUNT] = {
     [PC_STAGE_ROOTFS_PROPAGATION] = "rootfs_propagation",
     [PC_STAGE_POOL_REQUEST] = "pool_request",
     [PC_STAGE_EXEC_FIFO] = "exec_fifo",
+    [PC_STAGE_DIED] = "died",
 };
 
 const char *pc_stage_name(int stage)
@@ -116,7 +117,7 @@ struct spawn_ctx {
     int forked;
     const int *join_src;  /* a join's intermediate: the descriptors to move to slots 3... */
     int join_nsrc;
-    int stdio_ready;      /* staged: stdio is in place already */
+    int fifo;             /* staged: its exec fifo, until the go; else -1 */
     int privileged;       /* the caller holds CAP_SYS_PTRACE: it can read a non-dumpable init */
     int own_mm;           /* our memory is ours alone and non-dumpable: keep it so */
 };
@@ -414,28 +415,78 @@ static int exec_search(char *const *argv, char *const *envp, int probe)
     return -1;
 }
 
+/* A staged init's fifo: a copy above the descriptors the process keeps (which
+ * setup_stdio puts in place), checked reachable through /proc (the go reopens it there:
+ * a root without /proc fails here, reported, not after the ready, when nobody listens). */
+static int stage_prepare(struct spawn_ctx *ctx, struct pc_child_error *e)
+{
+    const struct pc_process *p = ctx->p;
+    if (exec_search(p->argv, p->envp, 1) < 0)
+        return pc_fail(e, PC_STAGE_EXEC, -1);
+    if ((ctx->fifo = fcntl(ctx->t->exec_fifo_fd, F_DUPFD_CLOEXEC, kept_fds(p))) < 0)
+        return pc_fail(e, PC_STAGE_STDIO, -1);
+    return 0;
+}
+
+/* A staged init, set up as its process (ids, capabilities, cwd), waits here for the go
+ * (runc's exec.fifo): it reports ready, closes the error pipe, and blocks until the fifo
+ * has a reader. The fifo it opened for writing is its error pipe from then on: whoever
+ * let it go reads its report there, or EOF once it has exec'd (close-on-exec). */
+static int stage_wait(struct spawn_ctx *ctx, struct pc_child_error *e)
+{
+    char path[40] = "/proc/self/fd/", num[16];
+    const char *n = format_uint(num + sizeof(num), (unsigned long)ctx->fifo);
+    memcpy(path + 14, n, strlen(n) + 1);
+    int probe = open(path, O_PATH | O_CLOEXEC);
+    if (probe < 0)
+        return pc_fail(e, PC_STAGE_EXEC_FIFO, -1);
+    close(probe);
+    struct pc_child_error ready = { PC_STAGE_NONE, 0, -1 };
+    report(ctx, &ready);
+    close(ctx->errfd);
+    if (ctx->done_w >= 0)
+        close(ctx->done_w);
+    ctx->errfd = ctx->done_w = -1;   /* nobody listens any more */
+    int w;
+    do {
+        w = open(path, O_WRONLY | O_CLOEXEC);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0 || write(w, "0", 1) != 1)
+        return pc_fail(e, PC_STAGE_EXEC_FIFO, -1);
+    close(ctx->fifo);
+    ctx->fifo = -1;
+    ctx->errfd = w;
+    return 0;
+}
+
+
 /* The common tail: stdio, descriptors, signals, credentials, cwd, exec. Our own work
  * comes before the seccomp filter where it can: loaded early (no no_new_privs), the
  * filter is the user's profile, which may deny any syscall it does not list. What must
  * follow it (the user switch and the capability sets: the load needs CAP_SYS_ADMIN,
- * which they drop; the cwd, entered as the process's user) fails with its stage. */
+ * which they drop; the cwd, entered as the process's user) fails with its stage. A
+ * staged init waits for its go as late as runc's does: after all of that, so that only
+ * no_new_privs, the late filter and the exec follow the go, and a death (a filter's
+ * KILL) is seen by the caller that is still waiting for its ready. */
 static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
 {
     const struct pc_process *p = ctx->p;
     const struct pc_security *sec = p->security;
-    int rc = ctx->stdio_ready ? 0 : setup_stdio(ctx);
+    int rc = setup_stdio(ctx);
     if (rc < 0)
         return pc_fail(e, rc == -2 ? PC_STAGE_TERMINAL : PC_STAGE_STDIO, -1);
     /* Closed, not only close-on-exec, before the cwd is used: a path through
      * /proc/self/fd must find nothing of ours. The error pipe (and the user namespace
-     * helper's done pipe) close at exec. Before the rlimits too: a lower RLIMIT_NOFILE
-     * would hide descriptors above it from close_span's fallback. */
-    int keep[2] = { ctx->errfd, ctx->done_w };
-    if (close_all_but((unsigned)kept_fds(p), keep, 2) < 0)
+     * helper's done pipe, and a staged init's fifo) close at exec or at the go. Before
+     * the rlimits too: a lower RLIMIT_NOFILE would hide descriptors above it from
+     * close_span's fallback. */
+    int keep[3] = { ctx->errfd, ctx->done_w, ctx->fifo };
+    if (close_all_but((unsigned)kept_fds(p), keep, 3) < 0)
         return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
     /* An ignored disposition survives exec: Python ignores SIGPIPE and SIGXFSZ, and any
      * thread of the caller may be ignoring more (system() ignores SIGINT and SIGQUIT
-     * while it waits). Every signal starts at its default, as POSIX_SPAWN_SETSIGDEF. */
+     * while it waits). Every signal starts at its default, as POSIX_SPAWN_SETSIGDEF
+     * (a staged init's wait too: a signal ends it as it would the program). */
     sigset_t none;
     sigemptyset(&none);
     reset_signal_handlers();
@@ -457,6 +508,13 @@ static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
         return pc_fail(e, PC_STAGE_DUMPABLE, -1);
     if (pc_security_after_user(sec, e) < 0)
         return -1;
+    if (chdir(p->cwd) < 0)
+        return pc_fail(e, PC_STAGE_CWD, -1);
+    if (cwd_in_root() < 0)
+        return pc_fail(e, PC_STAGE_CWD, 1);
+    umask(022);
+    if (ctx->fifo >= 0 && stage_wait(ctx, e) < 0)
+        return -1;
     /* After the user switch, which clears it. If the caller died before this, the
      * signal would never come: exit as it would have made us. (getppid() cannot tell
      * inside a new pid namespace; the caller holds the error pipe's read end, and a
@@ -468,67 +526,11 @@ static int exec_process(struct spawn_ctx *ctx, struct pc_child_error *e)
         if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLERR | POLLHUP)))
             syscall(SYS_exit_group, 128 + sec->pdeathsig);
     }
-    if (chdir(p->cwd) < 0)
-        return pc_fail(e, PC_STAGE_CWD, -1);
-    if (cwd_in_root() < 0)
-        return pc_fail(e, PC_STAGE_CWD, 1);
-    umask(022);
     if (pc_security_final(sec, e) < 0)
         return -1;
     exec_search(p->argv, p->envp, 0);
     return pc_fail(e, PC_STAGE_EXEC, -1);
 }
-
-/* A staged init, set up, waits here for the go (runc's exec.fifo). Failures it can see
- * before it waits (argv[0] missing, stdio) still reach the caller; then it reports ready,
- * keeps nothing of the caller's but its stdio (it is a fork: it has a copy of every
- * descriptor), takes default signal handling (so a signal ends it as it would the
- * program), and blocks until the fifo has a reader. The fifo it opened for writing is
- * its error pipe from then on: whoever let it go reads its report there, or EOF once it
- * has exec'd (the descriptor is close-on-exec). */
-static int stage_wait(struct spawn_ctx *ctx, struct pc_child_error *e)
-{
-    const struct pc_process *p = ctx->p;
-    int fifo;
-    if (exec_search(p->argv, p->envp, 1) < 0)
-        return pc_fail(e, PC_STAGE_EXEC, -1);
-    /* Above the descriptors the process keeps, which setup_stdio puts in place. */
-    if ((fifo = fcntl(ctx->t->exec_fifo_fd, F_DUPFD_CLOEXEC, kept_fds(p))) < 0)
-        return pc_fail(e, PC_STAGE_STDIO, -1);
-    char path[40] = "/proc/self/fd/", num[16];
-    const char *n = format_uint(num + sizeof(num), (unsigned long)fifo);
-    memcpy(path + 14, n, strlen(n) + 1);
-    /* The go reopens the fifo through /proc: a root without /proc fails here, reported,
-     * not after the ready, when nobody listens. */
-    int probe = open(path, O_PATH | O_CLOEXEC);
-    if (probe < 0)
-        return pc_fail(e, PC_STAGE_EXEC_FIFO, -1);
-    close(probe);
-    int rc = setup_stdio(ctx);
-    if (rc < 0)
-        return pc_fail(e, rc == -2 ? PC_STAGE_TERMINAL : PC_STAGE_STDIO, -1);
-    ctx->stdio_ready = 1;
-    struct pc_child_error ready = { PC_STAGE_NONE, 0, -1 };
-    report(ctx, &ready);
-    if (close_all_but((unsigned)kept_fds(p), &fifo, 1) < 0)
-        return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
-    ctx->errfd = ctx->done_w = ctx->sync_r = -1;   /* closed: nobody listens any more */
-    sigset_t none;
-    sigemptyset(&none);
-    reset_signal_handlers();
-    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8);
-
-    int w;
-    do {
-        w = open(path, O_WRONLY | O_CLOEXEC);
-    } while (w < 0 && errno == EINTR);
-    if (w < 0 || write(w, "0", 1) != 1)
-        return pc_fail(e, PC_STAGE_EXEC_FIFO, -1);
-    close(fifo);
-    ctx->errfd = w;
-    return 0;
-}
-
 
 static int child_finish(struct spawn_ctx *ctx, struct pc_child_error *e)
 {
@@ -575,7 +577,7 @@ int pc_zygote_main(void)
 {
     struct spawn_ctx ctx = { .errfd = PC_ZYGOTE_READY_FD, .join_pidfd_out = -1,
                              .join_pid_out = -1, .sync_r = -1, .sync_w = -1, .done_r = -1,
-                             .done_w = -1, .own_mm = 1 };
+                             .done_w = -1, .fifo = -1, .own_mm = 1 };
     struct pc_child_error e = { 0, 0, -1 };
     /* First: no one in the container may open our /proc files (exec made us dumpable). */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
@@ -694,7 +696,7 @@ static int init_main(void *arg)
         return die(ctx, &e, PC_STAGE_DOMAINNAME);
     if ((c->ns_flags & CLONE_NEWNET) && bring_up_loopback() < 0)
         return die(ctx, &e, PC_STAGE_LOOPBACK);
-    if (ctx->t->zygote_fd >= 0 ? zygote_park(ctx, &e) < 0 : ctx->staged && stage_wait(ctx, &e) < 0)
+    if (ctx->t->zygote_fd >= 0 ? zygote_park(ctx, &e) < 0 : ctx->staged && stage_prepare(ctx, &e) < 0)
         return child_finish(ctx, &e);
     exec_process(ctx, &e);
     return child_finish(ctx, &e);
@@ -817,7 +819,7 @@ int pc_join_in_helper(const struct pc_target *t, const struct pc_process *p, int
 {
     struct spawn_ctx ctx = {
         .t = t, .p = p, .errfd = errfd, .join_pidfd_out = -1, .join_pid_out = -1,
-        .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1, .own_mm = 1,
+        .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1, .fifo = -1, .own_mm = 1,
     };
     struct pc_child_error e = { 0, 0, -1 };
     ctx.stack2 = mmap(NULL, PC_STACK_SIZE, PROT_READ | PROT_WRITE,
@@ -898,15 +900,20 @@ static int userns_helper_main(void *arg)
     return 0;
 }
 
+static int reap_info(int pidfd, pid_t pid, siginfo_t *si)
+{
+    int rc;
+    do {
+        rc = pidfd >= 0 ? waitid((idtype_t)P_PIDFD, (id_t)pidfd, si, WEXITED | __WALL)
+                        : waitid(P_PID, (id_t)pid, si, WEXITED | __WALL);
+    } while (rc < 0 && errno == EINTR);
+    return rc;
+}
+
 static int reap(int pidfd, pid_t pid)
 {
     siginfo_t si;
-    int rc;
-    do {
-        rc = pidfd >= 0 ? waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | __WALL)
-                        : waitid(P_PID, (id_t)pid, &si, WEXITED | __WALL);
-    } while (rc < 0 && errno == EINTR);
-    return rc;
+    return reap_info(pidfd, pid, &si);
 }
 
 static void close_fd(int *fd)
@@ -1043,7 +1050,7 @@ static int spawn_join(const struct pc_target *t, const struct pc_process *p,
         goto fail_errno;
 
     struct spawn_ctx ctx = { .t = t, .p = p, .errfd = sv[1], .join_src = src, .join_nsrc = n + 3,
-                             .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1 };
+                             .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1, .fifo = -1 };
     struct clone_args a;
     memset(&a, 0, sizeof(a));
     a.flags = CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND;
@@ -1132,7 +1139,7 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
     sigset_t all, old;
     struct spawn_ctx ctx = {
         .t = t, .p = p, .join_pidfd_out = -1, .join_pid_out = -1,
-        .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1,
+        .sync_r = -1, .sync_w = -1, .done_r = -1, .done_w = -1, .fifo = -1,
         .staged = !joining && t->exec_fifo_fd >= 0,
         .forked = !joining && (t->exec_fifo_fd >= 0 || !(t->container->ns_flags & CLONE_NEWPID)),
     };
@@ -1216,6 +1223,21 @@ int pc_spawn(const struct pc_target *t, const struct pc_process *p,
     } while (n < 0 && errno == EINTR);
     /* A parked init reports ready too, from the helper it execs (zygote_park). */
     int reports_ready = ctx.staged || (!joining && t->zygote_fd >= 0);
+    if (reports_ready && n == 0 && pidfd >= 0) {
+        /* EOF, no ready: it died without a report (a seccomp profile's KILL, a signal
+         * from outside). Say how: its status, taken now (it is gone: every end of the
+         * pipe it held has closed; the SIGKILL only makes sure). */
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        int got = reap_info(pidfd, pid, &si);
+        close_fd(&pidfd);
+        cerr->stage = PC_STAGE_DIED;
+        cerr->err = ECANCELED;
+        cerr->index = got < 0 ? -1 : si.si_code == CLD_EXITED ? 256 + si.si_status : si.si_status;
+        rc = -ECANCELED;
+        goto out;
+    }
     if (reports_ready && n == 0) {
         n = -1;
         errno = EPROTO;

@@ -54,6 +54,8 @@ enum pc_stage {
     PC_STAGE_ROOTFS_PROPAGATION,
     PC_STAGE_POOL_REQUEST, /* a parked init receiving its process (zygote.c) */
     PC_STAGE_EXEC_FIFO,    /* a staged init reopening exec.fifo (through /proc/self/fd) */
+    PC_STAGE_DIED,         /* an init that reports ready died first: index = its signal,
+                            * or 256 + its exit code; err ECANCELED */
     PC_STAGE_COUNT
 };
 

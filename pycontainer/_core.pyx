@@ -372,6 +372,8 @@ cdef _raise_spawn_error(ContainerPlan plan, tuple rlimit_names, int err,
     if stage == PC_STAGE_NONE:
         raise ContainerSystemError(err, "clone3")
     name = pc_stage_name(stage).decode()
+    if name == "died":
+        raise ContainerSystemError(err, _death(cerr.index), stage=name)
     labels = plan.labels.get(name, ())
     if name == "rlimits":
         labels = rlimit_names
@@ -390,6 +392,21 @@ cdef _raise_spawn_error(ContainerPlan plan, tuple rlimit_names, int err,
             what = (f"{cwd}: the working directory would be outside the container's root "
                     "(a path through a host descriptor?); refused")
     raise ContainerSystemError(err, what, stage=name)
+
+
+def _death(int how):
+    """What PC_STAGE_DIED's index says: how an init died before its program ran."""
+    if how >= 256:
+        return f"the init exited with status {how - 256} before its program ran"
+    if how > 0:
+        import signal                       # lazily: the CLI's read path does without
+        try:
+            name = signal.Signals(how).name
+        except ValueError:
+            name = f"signal {how}"
+        return (f"the init was killed by {name} ({signal.strsignal(how)}) before "
+                "its program ran")
+    return "the init died before its program ran"
 
 
 def unshare_thread(int flags):

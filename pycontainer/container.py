@@ -825,7 +825,7 @@ class Container:
         container's root is on the host (a user namespace maps it), who must open it."""
         path = os.path.join(self._dir, EXEC_FIFO)
         _remove(path)
-        os.mkfifo(path, 0o600)
+        os.mkfifo(path, 0o622)
         try:
             if self._config.uid_mappings:
                 os.chown(path, _host_id(self._config.uid_mappings, 0),

@@ -83,20 +83,33 @@ def test_a_profile_without_close_range_through_the_cli(oci, make_bundle, tmp_pat
     assert log == "ran\nSeccomp:\t2\n"
 
 
-# --- a staged init that dies before its program runs fails `start` ------------------
+# --- a staged init that dies before its program runs fails `create` or `start` ------------
+# It waits for the go once it is its process (runc's order): what fails in its setup
+# fails `create`; after the go only no_new_privs, the late filter and the exec remain.
+
+def _kill_unlisted(names):
+    return {"defaultAction": "SCMP_ACT_KILL_PROCESS", "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": list(names), "action": "SCMP_ACT_ALLOW"}]}
+
 
 @pytest.mark.parametrize("mutate,message", [
     (lambda s: s["process"].__setitem__("cwd", "/nowhere"),
-     "exec: cwd: /nowhere: No such file or directory (ENOENT)"),
+     "stage: cwd: /nowhere: No such file or directory (ENOENT)"),
     # The filter is loaded before the user switch (no noNewPrivileges): the switch is
     # the profile's to deny.
     (lambda s: (s["process"].pop("noNewPrivileges", None),
                 s["linux"].__setitem__("seccomp", deny_unlisted(
                     n for n in BUSYBOX_SYSCALLS if n != "setresuid"))),
-     "exec: setuid: Operation not permitted (EPERM)"),
-], ids=["cwd", "seccomp-denies-setresuid"])
-def test_start_fails_with_the_stage_of_a_staged_init(oci, make_bundle, tmp_path, mutate,
-                                                     message):
+     "stage: setuid: Operation not permitted (EPERM)"),
+    # ... or to kill for: the init dies without a report, and `create` says how.
+    (lambda s: (s["process"].pop("noNewPrivileges", None),
+                s["linux"].__setitem__("seccomp", _kill_unlisted(
+                    n for n in BUSYBOX_SYSCALLS if n != "chdir"))),
+     "stage: died: the init was killed by SIGSYS (Bad system call) before its program "
+     "ran: Operation canceled (ECANCELED)"),
+], ids=["cwd", "seccomp-denies-setresuid", "seccomp-kills-chdir"])
+def test_create_fails_with_the_stage_of_a_staged_init(oci, make_bundle, tmp_path, mutate,
+                                                      message):
     out = tmp_path / "out"
     out.mkdir()
 
@@ -105,9 +118,30 @@ def test_start_fails_with_the_stage_of_a_staged_init(oci, make_bundle, tmp_path,
                             "options": ["rbind"]})
         mutate(s)
     b = make_bundle(["sh", "-c", "echo ran >/run/log"], mutate=shape)
+    r = oci.fails("create", "-b", b, "early")
+    assert r.err.strip().endswith(f"container 'early': {message}"), r.err
+    assert not (out / "log").exists()
+    assert oci.ids() == []      # and leak_check: no process, no cgroup
+
+
+def test_start_fails_with_the_stage_of_a_staged_init(oci, make_bundle, tmp_path):
+    """The program removed between `create` and `start`: the exec after the go fails, and
+    `start` says so (its end of the exec fifo carries the report)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    prog = out / "prog"
+    prog.write_text("#!/bin/sh\necho ran >/run/log\n")
+    prog.chmod(0o755)
+
+    def shape(s):
+        s["mounts"].append({"destination": "/run", "type": "bind", "source": str(out),
+                            "options": ["rbind"]})
+    b = make_bundle(["/run/prog"], mutate=shape)
     oci.ok("create", "-b", b, "late")
+    prog.unlink()
     r = oci.fails("start", "late")
-    assert r.err.strip().endswith(f"container 'late': {message}"), r.err
+    assert r.err.strip().endswith(
+        "container 'late': exec: exec: /run/prog: No such file or directory (ENOENT)"), r.err
     assert oci.state("late")["status"] == "stopped"
     assert not (out / "log").exists()
     oci.ok("delete", "late")

@@ -1,6 +1,7 @@
 """Staging the init (runc's create/start split): Container.stage() sets everything up and
 leaves the init blocked before exec on the exec fifo; Container.exec() lets it run, from
 this process or any other. Real containers on the busybox rootfs."""
+import errno
 import os
 import signal
 import subprocess
@@ -185,18 +186,70 @@ def test_run_hook(factory, busybox_rootfs):
     factory.load("hooks").destroy()
 
 
-def test_staged_init_failing_after_the_go_fails_exec(factory, busybox_rootfs):
-    """What a staged init does after the go (the user switch, the cwd, exec) can still
-    fail: exec() raises it as start() would, with its stage and errno, and the container
-    has stopped with nothing left but its record. (A missing cwd is found only then.)"""
-    c, pid, exits, r = staged(factory, busybox_rootfs, cid="late", cwd="/nowhere")
+def test_staged_init_failing_in_its_setup_fails_stage(factory, busybox_rootfs):
+    """A staged init waits for the go only once it is its process (user, capabilities,
+    cwd), as runc's does: what fails there fails stage() (runc's create), and nothing is
+    left but the container's record. (A missing cwd is found only then.)"""
+    c = factory.create("late", pc.Config(rootfs=busybox_rootfs))
+    try:
+        with pytest.raises(pc.ContainerSystemError) as info:
+            c.stage(pc.ProcessConfig(args=ECHO, cwd="/nowhere"))
+        e = info.value
+        assert (e.stage, e.errno) == ("cwd", 2)
+        assert str(e) == ("container 'late': stage: cwd: /nowhere: No such file or directory "
+                          "(ENOENT)")
+        assert c.run_state() == pc.RunState.CREATED and c.processes() == []
+        assert os.listdir(os.path.join(factory.root, "late")) == ["state.json"]
+        with pytest.raises(pc.ContainerNotRunningError, match="no init is staged"):
+            c.exec()
+    finally:
+        c.destroy()
+    assert not os.path.exists(os.path.join(factory.root, "late"))
+
+
+def test_staged_init_killed_in_its_setup_fails_stage(factory, busybox_rootfs):
+    """An init that dies without a word before its ready (here a seccomp profile whose
+    default action kills, loaded before the user switch, that does not list chdir) fails
+    stage() with how it died."""
+    from test_oci_kernel import BUSYBOX_SYSCALLS
+    profile = {"defaultAction": "SCMP_ACT_KILL_PROCESS", "architectures": ["SCMP_ARCH_X86_64"],
+               "syscalls": [{"names": [n for n in BUSYBOX_SYSCALLS if n != "chdir"],
+                             "action": "SCMP_ACT_ALLOW"}]}
+    c = factory.create("killed", pc.Config(rootfs=busybox_rootfs, seccomp=profile,
+                                           no_new_privileges=False))
+    try:
+        with pytest.raises(pc.ContainerSystemError) as info:
+            c.stage(pc.ProcessConfig(args=ECHO))
+        assert (info.value.stage, info.value.errno) == ("died", errno.ECANCELED)
+        assert str(info.value) == (
+            "container 'killed': stage: died: the init was killed by SIGSYS (Bad system "
+            "call) before its program ran: Operation canceled (ECANCELED)")
+        assert c.run_state() == pc.RunState.CREATED and c.processes() == []
+        assert os.listdir(os.path.join(factory.root, "killed")) == ["state.json"]
+    finally:
+        c.destroy()
+
+
+def test_staged_init_failing_after_the_go_fails_exec(factory, busybox_rootfs, tmp_path):
+    """After the go only no_new_privs, the late filter and the exec remain: an exec that
+    fails (the program removed between stage and exec) fails exec() as start() would,
+    with its stage and errno, and the container has stopped."""
+    bind = tmp_path / "bin"
+    bind.mkdir()
+    prog = bind / "prog"
+    prog.write_text("#!/bin/sh\necho ran\n")
+    prog.chmod(0o755)
+    c, pid, exits, r = staged(factory, busybox_rootfs, cid="late", args=["/opt/prog"],
+                              mounts=[pc.Mount(source=str(bind), destination="/opt",
+                                               type="bind", options=("ro",))])
     try:
         assert c.run_state() == pc.RunState.CREATED
+        prog.unlink()
         with pytest.raises(pc.ContainerSystemError) as info:
             c.exec()
         e = info.value
-        assert (e.stage, e.errno) == ("cwd", 2)
-        assert str(e) == ("container 'late': exec: cwd: /nowhere: No such file or directory "
+        assert (e.stage, e.errno) == ("exec", 2)
+        assert str(e) == ("container 'late': exec: exec: /opt/prog: No such file or directory "
                           "(ENOENT)")
         assert exits.get(timeout=10) == 127
         assert c.run_state() == pc.RunState.STOPPED and c.processes() == []
@@ -209,20 +262,19 @@ def test_staged_init_failing_after_the_go_fails_exec(factory, busybox_rootfs):
     assert not os.path.exists(os.path.join(factory.root, "late"))
 
 
-def test_staged_init_names_its_rlimit_after_the_go(factory, busybox_rootfs):
-    """The labels a report after the go needs come from the staged record: here a
-    process rlimit the init cannot set (nofile above fs.nr_open: EPERM, even for root)."""
+def test_staged_init_names_its_rlimit(factory, busybox_rootfs):
+    """The labels of a failure in the staged init's setup: here a process rlimit it cannot
+    set (nofile above fs.nr_open: EPERM, even for root)."""
     with open("/proc/sys/fs/nr_open") as f:
         too_many = int(f.read()) + 1
     c = factory.create("rl", pc.Config(rootfs=busybox_rootfs))
-    c.stage(pc.ProcessConfig(args=["true"], rlimits=[Rlimit("RLIMIT_NOFILE", too_many,
-                                                             too_many)]))
     try:
         with pytest.raises(pc.ContainerSystemError) as info:
-            c.exec()
+            c.stage(pc.ProcessConfig(args=["true"], rlimits=[Rlimit("RLIMIT_NOFILE", too_many,
+                                                                    too_many)]))
         assert (info.value.stage, info.value.errno) == ("rlimits", 1)
-        assert str(info.value) == ("container 'rl': exec: rlimits: rlimits RLIMIT_NOFILE: "
+        assert str(info.value) == ("container 'rl': stage: rlimits: rlimits RLIMIT_NOFILE: "
                                    "Operation not permitted (EPERM)")
-        assert c.run_state() == pc.RunState.STOPPED
+        assert c.run_state() == pc.RunState.CREATED and c.processes() == []
     finally:
         c.destroy()
