@@ -9,8 +9,6 @@ import os
 import signal
 import time
 
-import pytest
-
 import pycontainer as pc
 from helpers import read_pipes
 from test_cli import make_bundle, oci, wait_status  # noqa: F401  (pytest fixtures)
