@@ -34,6 +34,9 @@
  *                   not in our pid namespace, "probed PID" at the end
  *   self            our own descriptors ("selffd N TARGET") and the pids of our /proc
  *                   ("proc PID")
+ *   inject PID      (x86-64) write a payload over the code PID returns to from the
+ *                   syscall it waits in (/proc/PID/syscall, /proc/PID/mem): "got PID
+ *                   inject PC" if the kernel let us; see payload[]
  *   write / EOF     the exewrite attempts above; on EOF then "done" and exit 0
  *
  * Arguments after --probe are PIDs probed before stdin is read. */
@@ -428,6 +431,52 @@ static void probe_pid(int pid)
     printf("probed %d\n", pid);
 }
 
+/* x86-64: sethostname("pwned", 5), then exit_group(42 + its result): 42 if it worked,
+ * 41 if refused (-EPERM). Written over the code a process returns to from the syscall it
+ * waits in, it runs as that process when the syscall returns. */
+static const unsigned char payload[] = {
+    0x48, 0x8d, 0x3d, 22, 0, 0, 0,     /* lea rdi, [rip + 22]: the name */
+    0xbe, 5, 0, 0, 0,                  /* mov esi, 5 */
+    0xb8, 170, 0, 0, 0,                /* mov eax, SYS_sethostname */
+    0x0f, 0x05,                        /* syscall */
+    0x8d, 0x78, 42,                    /* lea edi, [rax + 42] */
+    0xb8, 231, 0, 0, 0,                /* mov eax, SYS_exit_group */
+    0x0f, 0x05,                        /* syscall */
+    'p', 'w', 'n', 'e', 'd',
+};
+
+static void inject(int pid)
+{
+#if defined(__x86_64__)
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/syscall", pid);
+    FILE *f = fopen(path, "re");
+    if (!f || !fgets(line, sizeof(line), f)) {
+        denied(pid, "inject", errno);
+        if (f)
+            fclose(f);
+        return;
+    }
+    fclose(f);
+    /* "NR ARG1 ... ARG6 SP PC": where it goes on when the syscall returns. */
+    char *last = strrchr(line, ' ');
+    unsigned long pc = last ? strtoul(last + 1, NULL, 16) : 0;
+    snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+    int mem = open(path, O_RDWR | O_CLOEXEC);
+    if (!pc || mem < 0) {
+        denied(pid, "inject", mem < 0 ? errno : EINVAL);
+        return;
+    }
+    if (pwrite(mem, payload, sizeof(payload), (off_t)pc) == (ssize_t)sizeof(payload))
+        printf("got %d inject %lx\n", pid, pc);
+    else
+        denied(pid, "inject", errno);
+    close(mem);
+#else
+    denied(pid, "inject", ENOSYS);
+#endif
+}
+
 static void probe_self(void)
 {
     DIR *d = opendir("/proc/self/fd");
@@ -466,6 +515,8 @@ static int probe_main(char **argv)
             snprintf(secret, sizeof(secret), "%s", line + 7);
         else if (strcmp(line, "self") == 0)
             probe_self();
+        else if (strncmp(line, "inject ", 7) == 0)
+            inject(atoi(line + 7));
         else if (strcmp(line, "write") == 0)
             write_kept();
         else if (atoi(line) > 0)

@@ -136,6 +136,46 @@ def test_parked_init_of_a_user_namespace_is_closed_to_cap_sys_ptrace(factory,
             c.destroy()
 
 
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the payload is x86-64 code")
+@pytest.mark.xfail(strict=True, reason="HOLE (sec-findings.md #2): code written into the "
+                   "parked init of a user namespace runs at start() with every capability "
+                   "and no seccomp filter")
+def test_parked_init_code_cannot_be_rewritten_from_a_user_namespace(factory, attacker_rootfs):
+    """The attack of the test above carried out: the hook writes, over the code the
+    parked init returns to from its recvmsg, a payload that calls sethostname (denied by
+    the default seccomp profile, and needing CAP_SYS_ADMIN, which the container lacks)
+    and exits 42 + its result. start() then hands the init its process; the program must
+    run ("started" on its stdout), never the payload (exit 42: sethostname worked, 41:
+    refused)."""
+    names = DEFAULT_CAPS + ("CAP_SYS_PTRACE",)
+    identity = [IdMap(0, 0, 65536)]
+    config = pc.Config(rootfs=attacker_rootfs, capabilities=_caps(names),
+                       namespaces=tuple(DEFAULT_NAMESPACES) + ("user",),
+                       uid_mappings=identity, gid_mappings=identity)
+    with factory.pool(config, size=1) as pool:
+        pool.wait_ready()
+        c = pool.create("parked-inject")
+        try:
+            # The container's root itself may not: the payload is what it cannot do.
+            status, err = c.run_hook(["/bin/sh", "-c", "hostname pwned"])
+            assert status != 0 and b"not permitted" in err, (status, err)
+            status, err = c.run_hook(["/bin/sh", "-c", "exec /attacker --probe >&2"],
+                                     input=b"inject 1\n")
+            assert status == 0, err
+            r, w = os.pipe2(os.O_CLOEXEC)
+            try:
+                _, exits = c.start(pc.ProcessConfig(args=["/bin/echo", "started"], stdout=w))
+            finally:
+                os.close(w)
+            with os.fdopen(r) as f:
+                out = f.read()
+            status = exits.get(timeout=30)
+            assert (out, status) == ("started\n", 0), \
+                f"the payload ran in the parked init: exit {status} (42: sethostname worked)"
+        finally:
+            c.destroy()
+
+
 def _read(path):
     try:
         with open(path) as f:
