@@ -436,6 +436,17 @@ class Pool:
         self.close()
 
 
+def _running(pid, start_time):
+    """Whether (pid, start time) names a process that has not exited (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    rest = data[data.rindex(b")") + 2:].split()
+    return rest[0] not in (b"Z", b"X") and int(rest[19]) == start_time
+
+
 def _owner_alive(owner):
     return isinstance(owner, list) and len(owner) == 2 and isinstance(owner[0], int) and \
         owner[0] > 0 and process_start_time(owner[0]) == owner[1]
@@ -474,7 +485,7 @@ def _examine(pool_root, root_fd, name):
             "whose pool's process died before it removed them"
     if record.init_pid is None:
         return None if alive else "its preparation was cut short (its pool's process died)"
-    if process_start_time(record.init_pid) != record.init_start_time:
+    if not _running(record.init_pid, record.init_start_time):
         return "its parked init has exited (its pool's process died, or it was killed)"
     if not alive:
         return "its pool's process died (its parked init exits with the pool's socket)"
