@@ -219,7 +219,8 @@ class _Shared:
             container.destroy()
             raise
         mnt = None
-        if "mount" in config.new_namespaces:
+        # Not with a writable layer: destroy unmounts it, and no namespace may still hold it.
+        if "mount" in config.new_namespaces and config.overlay_lower is None:
             try:    # our child, not reaped: the pid is its
                 mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
