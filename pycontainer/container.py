@@ -119,6 +119,14 @@ _DERIVED = {}       # id(Config) -> {name: value}; an entry goes with its Config
 _PARKED = ProcessConfig(args=["(parked)"])
 
 
+def _readable(fd, timeout=0):
+    """Whether fd polls readable within timeout seconds (None: wait). poll, not select: a
+    process with a pool of sandboxes holds descriptors above select's limit of 1024."""
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return bool(p.poll(None if timeout is None else timeout * 1000))
+
+
 def derived(config, name, make):
     """make(config), made once per Config object (Configs are frozen): containers that
     share a Config share its C forms and device policy, and a create with a Config used
@@ -468,7 +476,7 @@ class Container:
                     return None
                 self._pidfds[key] = fd
         # A pidfd polls readable once its process has exited (zombies included).
-        if select.select([fd], [], [], 0)[0]:
+        if _readable(fd):
             return None
         return fd
 
@@ -488,7 +496,7 @@ class Container:
             return None
         frozen = self._cgroups.kept_freezer_state()
         try:
-            if frozen is None or select.select([fd], [], [], 0)[0]:
+            if frozen is None or _readable(fd):
                 return None
         except (OSError, ValueError):       # closed meanwhile by another thread's destroy
             return None
@@ -828,7 +836,7 @@ class Container:
             # As after an unpooled start that failed: no process, CREATED, startable.
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)   # exiting after its report
-            select.select([pidfd], [], [])
+            _readable(pidfd, None)
             _core.pidfd_exit_status(pidfd, True)
             os.close(pidfd)
             self._release_mnt_hold()

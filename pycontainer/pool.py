@@ -52,14 +52,13 @@ import logging
 import os
 import re
 import secrets
-import select
 import socket
 import threading
 import time
 import weakref
 
 from .config import Config
-from .container import build_security, derived, lock_container
+from .container import _readable, build_security, derived, lock_container
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      ContainerSystemError)
 from .exits import WATCHER
@@ -140,7 +139,7 @@ class _Sandbox:
         self.mnt, self.preloaded = mnt, preloaded
 
     def alive(self):
-        return not select.select([self.pidfd], [], [], 0)[0]
+        return not _readable(self.pidfd)
 
     def discard(self):
         """Close its socket (the parked init exits), let the watcher reap the init, and
