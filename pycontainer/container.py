@@ -342,9 +342,9 @@ class ContainerInternal:
         init's mount namespace, which keeps the namespace (and the teardown of its mounts)
         alive past the init's exit until the exit watcher has delivered the status, or
         destroy. preloaded: the init loaded the Config's seccomp filter when it parked,
-        so the handover leaves it out. retire(container, record, dir_fd): destroy's
-        last steps for the pool (pycontainer.pool, _Shared.retire), or False to do them
-        here."""
+        so the handover leaves it out. retire(cgroup manager, record, state dir): what
+        is left of destroy once the processes are gone, done by the pool (True;
+        pycontainer.pool, _Shared.retire), or False: destroy does it here."""
         self._c._parked = (sock, pidfd, preloaded)
         self._c._mnt_hold = mnt_fd
         self._c._retire = retire

@@ -396,7 +396,7 @@ class Factory:
         record takes the id and its state directory moves here under it, in one rename
         that fails if the id is taken (load() by the id finds it whole or not at all); its
         cgroups keep the sandbox's name (see _cgroup_identity). Returns the named
-        Container, sharing the sandbox's Config object and cgroup manager. IdInUseError,
+        Container, sharing the sandbox's Config object. IdInUseError,
         and the sandbox is as it was, when the id is taken."""
         name = self._name(container_id)
         state_dir = os.path.join(self.root, name)
@@ -422,7 +422,10 @@ class Factory:
                                        container_id=container_id, operation="create") from None
                 raise system_error_from(exc, state_dir, container_id=container_id,
                                         operation="create") from None
-        return Container(state_dir, record, sandbox.config, written, sandbox.internal.cgroups)
+        config = sandbox.config
+        # A manager of its own: the sandbox's handle closes its own when it is collected.
+        manager = cgroups.load_manager(record.cgroups, resources=config.resources)
+        return Container(state_dir, record, config, written, manager)
 
     def load(self, container_id: str) -> Container:
         """The container with this id, as any process sees it."""

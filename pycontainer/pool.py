@@ -52,13 +52,14 @@ import logging
 import os
 import re
 import secrets
+import select
 import socket
 import threading
 import time
 import weakref
 
 from .config import Config
-from .container import _readable, build_security, derived, lock_container
+from .container import build_security, derived, lock_container
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      ContainerSystemError)
 from .exits import WATCHER
@@ -139,7 +140,10 @@ class _Sandbox:
         self.mnt, self.preloaded = mnt, preloaded
 
     def alive(self):
-        return not _readable(self.pidfd)
+        # poll, not select: a large pool holds descriptors above select's limit of 1024.
+        p = select.poll()
+        p.register(self.pidfd, select.POLLIN)
+        return not p.poll(0)
 
     def discard(self):
         """Close its socket (the parked init exits), let the watcher reap the init, and
