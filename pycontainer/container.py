@@ -345,9 +345,23 @@ class ContainerInternal:
         so the handover leaves it out. retire(cgroup manager, record, state dir): what
         is left of destroy once the processes are gone, done by the pool (True;
         pycontainer.pool, _Shared.retire), or False: destroy does it here."""
-        self._c._parked = (sock, pidfd, preloaded)
-        self._c._mnt_hold = mnt_fd
-        self._c._retire = retire
+        c = self._c
+        c._parked = (sock, pidfd, preloaded)
+        c._mnt_hold = mnt_fd
+        c._retire = retire
+        # The init is the pool's child, this pidfd its: state checks need not find it
+        # through /proc (open_init_pidfd).
+        record = c._state_cache[1]
+        if record is not None and record.init_pid is not None:
+            with c._pidfds_lock:
+                if (record.init_pid, record.init_start_time) not in c._pidfds:
+                    c._pidfds[(record.init_pid, record.init_start_time)] = os.dup(pidfd)
+
+    def disown(self):
+        """This handle no longer answers for the init it started (pycontainer.pool: a
+        sandbox's handle, once Factory.adopt has named the container): dropping it is no
+        reason for a warning."""
+        self._c._started_here = False
 
 
 class Container:
@@ -1057,10 +1071,15 @@ class Container:
         retire, self._retire = self._retire, None
         if self._config.overlay_lower is not None:
             return False
-        try:
-            self._cgroups.kill_all()
-        except ContainerSystemError:
-            return False          # (its cgroups missing?) the full destroy says what
+        # With a pid namespace of its own whose init has exited, every process of the
+        # container is gone: the kernel kills the others and waits for them before it
+        # reports the init's exit. Else they are killed here; either way the pool's
+        # destroy of the cgroups kills whatever they might still hold.
+        if "pid" not in self._config.new_namespaces or self._init_pidfd(record) is not None:
+            try:
+                self._cgroups.kill_all()
+            except ContainerSystemError:
+                return False      # (its cgroups missing?) the full destroy says what
         self._release_mnt_hold()
         self._remove_veths(record)
         if not retire(self._cgroups, record, self._dir):

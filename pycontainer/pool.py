@@ -393,6 +393,7 @@ class Pool:
         except BaseException:
             self._shared.put_back(sandbox)
             raise
+        sandbox.container.internal.disown()
         container.internal.hold_parked(sandbox.sock, sandbox.pidfd, sandbox.mnt,
                                        sandbox.preloaded, self._shared.retire)
         return container
