@@ -72,6 +72,8 @@ log = logging.getLogger("pycontainer")
 
 POOL_ROOT = ".pool"                          # <root>/.pool: a name no id has
 SANDBOX_ID = re.compile(r"pool-[0-9a-f]{16}")
+RETIRE_DELAY = 0.2       # s of quiet after which the refill thread finishes destroys
+FRESH = 10.0             # s: a sandbox directory this young without state.json is being made
 
 _renameat2 = None
 
@@ -250,7 +252,8 @@ class _Shared:
                 self.retired.append((manager, sandbox_id))
                 # With the refill, or once `size` wait: a burst of create/destroy does not
                 # have the thread's work (and its turns at the GIL) beside it.
-                if self.filling or len(self.retired) >= self.size:
+                # (The first one wakes it to wait for RETIRE_DELAY of quiet.)
+                if self.filling or len(self.retired) in (1, self.size):
                     self.cond.notify()
                 return True
         self.finish(manager, sandbox_id)       # closed meanwhile: its drain has run
@@ -280,7 +283,11 @@ class _Shared:
                     self.filling = False
                 while not self.closed and not self.dead and \
                         len(self.retired) < self.size and (not self.filling or self.paused):
-                    self.cond.wait()
+                    # Destroys to finish wait for the refill, `size` of them, or a quiet
+                    # moment: their empty cgroups do not stay long on an idle pool.
+                    if not self.cond.wait(RETIRE_DELAY if self.retired else None) and \
+                            self.retired:
+                        break
                 if self.closed:
                     break
                 dead, self.dead = self.dead, []
@@ -474,6 +481,9 @@ def _examine(pool_root, root_fd, name):
                 fcntl.flock(path_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 return None                     # its Factory.create is under way
+            # Or about to be: Factory.create locks the directory right after its mkdir.
+            if time.time() - os.fstat(path_fd).st_mtime < FRESH:
+                return None
             return "no state.json: its preparation was interrupted"
         except ContainerError as exc:
             return f"damaged: {exc.detail}"

@@ -319,9 +319,11 @@ def test_mount_namespace_goes_with_the_exit(factory, busybox_rootfs):
     assert mnt_fds() == []
 
 
-def test_destroy_leaves_rest_to_pool(factory, busybox_rootfs):
+def test_destroy_leaves_rest_to_pool(factory, busybox_rootfs, monkeypatch):
     """destroy() returns once the processes are gone; the pool's thread removes the empty
     cgroups and state, all of it by close(); meanwhile nothing is listed, nothing broken."""
+    import pycontainer.pool
+    monkeypatch.setattr(pycontainer.pool, "RETIRE_DELAY", 3600)   # not in this test
     with factory.pool(pc.Config(rootfs=busybox_rootfs), size=4, refill_below=1) as p:
         p.wait_ready()
         made = []
@@ -344,3 +346,16 @@ def test_destroy_leaves_rest_to_pool(factory, busybox_rootfs):
     for _, _, dirs in made:
         assert not any(os.path.exists(d) for d in dirs)
     assert sandboxes(factory) == []
+
+
+def test_destroys_finished_when_the_pool_is_idle(factory, busybox_rootfs):
+    """A pool that is not refilling finishes the destroys of its containers after a quiet
+    moment (RETIRE_DELAY), not only at close()."""
+    with factory.pool(pc.Config(rootfs=busybox_rootfs), size=3, refill_below=1) as p:
+        p.wait_ready()
+        c = p.create("idle")
+        dirs = c.internal.cgroups.dirs()
+        c.destroy()
+        wait_for(lambda: not any(os.path.exists(d) for d in dirs),
+                 what="the pool's thread removed the cgroups")
+        assert len(sandboxes(factory)) == 2            # the two parked sandboxes

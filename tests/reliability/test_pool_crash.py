@@ -17,11 +17,14 @@ from reliability_helpers import (Subreaper, alive, cgroup_dirs, processes_in_cgr
                                  python_env, scope_of, settle, wait_for)
 
 # size 3, refill_below 1: one create does not wake the refill thread, so the destroy of
-# "job" stays queued for it (it finishes destroys with the refill, or once `size` wait).
+# "job" stays queued for it (it finishes destroys with the refill, once `size` wait, or
+# after RETIRE_DELAY of quiet, here made longer than the test).
 CREATOR = r"""
 import json, sys
 import pycontainer as pc
+from pycontainer import pool as pool_module
 from pycontainer.pool import POOL_ROOT
+pool_module.RETIRE_DELAY = 3600
 root, rootfs, mode = sys.argv[1:4]
 f = pc.Factory(root)
 pool = f.pool(pc.Config(rootfs=rootfs), size=3, refill_below=1)
