@@ -10,7 +10,7 @@ import pytest
 
 import pycontainer as pc
 from pycontainer.pool import POOL_ROOT, remove_leftovers
-from helpers import read_pipes, run, sh_ok, start_bg, wait_for
+from helpers import run, sh_ok, start_bg, wait_for
 
 
 @pytest.fixture
