@@ -356,6 +356,7 @@ def test_destroys_finished_when_the_pool_is_idle(factory, busybox_rootfs):
         c = p.create("idle")
         dirs = c.internal.cgroups.dirs()
         c.destroy()
-        wait_for(lambda: not any(os.path.exists(d) for d in dirs),
-                 what="the pool's thread removed the cgroups")
-        assert len(sandboxes(factory)) == 2            # the two parked sandboxes
+        # Its cgroups, then its state directory: the two parked sandboxes are left.
+        wait_for(lambda: not any(os.path.exists(d) for d in dirs) and
+                 len(sandboxes(factory)) == 2, what="the pool's thread finished the destroy")
+        assert p.stats().ready == 2
