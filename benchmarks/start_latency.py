@@ -2,7 +2,7 @@
 """Start latency of pycontainer against runc, crun, plain subprocess and the C limit.
 
     python benchmarks/start_latency.py [--quick] [--runs N] [--json FILE] [--plot FILE.png]
-                                       [--scaling] [--state-on-disk]
+                                       [--scaling] [--state-on-disk] [--sustained]
 
 Scenarios (every one in interleaved rounds: each round runs one chunk of every contender,
 in a shuffled order, so drift and a neighbour's load hit all of them alike):
@@ -24,7 +24,12 @@ in a shuffled order, so drift and a neighbour's load hit all of them alike):
    writes (cgroup.freeze 1, read cgroup.events until "frozen 1", cgroup.freeze 0).
    Joins and pause/resume also run on a container Pool.create made.
 4. throughput: containers/s (create + start(/bin/true) + exit + destroy) with 1, 2 and 8
-   threads, unpooled and pooled.
+   threads, unpooled and pooled; with 1, 2 and 8 asyncio tasks (create_async, start_async);
+   next to `crun run` / `runc run` by as many parallel workers.
+   --sustained: also pooled for 10 s (pool sizes 64 and 512, 2 and 8 threads) with the
+   refill running, whether the refill keeps up (misses), and the refill's own cost per
+   sandbox split into its parts (state + cgroups, the clone with its namespaces and
+   mounts, the park), with the idle cost of a parked sandbox.
 
 The state roots of pycontainer, runc and crun are on a private tmpfs mounted for the run
 (--state-on-disk: /run/<tag> and the runtimes' default roots, as before). --scaling also
@@ -425,70 +430,273 @@ def run_scenarios(args, ctx):
     # 4. throughput
     seconds = 2.0 if args.quick else 10.0
     C.log(f"[4/4] throughput: {seconds:.0f} s per row")
-    rows, text = throughput(pc, factory, tools.rootfs, seconds, cleanup)
+    rows, text = throughput(pc, factory, tools.rootfs, seconds, cleanup, runtimes)
     print(text)
     texts.append(text)
     results["throughput"] = rows
+    if args.sustained:
+        C.log("[+] sustained pooled throughput, 10 s per row, and the refill's cost")
+        rows, text = sustained(pc, factory, tools.rootfs, cleanup)
+        print(text)
+        texts.append(text)
+        results["sustained"] = rows
+        prof, text = refill_profile(pc, factory, tools.rootfs)
+        print(text)
+        texts.append(text)
+        results["refill_profile"] = prof
     return results, texts
 
 
-def throughput(pc, factory, rootfs, seconds, cleanup, threads=(1, 2, 8), pool_size=64):
-    """Containers created, started (/bin/true), run to exit and destroyed per second by N
-    threads for `seconds`, unpooled and from one Pool(size=pool_size) whose refill thread
-    runs meanwhile (its work counts: the rate is what the machine sustains, misses
-    included)."""
+def _lifecycles(pc, create, proc, prefix, n, seconds):
+    """n threads, each: create + start + exit + destroy until `seconds` are up. Returns
+    (containers, elapsed)."""
     import threading
+    counts, errors = [0] * n, []
+    stop = time.monotonic() + seconds
+
+    def worker(i):
+        j = 0
+        try:
+            while time.monotonic() < stop:
+                c = create(f"{prefix}-{i}-{j}")
+                j += 1
+                try:
+                    _, q = c.start(proc)
+                    if q.get(timeout=30) != 0:
+                        raise RuntimeError("/bin/true failed")
+                finally:
+                    c.destroy()
+                counts[i] += 1
+        except Exception as exc:      # reported below, not lost in the thread
+            errors.append(exc)
+    began = time.monotonic()
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errors:
+        raise errors[0]
+    return sum(counts), time.monotonic() - began
+
+
+def _lifecycles_async(pc, create_async, proc, prefix, n, seconds):
+    """The same with n asyncio tasks in one loop: create_async, start_async, await the
+    exit future, destroy."""
+    import asyncio
+    counts = [0] * n
+
+    async def task(i, stop):
+        j = 0
+        while time.monotonic() < stop:
+            c = await create_async(f"{prefix}-{i}-{j}")
+            j += 1
+            try:
+                _, exited = await c.start_async(proc)
+                if await exited != 0:
+                    raise RuntimeError("/bin/true failed")
+            finally:
+                c.destroy()
+            counts[i] += 1
+
+    async def main():
+        stop = time.monotonic() + seconds
+        await asyncio.gather(*(task(i, stop) for i in range(n)))
+    began = time.monotonic()
+    asyncio.run(main())
+    return sum(counts), time.monotonic() - began
+
+
+def _runtime_runs(rt, n, seconds, cleanup):
+    """n workers each running `<rt> run -b <its bundle> <its id>` (/bin/true) in a loop
+    for `seconds`: the OCI runtime's containers/s at that parallelism."""
+    import threading
+    bundles = []
+    for i in range(n):
+        cid, b = rt.bundle(f"tp{n}x{i}", ["/bin/true"])
+        cleanup.push(rt.delete, cid)
+        bundles.append((cid, b))
+    counts, errors = [0] * n, []
+    stop = time.monotonic() + seconds
+
+    def worker(i):
+        cid, b = bundles[i]
+        cmd = rt.cmd("run", "-b", b, cid)
+        try:
+            while time.monotonic() < stop:
+                r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+                if r.returncode != 0:
+                    raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: "
+                                       f"{r.stderr.decode(errors='replace').strip()[:300]}")
+                counts[i] += 1
+        except Exception as exc:
+            errors.append(exc)
+    began = time.monotonic()
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errors:
+        raise errors[0]
+    return sum(counts), time.monotonic() - began
+
+
+def throughput(pc, factory, rootfs, seconds, cleanup, runtimes=None, threads=(1, 2, 8),
+               pool_size=64):
+    """Containers created, started (/bin/true), run to exit and destroyed per second by N
+    threads (or N asyncio tasks) for `seconds`, unpooled and from one Pool(size=pool_size)
+    whose refill thread runs meanwhile (its work counts: the rate is what the machine
+    sustains, misses included); and `crun run` / `runc run` by N parallel workers."""
     config = pc.Config(rootfs=rootfs)
     proc = pc.ProcessConfig(args=["/bin/true"])
     rows, lines = [], [f"== 4. throughput: containers/s, create + start(/bin/true) + exit + "
-                       f"destroy, N threads for {seconds:.0f} s =="]
-    lines.append(f"{'mode':<12}{'threads':>8}{'containers/s':>15}{'hits':>8}{'misses':>8}")
-    for mode in ("unpooled", "pooled"):
+                       f"destroy, N threads (tasks, workers) for {seconds:.0f} s =="]
+    lines.append(f"{'mode':<18}{'N':>4}{'containers/s':>15}{'hits':>8}{'misses':>8}")
+    modes = ["unpooled", "pooled", "asyncio unpooled", "asyncio pooled"]
+    modes += [f"{rt.name} run" for rt in (runtimes or {}).values() if not rt.skip]
+    for mode in modes:
         for n in threads:
             pool = None
-            if mode == "pooled":
+            if "pooled" in mode and "unpooled" not in mode:
                 pool = factory.pool(config, size=pool_size)
                 cleanup.push(pool.close)
                 pool.wait_ready()
-            create = pool.create if pool is not None else (lambda cid: factory.create(cid, config))
-            counts, errors = [0] * n, []
-            stop = time.monotonic() + seconds
-
-            def worker(i):
-                j = 0
-                try:
-                    while time.monotonic() < stop:
-                        c = create(f"{C.RUN_TAG}-tp-{mode}-{n}-{i}-{j}")
-                        j += 1
-                        try:
-                            _, q = c.start(proc)
-                            if q.get(timeout=30) != 0:
-                                raise RuntimeError("/bin/true failed")
-                        finally:
-                            c.destroy()
-                        counts[i] += 1
-                except Exception as exc:      # reported below, not lost in the thread
-                    errors.append(exc)
-            began = time.monotonic()
-            ts = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-            for t in ts:
-                t.start()
-            for t in ts:
-                t.join()
-            elapsed = time.monotonic() - began
-            if errors:
-                raise errors[0]
+            prefix = f"{C.RUN_TAG}-tp-{mode.replace(' ', '_')}-{n}"
+            if mode.endswith(" run"):
+                count, elapsed = _runtime_runs(runtimes[mode.split()[0]], n, seconds, cleanup)
+            elif mode.startswith("asyncio"):
+                create = pool.create_async if pool is not None else \
+                    (lambda cid: factory.create_async(cid, config))
+                count, elapsed = _lifecycles_async(pc, create, proc, prefix, n, seconds)
+            else:
+                create = pool.create if pool is not None else \
+                    (lambda cid: factory.create(cid, config))
+                count, elapsed = _lifecycles(pc, create, proc, prefix, n, seconds)
             hits = misses = None
             if pool is not None:
                 st = pool.stats()
                 hits, misses = st.hits, st.misses
                 pool.close()
-            rate = sum(counts) / elapsed
+            rate = count / elapsed
             rows.append({"mode": mode, "threads": n, "per_s": rate, "hits": hits,
                          "misses": misses, "seconds": elapsed})
-            lines.append(f"{mode:<12}{n:>8}{rate:>15.0f}{'' if hits is None else hits:>8}"
+            lines.append(f"{mode:<18}{n:>4}{rate:>15.0f}{'' if hits is None else hits:>8}"
                          f"{'' if misses is None else misses:>8}")
     return rows, "\n".join(lines)
+
+
+def sustained(pc, factory, rootfs, cleanup, seconds=10.0, sizes=(64, 512), threads=(2, 8)):
+    """Pooled lifecycles for `seconds` from a full Pool(size) with its refill running: the
+    rate, the misses (creates the refill could not serve: 0 means it kept up) and what
+    the refill thread did meanwhile."""
+    config = pc.Config(rootfs=rootfs)
+    proc = pc.ProcessConfig(args=["/bin/true"])
+    rows = []
+    lines = [f"== sustained pooled throughput, {seconds:.0f} s a row (refill running) ==",
+             f"{'size':>6}{'threads':>8}{'containers/s':>14}{'hits':>8}{'misses':>8}"
+             f"{'refills':>9}{'refill us/sandbox':>19}{'ready at end':>14}"]
+    for size in sizes:
+        for n in threads:
+            pool = factory.pool(config, size=size)
+            cleanup.push(pool.close)
+            t0 = time.monotonic()
+            pool.wait_ready()
+            fill = time.monotonic() - t0
+            before = pool.stats()
+            count, elapsed = _lifecycles(pc, pool.create, proc,
+                                         f"{C.RUN_TAG}-sus-{size}-{n}", n, seconds)
+            st = pool.stats()
+            pool.close()
+            refills = st.refills - before.refills
+            mean = ((st.refill_seconds - before.refill_seconds) / refills * 1e6) if refills else 0
+            row = {"size": size, "threads": n, "per_s": count / elapsed, "hits": st.hits,
+                   "misses": st.misses, "refills": refills, "refill_us": mean,
+                   "ready_at_end": st.ready, "fill_s": fill, "seconds": elapsed}
+            rows.append(row)
+            lines.append(f"{size:>6}{n:>8}{row['per_s']:>14.0f}{st.hits:>8}{st.misses:>8}"
+                         f"{refills:>9}{mean:>19.0f}{st.ready:>14}")
+    return rows, "\n".join(lines)
+
+
+def refill_profile(pc, factory, rootfs, n=40):
+    """Where a refill's time goes, one sandbox at a time on the calling thread (no other
+    work beside it): Factory.create in the pool root (state.json, the cgroups made and
+    configured) and park (the clone with its namespaces, the init's mounts and the rest of
+    its setup, the exec of the parked helper), for the default Config and for variants
+    without a network namespace and without mounts besides the root (no /proc, /sys, /dev,
+    masked or read-only paths): their differences are those parts' costs. And the idle
+    cost of a parked sandbox: its init's memory and descriptors, its memory cgroup's
+    usage (kernel objects: namespaces, mounts, page tables)."""
+    import socket
+    import statistics
+    from pycontainer.container import build_security, derived
+    variants = [
+        ("default Config", pc.Config(rootfs=rootfs)),
+        ("no network namespace", pc.Config(rootfs=rootfs,
+                                           namespaces=("mount", "pid", "uts", "ipc"))),
+        ("no network namespace, no mounts but the root",
+         pc.Config(rootfs=rootfs, namespaces=("mount", "pid", "uts", "ipc"),
+                   default_mounts=False, masked_paths=(), readonly_paths=())),
+    ]
+    sandboxes = type(factory)(os.path.join(factory.root, ".refill-profile"))
+    out, lines = {}, ["== the refill's cost per sandbox (alone, median us) =="]
+    lines.append(f"{'variant':<48}{'create (state+cgroups)':>24}{'park':>8}{'total':>8}")
+    idle = None
+    for label, config in variants:
+        created, parked = [], []
+        for i in range(n):
+            t0 = time.perf_counter_ns()
+            c = sandboxes.create(f"pool-{i:016x}", config)
+            t1 = time.perf_counter_ns()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                with theirs:
+                    pid, pidfd = c.internal.park(
+                        theirs.fileno(), derived(c.config, "security", build_security))
+                t2 = time.perf_counter_ns()
+                if idle is None:
+                    idle = _idle_cost(c, pid)
+                os.close(pidfd)
+            finally:
+                ours.close()
+                c.destroy()
+            created.append((t1 - t0) / 1e3)
+            parked.append((t2 - t1) / 1e3)
+        a, b = statistics.median(created), statistics.median(parked)
+        out[label] = {"create_us": a, "park_us": b}
+        lines.append(f"{label:<48}{a:>24.0f}{b:>8.0f}{a + b:>8.0f}")
+    try:
+        os.rmdir(sandboxes.root)
+    except OSError:
+        pass
+    d, nn, nm = (out[v[0]]["park_us"] for v in variants)
+    out["split"] = {"network namespace": d - nn, "mounts but the root": nn - nm,
+                    "clone, other namespaces, root, helper exec, park": nm,
+                    "state + cgroups": out[variants[0][0]]["create_us"]}
+    lines.append("    split of the default: " + ", ".join(
+        f"{k} {v:.0f}" for k, v in out["split"].items()))
+    out["idle"] = idle
+    lines.append(f"    a parked sandbox idle: {idle}")
+    return out, "\n".join(lines)
+
+
+def _idle_cost(container, pid):
+    rss = private = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1])
+            elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+                private += int(line.split()[1])
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    try:
+        usage = container.stats().cgroup_stats.memory_stats.usage.usage // 1024
+        cg = f", memory cgroup {usage} KiB"
+    except Exception as exc:     # noqa: BLE001 - informational
+        cg = f", memory cgroup: {exc}"
+    return f"init RSS {rss} KiB ({private} KiB private), {fds} descriptor(s){cg}"
 
 
 CLIMIT_SECURE_NOTE = f"c_limit does the default Config's security work: {C.CLIMIT_SECURITY_WORK}"
@@ -588,6 +796,8 @@ def main(argv=None):
     ap.add_argument("--json", help="write every sample and summary here")
     ap.add_argument("--plot", help="draw the distributions and scaling curves into this PNG")
     ap.add_argument("--scaling", action="store_true", help="also run benchmarks/scaling.py")
+    ap.add_argument("--sustained", action="store_true",
+                    help="also 10 s of pooled throughput per row and the refill's cost split")
     ap.add_argument("--state-on-disk", action="store_true",
                     help="state roots as before: /run/<tag> for pycontainer, the default roots of "
                          "runc and crun (default: a private tmpfs for all three)")

@@ -27,6 +27,7 @@ int pc_security_after_user(const struct pc_security *s, struct pc_child_error *e
 /* A parked init's wait for its process: 0 with *p set (pointing into a static buffer; its
  * descriptors are the ones received), 1 when the socket closed, or -errno (e filled). */
 int pc_zygote_receive(int sock, struct pc_process **p, struct pc_child_error *e);
+int pc_zygote_preload(const struct pc_security *s, struct pc_child_error *e);
 
 int pc_security_final(const struct pc_security *s, struct pc_child_error *e);
 

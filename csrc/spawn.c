@@ -567,6 +567,10 @@ static int zygote_park(struct spawn_ctx *ctx, struct pc_child_error *e)
     int keep[4] = { PC_ZYGOTE_SOCK_FD, PC_ZYGOTE_READY_FD, helper, ctx->done_w };
     if (close_all_but(0, keep, 4) < 0)
         return pc_fail(e, PC_STAGE_CLOSE_FDS, -1);
+    /* Last, with every descriptor but these closed: the filter then sees only the
+     * exec of the helper and what it does (pc_zygote_main, exec_process). */
+    if (pc_zygote_preload(ctx->p->security, e) < 0)
+        return -1;
     char *const argv[] = { "pycontainer-zygote", NULL };
     char *const envp[] = { NULL };
     syscall(SYS_execveat, helper, "", argv, envp, AT_EMPTY_PATH);

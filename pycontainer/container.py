@@ -119,6 +119,14 @@ _DERIVED = {}       # id(Config) -> {name: value}; an entry goes with its Config
 _PARKED = ProcessConfig(args=["(parked)"])
 
 
+def _readable(fd, timeout=0):
+    """Whether fd polls readable within timeout seconds (None: wait). poll, not select: a
+    process with a pool of sandboxes holds descriptors above select's limit of 1024."""
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return bool(p.poll(None if timeout is None else timeout * 1000))
+
+
 def derived(config, name, make):
     """make(config), made once per Config object (Configs are frozen): containers that
     share a Config share its C forms and device policy, and a create with a Config used
@@ -190,9 +198,10 @@ def _device_policy(config):
     return DevicePolicy(rules)
 
 
-def build_security(config, process_rlimits=()):
+def build_security(config, process_rlimits=(), seccomp=True):
     """The per-process hardening in C form; the seccomp profile is compiled (and cached)
-    here, never on the start path."""
+    here, never on the start path. seccomp=False: without the filter (a pooled init that
+    loaded it when it was parked: pycontainer.pool)."""
     last_cap = kernel_last_cap()
     caps = config.capabilities
     if caps is not None and caps.unsupported(last_cap):
@@ -200,8 +209,8 @@ def build_security(config, process_rlimits=()):
                    f"(last is {last_cap}); skipped")
         log.warning("%s", message)
         warnings.warn(message, RuntimeWarning, stacklevel=3)
-    seccomp = None
-    if config.seccomp is not None:
+    seccomp, wanted = None, seccomp
+    if config.seccomp is not None and wanted:
         from .seccomp import DEFAULT_PROFILE, compile_profile   # lazily: start and exec's
         try:
             seccomp = compile_profile(DEFAULT_PROFILE if config.seccomp == "default"
@@ -317,18 +326,42 @@ class ContainerInternal:
         return record.nonce == self._c._nonce
 
     # Pooled sandboxes (pycontainer.pool): an init parked before its process.
-    def park(self, sock_fd):
-        """Start the init parked on the socket sock_fd (csrc/zygote.c): (pid, pidfd)."""
+    def park(self, sock_fd, security=None):
+        """Start the init parked on the socket sock_fd (csrc/zygote.c): (pid, pidfd).
+        `security`: what the init loads before it parks (csrc/spawn.c, zygote_park: the
+        seccomp filter of a SecurityPlan, or nothing when None)."""
         with _Operation(self._c, "pool"):
             pid, pidfd, _ = self._c._start_locked(_PARKED, False, (None,) * 3,
-                                                   zygote_fd=sock_fd)
+                                                   zygote_fd=sock_fd, security=security)
             return pid, pidfd
 
-    def hold_parked(self, sock, pidfd):
+    def hold_parked(self, sock, pidfd, mnt_fd=None, preloaded=False, retire=None):
         """This handle's start() hands its process to the parked init over `sock` (the
         other end of park's socket); `pidfd` (the init's, owned from here) is what start
-        returns to be reaped."""
-        self._c._parked = (sock, pidfd)
+        returns to be reaped. mnt_fd (owned from here, or None): a descriptor of the
+        init's mount namespace, which keeps the namespace (and the teardown of its mounts)
+        alive past the init's exit until the exit watcher has delivered the status, or
+        destroy. preloaded: the init loaded the Config's seccomp filter when it parked,
+        so the handover leaves it out. retire(cgroup manager, record, state dir): what
+        is left of destroy once the processes are gone, done by the pool (True;
+        pycontainer.pool, _Shared.retire), or False: destroy does it here."""
+        c = self._c
+        c._parked = (sock, pidfd, preloaded)
+        c._mnt_hold = mnt_fd
+        c._retire = retire
+        # The init is the pool's child, this pidfd its: state checks need not find it
+        # through /proc (open_init_pidfd).
+        record = c._state_cache[1]
+        if record is not None and record.init_pid is not None:
+            with c._pidfds_lock:
+                if (record.init_pid, record.init_start_time) not in c._pidfds:
+                    c._pidfds[(record.init_pid, record.init_start_time)] = os.dup(pidfd)
+
+    def disown(self):
+        """This handle no longer answers for the init it started (pycontainer.pool: a
+        sandbox's handle, once Factory.adopt has named the container): dropping it is no
+        reason for a warning."""
+        self._c._started_here = False
 
 
 class Container:
@@ -363,7 +396,9 @@ class Container:
         self._state_cache = [written, record]   # state.json's bytes and their record
         self._pidfds_lock = threading.Lock()
         self._started_here = False       # an init started through this handle (__del__)
-        self._parked = None               # (socket, pidfd) of a parked init: hold_parked
+        self._parked = None               # (socket, pidfd, preloaded) of a parked init
+        self._mnt_hold = None             # its mount namespace's fd (hold_parked)
+        self._retire = None               # the pool's end of destroy (hold_parked)
 
     def __repr__(self) -> str:
         try:
@@ -455,7 +490,7 @@ class Container:
                     return None
                 self._pidfds[key] = fd
         # A pidfd polls readable once its process has exited (zombies included).
-        if select.select([fd], [], [], 0)[0]:
+        if _readable(fd):
             return None
         return fd
 
@@ -475,7 +510,7 @@ class Container:
             return None
         frozen = self._cgroups.kept_freezer_state()
         try:
-            if frozen is None or select.select([fd], [], [], 0)[0]:
+            if frozen is None or _readable(fd):
                 return None
         except (OSError, ValueError):       # closed meanwhile by another thread's destroy
             return None
@@ -523,17 +558,25 @@ class Container:
         is None and the status is left to whoever reaps the process: the caller, or once
         the caller has exited, the subreaper it is re-parented to (conmon, a shim)."""
         begun = time.monotonic()
-        started = self._started(process, *self._start(process, "start"), reap)
+        spawned = self._start(process, "start")
+        # A pooled init just handed its process: its mount namespace goes once the exit
+        # watcher has delivered the status (see hold_parked), not on the way to it.
+        release = None
+        if self._mnt_hold is not None and self._parked is None:
+            release, self._mnt_hold = self._mnt_hold, None
+        started = self._started(process, *spawned, reap, release)
         log.debug("start %s: pid %d %s in %.2f ms", self._id, started.pid,
                   list(process.args[:3]), (time.monotonic() - begun) * 1e3)
         return started
 
     @staticmethod
-    def _started(process, pid, pidfd, console, stdio, reap):
+    def _started(process, pid, pidfd, console, stdio, reap, release=None):
         if not reap:
             os.close(pidfd)
+            if release is not None:
+                os.close(release)
             return StartedProcess(pid, None, console, stdio=stdio, process=process)
-        exits = WATCHER.watch(pidfd)
+        exits = WATCHER.watch(pidfd, release)
         return StartedProcess(pid, exits, console, stdio=stdio, process=process,
                               signal=functools.partial(WATCHER.signal, pidfd, exits))
 
@@ -690,7 +733,7 @@ class Container:
                 _core.raise_child_report(self._plan, report, labels.get("argv0", "?"),
                                          labels.get("cwd"), labels.get("rlimits", ()))
 
-    def _start_locked(self, process, staged, made, zygote_fd=-1):
+    def _start_locked(self, process, staged, made, zygote_fd=-1, security=None):
         record = self._record("start", mutable=True)
         state = self._state(record)
         if state in (RunState.PAUSED, RunState.PAUSING):
@@ -703,8 +746,18 @@ class Container:
         # Names are looked up in the tree the container sees: an image's, under its layer.
         uid, gid = process.uid_gid(self._config.overlay_lower or self._config.rootfs)
         stdio = process.stdio_fds(made)
-        security = (build_security(self._config, process.rlimits) if process.rlimits
-                    else self._security)
+        parked = record.extra.get("parked") and state == RunState.CREATED
+        if zygote_fd >= 0:
+            pass                    # the pool's: what the parked init loads (park)
+        elif parked and self._parked is not None and self._parked[2]:
+            # Its filter is loaded: the handover leaves it out (ContainerInternal.park).
+            security = (build_security(self._config, process.rlimits, seccomp=False)
+                        if process.rlimits else
+                        derived(self._config, "security_preloaded",
+                                lambda c: build_security(c, seccomp=False)))
+        else:
+            security = (build_security(self._config, process.rlimits) if process.rlimits
+                        else self._security)
         args = (security, list(process.args), list(process.env if process.env is not None
                                          else self._config.env),
                 process.cwd or self._config.cwd, uid, gid, list(process.additional_gids), stdio)
@@ -712,7 +765,7 @@ class Container:
             # The init died while the container was paused: a new one cloned into the
             # frozen cgroup would never run (and we would wait for its exec forever).
             self._cgroups.thaw()
-        if record.extra.get("parked") and state == RunState.CREATED:
+        if parked:
             return self._unpark(process, record, args)
         if state == RunState.RUNNING and self._cgroups.pids_full():
             raise ContainerSystemError(errno.EAGAIN, "the pids limit is reached")
@@ -789,7 +842,7 @@ class Container:
                                            "Pool.create returned can start it")
         if self._init_pidfd(record) is None:
             raise ContainerNotRunningError("its parked init has exited")
-        (sock, pidfd), self._parked = self._parked, None
+        (sock, pidfd, _), self._parked = self._parked, None
         try:
             with sock:
                 _, _, console = _spawn(process, self._plan, *args, zygote_sock=sock.fileno())
@@ -797,9 +850,10 @@ class Container:
             # As after an unpooled start that failed: no process, CREATED, startable.
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)   # exiting after its report
-            select.select([pidfd], [], [])
+            _readable(pidfd, None)
             _core.pidfd_exit_status(pidfd, True)
             os.close(pidfd)
+            self._release_mnt_hold()
             record.init_pid = record.init_start_time = None
             for key in ("parked", "init_pidns", "init_key"):
                 record.extra.pop(key, None)
@@ -994,7 +1048,10 @@ class Container:
                     record = self._record("destroy")
                 except ContainerNotExistError:
                     return
+                if self._retire is not None and self._retired(record):
+                    return
                 self._cgroups.destroy(lambda: self._live_init(record))
+                self._release_mnt_hold()
                 self._remove_veths(record)
                 if self._config.overlay_lower is not None:
                     overlay.teardown(dir_fd)
@@ -1004,6 +1061,31 @@ class Container:
             pass
         finally:
             self._close_pidfds()
+
+    def _retired(self, record):
+        """destroy() of a container its pool made (hold_parked), which takes its last
+        steps off the caller's path: once every process is gone here, the pool moves the
+        state directory into its root (one rename) and its thread removes the empty
+        cgroups and the directory (pycontainer.pool). An overlay's mount goes here first,
+        as always: not handed to the pool. False: destroy goes on as for any container."""
+        retire, self._retire = self._retire, None
+        if self._config.overlay_lower is not None:
+            return False
+        # With a pid namespace of its own whose init has exited, every process of the
+        # container is gone: the kernel kills the others and waits for them before it
+        # reports the init's exit. Else they are killed here; either way the pool's
+        # destroy of the cgroups kills whatever they might still hold.
+        if "pid" not in self._config.new_namespaces or self._init_pidfd(record) is not None:
+            try:
+                self._cgroups.kill_all()
+            except ContainerSystemError:
+                return False      # (its cgroups missing?) the full destroy says what
+        self._release_mnt_hold()
+        self._remove_veths(record)
+        if not retire(self._cgroups, record, self._dir):
+            return False
+        log.debug("destroy %s: its pool removes its cgroups and state", self._id)
+        return True
 
     @staticmethod
     def _remove_veths(record):
@@ -1027,10 +1109,16 @@ class Container:
             self._pidfds.clear()
             if self._parked is not None:
                 # The parked init exits once its socket closes; the watcher reaps it.
-                (sock, pidfd), self._parked = self._parked, None
+                (sock, pidfd, _), self._parked = self._parked, None
                 sock.close()
                 WATCHER.watch(pidfd)
+        self._release_mnt_hold()
         self._cgroups.close()
+
+    def _release_mnt_hold(self):
+        fd, self._mnt_hold = self._mnt_hold, None
+        if fd is not None:
+            os.close(fd)
 
     def __del__(self):
         with contextlib.suppress(Exception):

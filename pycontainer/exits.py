@@ -109,10 +109,14 @@ class ExitWatcher:
         self._epoll = None
         self._queues = {}          # pidfd -> queue.Queue(maxsize=1)
         self._keys = {}            # pidfd -> process_key, for EXIT_LOG
+        self._release = {}         # pidfd -> a descriptor closed once its status is out
         self._thread = None
 
-    def watch(self, pidfd):
-        """Take ownership of pidfd; its exit status (code, or -signal) goes to the queue."""
+    def watch(self, pidfd, release=None):
+        """Take ownership of pidfd; its exit status (code, or -signal) goes to the queue.
+        release: a descriptor (owned from here) closed right after the status is put
+        there, by this thread: a pooled init's mount namespace, whose teardown would
+        otherwise delay the exit it follows (pycontainer.pool)."""
         q = ExitQueue()
         key = process_key(pidfd)
         EXIT_LOG.expect(key)
@@ -127,6 +131,8 @@ class ExitWatcher:
                 self._thread.start()
             self._queues[pidfd] = q
             self._keys[pidfd] = key
+            if release is not None:
+                self._release[pidfd] = release
             self._epoll.register(pidfd, select.EPOLLIN)
         return q
 
@@ -156,10 +162,13 @@ class ExitWatcher:
                 with self._lock:
                     q = self._queues.pop(fd, None)
                     key = self._keys.pop(fd, None)
+                    release = self._release.pop(fd, None)
                     os.close(fd)
                 EXIT_LOG.record(key, status)
                 if q is not None:
                     q.put(status)
+                if release is not None:
+                    os.close(release)
 
     def _after_fork_in_child(self):
         # The children are the parent's; the epoll set is shared with it. Start afresh.
@@ -169,8 +178,14 @@ class ExitWatcher:
                 os.close(fd)
             except OSError:
                 pass
+        for fd in self._release.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         self._queues = {}
         self._keys = {}
+        self._release = {}
         if self._epoll is not None:
             self._epoll.close()
         self._epoll = None

@@ -10,7 +10,6 @@ that is not ours, is reported as damaged, and destroying it removes the entry on
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import fcntl
@@ -30,7 +29,7 @@ from .config import Config
 from .container import Container, device_policy, lock_container
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      ContainerSystemError, IdInUseError, in_context, system_error_from)
-from .pool import POOL_ROOT, SANDBOX_ID, Pool
+from .pool import POOL_ROOT, SANDBOX_ID, Pool, leftovers, rename_noreplace
 from .security import IdMap
 from .state import (DIR_OPEN, MAX_NAME, STATE_FILE, StateInvalidError, StateRecord, check_id,
                     default_root, not_ours, read_state, remove_state_dir,
@@ -118,6 +117,16 @@ def _kind(root_fd, name):
         if test(mode):
             return what
     return "not a directory"
+
+
+def _pool_entry(name):
+    """The sandbox id of a name list_broken gives a pool's leftover (".pool/<id>"), or
+    None."""
+    if isinstance(name, str) and name.startswith(POOL_ROOT + "/"):
+        sandbox_id = name[len(POOL_ROOT) + 1:]
+        if SANDBOX_ID.fullmatch(sandbox_id):
+            return sandbox_id
+    return None
 
 
 class Factory:
@@ -384,35 +393,37 @@ class Factory:
     def adopt(self, sandbox, container_id):
         """Pooled sandboxes (pycontainer.pool): give `sandbox`, a container of this root's
         pool root (Factory(<root>/.pool)) whose init is parked, the id `container_id`. Its
-        state directory moves here under the id (the rename is atomic: load() by the id
-        finds it whole or not at all) and its record takes the id; its cgroups keep the
-        sandbox's name (see _cgroup_identity). Returns the named Container, sharing the
-        sandbox's Config object. IdInUseError, and the sandbox is untouched, when the id
-        is taken."""
+        record takes the id and its state directory moves here under it, in one rename
+        that fails if the id is taken (load() by the id finds it whole or not at all); its
+        cgroups keep the sandbox's name (see _cgroup_identity). Returns the named
+        Container, sharing the sandbox's Config object. IdInUseError,
+        and the sandbox is as it was, when the id is taken."""
         name = self._name(container_id)
         state_dir = os.path.join(self.root, name)
-        root_fd = self._open_root(container_id, "create", create=True)
-        try:
+        os.close(self._open_root(container_id, "create", create=True))   # as create() checks it
+        sandbox_dir = sandbox.internal.state_dir
+        with lock_container(sandbox_dir, sandbox.id, "create"):
+            old = sandbox.internal.record("create")
+            extra = dict(old.extra)
+            # What the pool keeps (who prepared it: pycontainer.pool.leftovers) moves out
+            # of the caller's extra(), which is {} as an unpooled container's.
+            user = dict(extra.pop("user", None) or {})
+            extra["pool"] = {"sandbox": sandbox.id, "owner": user.pop("owner", None)}
+            if user:
+                extra["user"] = user
+            record = old.replace(id=container_id, extra=extra)
+            written = write_state(sandbox_dir, record)
             try:
-                os.mkdir(name, 0o700, dir_fd=root_fd)     # the id, reserved as create() does
-            except FileExistsError:
-                raise IdInUseError("a container with this id exists", container_id=container_id,
-                                   operation="create") from None
-            try:
-                sandbox_dir = sandbox.internal.state_dir
-                with lock_container(sandbox_dir, sandbox.id, "create"):
-                    record = sandbox.internal.record("create")
-                    record = record.replace(id=container_id, extra={
-                        **record.extra, "pool": {"sandbox": sandbox.id}})
-                    written = write_state(sandbox_dir, record)
-                    os.rename(sandbox_dir, state_dir)      # over the reserved, empty one
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.rmdir(name, dir_fd=root_fd)
-                raise
-        finally:
-            os.close(root_fd)
+                rename_noreplace(sandbox_dir, state_dir)
+            except OSError as exc:
+                write_state(sandbox_dir, old)
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise IdInUseError("a container with this id exists",
+                                       container_id=container_id, operation="create") from None
+                raise system_error_from(exc, state_dir, container_id=container_id,
+                                        operation="create") from None
         config = sandbox.config
+        # A manager of its own: the sandbox's handle closes its own when it is collected.
         manager = cgroups.load_manager(record.cgroups, resources=config.resources)
         return Container(state_dir, record, config, written, manager)
 
@@ -453,7 +464,12 @@ class Factory:
         """Remove the container with this id even when it cannot be loaded (its state is
         damaged, from a newer version, or its creator died before writing it): kill what
         runs in its cgroups, remove them and the state directory. An entry that is not a
-        state directory of ours (a planted symlink) is removed, never followed. Idempotent."""
+        state directory of ours (a planted symlink) is removed, never followed. Idempotent.
+        ".pool/<sandbox id>" (list_broken) destroys that sandbox of the pool root."""
+        pooled = _pool_entry(container_id)
+        if pooled is not None:
+            type(self)(os.path.join(self.root, POOL_ROOT)).destroy(pooled)
+            return
         name = self._name(container_id)
         root_fd = self._open_root(container_id, "destroy")
         if root_fd is None:
@@ -522,7 +538,10 @@ class Factory:
     def list_broken(self) -> dict[str, str]:
         """{id: reason} for every state directory that cannot be loaded (and every entry
         in the root that is not a state directory). A container whose creator still holds
-        its lock is being created, not broken, and is left out."""
+        its lock is being created, not broken, and is left out. What pools of this root
+        left behind (pycontainer.pool.leftovers: sandboxes of a pool whose process died,
+        destroyed pooled containers it had not finished removing) is listed as
+        ".pool/<sandbox id>", a name no container has, which destroy() takes."""
         root_fd, entries = self._entries("list")
         if root_fd is None:
             return {}
@@ -547,6 +566,10 @@ class Factory:
                     broken[name] = exc.detail
         finally:
             os.close(root_fd)
+        # What pools of this root left (pycontainer.pool.leftovers), by a name no id has,
+        # which destroy() takes.
+        for sandbox_id, why in leftovers(self).items():
+            broken[f"{POOL_ROOT}/{sandbox_id}"] = f"pool sandbox: {why}"
         return broken
 
     def list(self) -> list[str]:  # noqa: A003

@@ -235,3 +235,27 @@ def test_rootless_containers_get_a_copy(sandbox, archive):
     assert (r["status"], r["out"]) == (0, "f\n")
     assert r["etc"] == ["group", "passwd"]                  # the image keeps its passwd
     assert r["root"] == [".images"]
+
+
+def test_a_pooled_container_on_the_image(factory, image):
+    """A sandbox's writable layer is made in the pool root and moves with its state
+    directory when Pool.create names it: the container runs on the image, writes into its
+    own layer, and destroy leaves nothing (mounts included)."""
+    before = snapshot(image.rootfs)
+    with factory.pool(pc.Config(image=image), size=2) as pool:
+        pool.wait_ready()
+        c = pool.create("img-pooled")
+        assert pool.stats().hits == 1
+        merged = os.path.join(c.internal.state_dir, "rootfs")
+        assert mounted(merged)
+        status, out = run(c, **image.process_defaults(["sh", "-c",
+                          "pwd; echo $GREETING; ls /opq; echo mine > /data/f && cat /data/f"]))
+        assert status == 0, out
+        assert out.split() == ["/home/app", "hi", "new", "mine"]
+        assert snapshot(image.rootfs) == before
+        c.destroy()
+        assert not mounted(merged) and not os.path.exists(c.internal.state_dir)
+    with open("/proc/self/mountinfo") as f:
+        assert not [line for line in f if factory.root in line.split()[4]]
+    assert sorted(os.listdir(factory.root)) in ([".images"], [".images", ".pool"])
+    assert os.listdir(os.path.join(factory.root, ".pool")) == []

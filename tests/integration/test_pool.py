@@ -10,7 +10,7 @@ import pytest
 
 import pycontainer as pc
 from pycontainer.pool import POOL_ROOT, remove_leftovers
-from helpers import read_pipes, run, sh_ok, start_bg, wait_for
+from helpers import run, sh_ok, start_bg, wait_for
 
 
 @pytest.fixture
@@ -245,3 +245,118 @@ def test_async(factory, pool):
         finally:
             c.destroy()
     asyncio.run(main())
+
+
+SECURITY_FIELDS = ("NoNewPrivs", "Seccomp", "Seccomp_filters", "CapInh", "CapPrm", "CapEff",
+                   "CapBnd", "CapAmb", "Groups", "Uid", "Gid")
+
+
+def security_status(c, **kw):
+    status, out, err, _ = run(c, ["cat", "/proc/self/status"], **kw)
+    assert status == 0, err
+    return {line.split(":")[0]: line.split(":", 1)[1].split()
+            for line in out.splitlines() if line.split(":")[0] in SECURITY_FIELDS}
+
+
+@pytest.mark.parametrize("seccomp", ["default", "custom"])
+def test_security_of_process_as_unpooled(factory, busybox_rootfs, seccomp):
+    """The default profile's filter is loaded by the init before it parks (the custom
+    one's at the handover, as unpooled): either way the process ends with what an
+    unpooled start gives it, one filter, no_new_privs, the capability sets, no groups."""
+    from pycontainer.seccomp import DEFAULT_PROFILE
+    profile = "default" if seccomp == "default" else \
+        dict(DEFAULT_PROFILE, syscalls=DEFAULT_PROFILE["syscalls"][:1])
+    config = pc.Config(rootfs=busybox_rootfs, seccomp=profile)
+    with factory.pool(config, size=1) as p:
+        p.wait_ready()
+        with open(f"/proc/{p.parked_pids()[0]}/status") as f:
+            parked = dict(line.split(":", 1) for line in f)
+        # Parked, it holds the default filter already, a custom one not yet.
+        assert parked["Seccomp"].split() == ["2" if seccomp == "default" else "0"]
+        pooled = p.create("pooled")
+    unpooled = factory.create("unpooled", config)
+    try:
+        want = security_status(unpooled)
+        assert want["Seccomp"] == ["2"] and want["Seccomp_filters"] == ["1"]
+        assert security_status(pooled) == want
+        # A process with groups and another user gets them exactly, as unpooled.
+        kw = dict(user="65534:65534", additional_gids=[5])
+        assert security_status(pooled, **kw) == security_status(unpooled, **kw)
+    finally:
+        pooled.destroy()
+        unpooled.destroy()
+
+
+def mnt_fds():
+    """Targets of this process's descriptors of mount namespaces."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("mnt:"):
+            out.append(target)
+    return out
+
+
+def test_mount_namespace_goes_with_the_exit(factory, busybox_rootfs):
+    """The pool holds each parked sandbox's mount namespace, and gives it up once the exit
+    status of its process is out (or at destroy, or close): no descriptor of one stays."""
+    with factory.pool(pc.Config(rootfs=busybox_rootfs), size=2) as p:
+        p.wait_ready()
+        pid = p.parked_pids()[0]
+        ns = os.readlink(f"/proc/{pid}/ns/mnt")
+        assert mnt_fds().count(ns) == 1
+        c = p.create("exits")
+        assert run(c, ["true"])[0] == 0
+        wait_for(lambda: ns not in mnt_fds(), what="the exit watcher closed it")
+        c.destroy()
+        parked = p.create("never-started")
+        ns = os.readlink(f"/proc/{parked.init_pid()}/ns/mnt")
+        parked.destroy()
+        assert ns not in mnt_fds()
+    assert mnt_fds() == []
+
+
+def test_destroy_leaves_rest_to_pool(factory, busybox_rootfs, monkeypatch):
+    """destroy() returns once the processes are gone; the pool's thread removes the empty
+    cgroups and state, all of it by close(); meanwhile nothing is listed, nothing broken."""
+    import pycontainer.pool
+    monkeypatch.setattr(pycontainer.pool, "RETIRE_DELAY", 3600)   # not in this test
+    with factory.pool(pc.Config(rootfs=busybox_rootfs), size=4, refill_below=1) as p:
+        p.wait_ready()
+        made = []
+        for i in range(3):
+            c = p.create(f"job-{i}")
+            _, exits = start_bg(c, ["sleep", "1000"])
+            made.append((c, exits, c.internal.cgroups.dirs()))
+        for c, exits, _ in made:
+            c.destroy()
+            assert exits.get(timeout=10) == -signal.SIGKILL
+        assert factory.list() == [] and factory.list_broken() == {}
+        for c, _, _ in made:
+            with pytest.raises(pc.ContainerNotExistError):
+                factory.load(c.id)
+            c.destroy()                              # idempotent
+        # One parked sandbox and the three destroyed containers' state, back in the pool
+        # root with their empty cgroups until the thread (here: close) removes them.
+        assert len(sandboxes(factory)) == 4
+        assert all(os.path.isdir(d) for _, _, dirs in made for d in dirs)
+    for _, _, dirs in made:
+        assert not any(os.path.exists(d) for d in dirs)
+    assert sandboxes(factory) == []
+
+
+def test_destroys_finished_when_the_pool_is_idle(factory, busybox_rootfs):
+    """A pool that is not refilling finishes the destroys of its containers after a quiet
+    moment (RETIRE_DELAY), not only at close()."""
+    with factory.pool(pc.Config(rootfs=busybox_rootfs), size=3, refill_below=1) as p:
+        p.wait_ready()
+        c = p.create("idle")
+        dirs = c.internal.cgroups.dirs()
+        c.destroy()
+        # Its cgroups, then its state directory: the two parked sandboxes are left.
+        wait_for(lambda: not any(os.path.exists(d) for d in dirs) and
+                 len(sandboxes(factory)) == 2, what="the pool's thread finished the destroy")
+        assert p.stats().ready == 2

@@ -343,12 +343,21 @@ class Lifecycle(RuleBasedStateMachine):
         for cid in {"a", "b", "c"} - set(self.state):
             assert not os.path.exists(os.path.join(self.root, cid))
 
+    @invariant()
+    def nothing_broken(self):
+        """The pool's parked sandboxes and the destroys its thread has yet to finish (in
+        its root, .pool) are a live pool's, not leftovers."""
+        assert self.factory.list_broken() == {}
+
     def teardown(self):
         for cid in list(self.objs):
             self.objs[cid].destroy()
             self._destroyed(cid)
         assert self.factory.list() == []
         self.pool.close()
+        # close() destroyed the sandboxes and finished the destroys of pooled containers.
+        assert os.listdir(os.path.join(self.root, ".pool")) == []
+        assert self.factory.list_broken() == {}
         reap_orphans()
 
 
