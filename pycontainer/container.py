@@ -83,6 +83,13 @@ class lock_container:
         os.close(self._fd)
 
 
+def _may_trace(config):
+    """Whether the container's processes may hold CAP_SYS_PTRACE (its bounding set:
+    file capabilities and set-user-ID programs give no more)."""
+    caps = config.capabilities
+    return caps is None or "CAP_SYS_PTRACE" in caps.bounding
+
+
 class _Operation:
     """The frame of one Container operation: `with _Operation(c, "pause") as dir_fd:`
     holds the container's flock (lock_container; lock=False: no lock, dir_fd is None) and
@@ -665,6 +672,14 @@ class Container:
         with _Operation(self, "hook", lock=False):
             with lock_container(self._dir, self._id, "hook"):
                 record = self._record("hook")
+                if mount and record.extra.get("parked") and _may_trace(self._config):
+                    # A parked init holds every capability of its user namespace (the
+                    # host's, without one) and no filter yet, and its memory is that
+                    # namespace's: a program of the container with CAP_SYS_PTRACE could
+                    # write its code and run as it. Nothing of the container runs beside it.
+                    raise ContainerNotRunningError(
+                        "its init is parked in a pool and the Config grants CAP_SYS_PTRACE, "
+                        "with which a hook could take it over: start() it first")
                 init_fd = self._init_pidfd(record)
                 if init_fd is None:
                     raise ContainerNotRunningError("the container has no init")
