@@ -27,7 +27,10 @@ from helpers import read_pipes
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "integration"))
-from test_cli import make_bundle, oci, wait_status  # noqa: E402,F401  (pytest fixtures)
+import test_cli  # noqa: E402  (tests/integration)
+from test_cli import wait_status  # noqa: E402
+
+oci, make_bundle = test_cli.oci, test_cli.make_bundle      # the CLI tests' fixtures
 
 
 def host_mountinfo():
