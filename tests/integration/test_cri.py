@@ -217,3 +217,4 @@ def test_volume_mount_propagation(bed, handler, propagation, shared_volume):
     # The pod's end unmounted nothing of the host's.
     assert _mounted(vol / "pre") == ["pcri-pre"] and _mounted(vol / "later") == ["pcri-later"]
     assert bed.ctr("containers", "ls", "-q") == ""
+
