@@ -111,6 +111,18 @@ def _process(args: Sequence[str], stdin: Any, input: Any, capture_output: bool,
                          text=text, encoding=encoding, errors=errors)
 
 
+def _prepare(args: Sequence[str], config: Optional[Config], image: Optional[Image],
+             stdin: Any, input: Any, capture_output: bool, stdout: Any, stderr: Any,
+             text: bool, encoding: Optional[str], errors: Optional[str], env: Any, cwd: Any,
+             user: Optional[str], factory: Optional[Factory]
+             ) -> tuple[ProcessConfig, Config, Factory, str]:
+    """What run and run_async check and choose before anything is made: the process, the
+    Config, the factory and a fresh id."""
+    process = _process(args, stdin, input, capture_output, stdout, stderr, text, encoding,
+                       errors, env, cwd, user)
+    return process, _config(config, image), factory or _default_factory(), _new_id()
+
+
 def _new_id() -> str:
     return f"run-{secrets.token_hex(8)}"
 
@@ -230,11 +242,9 @@ def run(args: Sequence[str], *, config: Optional[Config] = None,
     subprocess.TimeoutExpired (output so far; `.result`: the CompletedContainer);
     check=True raises subprocess.CalledProcessError on a non-zero status."""
     started = time.monotonic()
-    process = _process(args, stdin, input, capture_output, stdout, stderr, text, encoding,
-                       errors, env, cwd, user)
-    config = _config(config, image)
-    factory = factory or _default_factory()
-    cid = _new_id()
+    process, config, factory, cid = _prepare(args, config, image, stdin, input,
+                                             capture_output, stdout, stderr, text, encoding,
+                                             errors, env, cwd, user, factory)
     c: Optional[Container] = None
     p: Optional[StartedProcess] = None
     try:
@@ -274,11 +284,9 @@ async def run_async(args: Sequence[str], *, config: Optional[Config] = None,
     import asyncio
     from .aio import off_loop
     started = time.monotonic()
-    process = _process(args, stdin, input, capture_output, stdout, stderr, text, encoding,
-                       errors, env, cwd, user)
-    config = _config(config, image)
-    factory = factory or _default_factory()
-    cid = _new_id()
+    process, config, factory, cid = _prepare(args, config, image, stdin, input,
+                                             capture_output, stdout, stderr, text, encoding,
+                                             errors, env, cwd, user, factory)
     loop = asyncio.get_running_loop()
     c: Optional[Container] = None
     p: Optional[StartedProcess] = None

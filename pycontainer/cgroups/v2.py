@@ -18,8 +18,8 @@ from ..errors import ContainerSystemError
 from . import fs
 from ..stats import BlkioStatEntry, BlkioStats, CpuUsage, MemoryData, MemoryStats, PidsStats, \
     ThrottlingData
-from .fs import FREEZING, FROZEN, MAX, THAWED, list_procs, parse_keyed, read_int, \
-    read_optional, read_text, write_text
+from .fs import MAX, list_procs, parse_keyed, read_int, read_optional, read_text, \
+    write_text
 
 # Controllers a container's limits and statistics use, as cgroup.controllers spells them.
 CONTROLLERS = ("cpu", "cpuset", "hugetlb", "io", "memory", "pids")

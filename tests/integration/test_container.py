@@ -1265,14 +1265,17 @@ def test_waitpid_elsewhere_does_not_steal_statuses(factory, busybox_rootfs):
         init_pid, init_exits = start_bg(c, ["sleep", "100"])
         queues = []
         children = []
+        got = []
         for i in range(30):
             children.append(subprocess.Popen(["true"]))
             pid, exits = c.start(pc.ProcessConfig(args=["/bin/sh", "-c", f"exit {i % 7}"]))
             queues.append((i % 7, pid, exits))
             if i % 5 == 0:
+                # quick's init, waited for here: the next start must find it gone (one
+                # that finds it still exiting joins it, and fails as it exits).
                 pid, exits = quick.start(pc.ProcessConfig(args=["/bin/sh", "-c", "exit 9"]))
-                queues.append((9, pid, exits))
-        got = [(expected, pid, exits.get(timeout=10)) for expected, pid, exits in queues]
+                got.append((9, pid, exits.get(timeout=10)))
+        got += [(expected, pid, exits.get(timeout=10)) for expected, pid, exits in queues]
         for p in children:
             p.wait()
         # Since execve resets exit_signal to SIGCHLD, os.waitpid(-1) may reap container

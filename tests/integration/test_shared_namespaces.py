@@ -10,8 +10,6 @@ import select
 import signal
 import time
 
-import pytest
-
 import pycontainer as pc
 from helpers import load_factor, read_pipes
 from test_cli import make_bundle, oci, wait_status  # noqa: F401  (pytest fixtures)

@@ -69,19 +69,19 @@ def test_cwd_through_a_passed_host_directory_is_refused(factory, busybox_rootfs,
 
 
 def test_staged_init_with_a_host_descriptor_cwd_never_runs(factory, busybox_rootfs):
-    """A staged init reaches its cwd only after exec() released it: by then it holds its
-    stdio and the fifo it reports on alone, so the path resolves to nothing or to no
-    directory, it ends before its program, and exec() says so."""
+    """A staged init enters its cwd before it waits for the go, as its process: by then
+    it holds only its stdio, its error pipe and the fifo it will report on (none a
+    directory), so the path resolves to nothing or to no directory and stage() fails with
+    the cwd stage; no process is left to release."""
     for fd in (3, 4, 5, 6, 7, 8):
         c = factory.create(f"cwd-staged-{fd}", pc.Config(rootfs=busybox_rootfs))
         try:
-            _, exits = c.stage(pc.ProcessConfig(args=["/bin/sh", "-c", ESCAPE],
-                                                cwd=f"/proc/self/fd/{fd}"))
             with pytest.raises(pc.ContainerSystemError) as info:
-                c.exec()
+                c.stage(pc.ProcessConfig(args=["/bin/sh", "-c", ESCAPE],
+                                         cwd=f"/proc/self/fd/{fd}"))
             assert info.value.stage == "cwd"
             assert info.value.errno in (errno.ENOENT, errno.ENOTDIR)
-            assert exits.get(timeout=30) == 127
+            assert c.processes() == []
         finally:
             c.destroy()
     _no_marker(factory.root, "/sys/fs/cgroup/unified")

@@ -2,13 +2,10 @@
 JSON path, warnings, hooks, the state and features documents, and the CLI's parsers.
 
 No root needed: nothing here touches the kernel (hooks run as plain subprocesses)."""
-import copy
 import dataclasses
 import json
 import os
 import signal
-import stat
-import sys
 
 import pytest
 
