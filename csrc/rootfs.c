@@ -262,27 +262,49 @@ static int keeps_host_peers(const struct pc_mount *m)
     return !m->fstype && (m->propagation & (MS_SHARED | MS_SLAVE));
 }
 
-/* Clones of the binds that keep the host's peer groups, taken while the new mount
- * namespace is still the host's copy; -1 for every other mount. A clone is a detached
+/* The clones of the binds that keep the host's peer groups, in the order of their mounts
+ * (index: the mount's). Kept on the child's stack, so bounded: a pod has one bind per
+ * volume that asks, far fewer. */
+#define PC_MAX_PEER_CLONES 64
+struct pc_clones {
+    int n, next;
+    int index[PC_MAX_PEER_CLONES];
+    int fd[PC_MAX_PEER_CLONES];
+};
+
+/* Taken while the new mount namespace is still the host's copy. A clone is a detached
  * tree: making "/" private later does not touch it. */
-static int clone_host_peers(const struct pc_container *c, int *clones,
+static int clone_host_peers(const struct pc_container *c, struct pc_clones *clones,
                             struct pc_child_error *e)
 {
-    for (int i = 0; i < c->nmounts; i++)
-        clones[i] = -1;
+    clones->n = clones->next = 0;
     for (int i = 0; i < c->nmounts; i++) {
         const struct pc_mount *m = &c->mounts[i];
         if (!keeps_host_peers(m))
             continue;
+        if (clones->n == PC_MAX_PEER_CLONES) {
+            errno = E2BIG;
+            return pc_fail(e, PC_STAGE_MOUNT, i);
+        }
         struct stat st;
         if (stat(m->source, &st) < 0)
             return pc_fail(e, PC_STAGE_BIND_SOURCE, i);
-        clones[i] = pc_open_tree(AT_FDCWD, m->source, PC_OPEN_TREE_CLONE | O_CLOEXEC |
-                                 ((m->flags & MS_REC) ? PC_AT_RECURSIVE : 0));
-        if (clones[i] < 0)
+        int fd = pc_open_tree(AT_FDCWD, m->source, PC_OPEN_TREE_CLONE | O_CLOEXEC |
+                              ((m->flags & MS_REC) ? PC_AT_RECURSIVE : 0));
+        if (fd < 0)
             return pc_fail(e, PC_STAGE_MOUNT, i);
+        clones->index[clones->n] = i;
+        clones->fd[clones->n++] = fd;
     }
     return 0;
+}
+
+/* The clone of mount i, or -1; mounts are asked for in their order. */
+static int clone_of(struct pc_clones *clones, int i)
+{
+    if (clones->next < clones->n && clones->index[clones->next] == i)
+        return clones->fd[clones->next++];
+    return -1;
 }
 
 struct pc_node { const char *path; unsigned int major, minor; };
@@ -647,16 +669,16 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
 {
     /* Binds that ask for shared or slave propagation keep the host's peer groups: their
      * clones are taken now, before the namespace is cut from the host below. */
-    int clones[c->nmounts + 1];
-    if (clone_host_peers(c, clones, e) < 0)
+    struct pc_clones clones;
+    if (clone_host_peers(c, &clones, e) < 0)
         return -1;
 
     /* Nothing else we mount may reach the host: the namespace is made private (a shared
      * rootfsPropagation too: its "/" is made shared last, a peer group of the
      * container's own). A slave rootfs starts as one, so that what the host mounts later
-     * below it still arrives (the rootfs bind inherits it); a slave never sends. So the
-     * old root detached after pivot_root holds no mount that could carry that unmount to
-     * the host (runc, which starts from a shared "/", makes the old root rslave first). */
+     * below it still arrives (the rootfs bind inherits it); a slave never sends. So
+     * detaching the old root after pivot_root unmounts nothing of the host's: no mount in
+     * it is a peer of one (runc, which starts from a shared "/", makes it rslave first). */
     unsigned long start = (c->rootfs_propagation & MS_SLAVE) ? MS_SLAVE : MS_PRIVATE;
     if (mount(NULL, "/", NULL, MS_REC | start, NULL) < 0)
         return pc_fail(e, PC_STAGE_MOUNT_PRIVATE, -1);
@@ -702,7 +724,7 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
          mount_in_root(root, "tmpfs", "/run", 1, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755") < 0))
         return pc_fail(e, PC_STAGE_MOUNT_TMP, -1);
     for (int i = 0; i < c->nmounts; i++)
-        if (config_mount(root, &c->mounts[i], clones[i], c, e, i) < 0)
+        if (config_mount(root, &c->mounts[i], clone_of(&clones, i), c, e, i) < 0)
             return -1;
     if (!c->default_mounts && make_nodes(root, c->bind_devices) < 0)
         return pc_fail(e, PC_STAGE_MOUNT_DEV, -1);

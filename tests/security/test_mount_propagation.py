@@ -347,3 +347,25 @@ def test_an_rshared_volume_onto_the_root_is_refused(factory, busybox_rootfs, scr
     finally:
         c.destroy()
     assert host_has(token) == [(vol, token + "-vol")]
+
+
+def test_too_many_propagating_binds_are_refused(factory, busybox_rootfs, scratch, token):
+    """The clones are held in the child's stack: more than 64 binds asking for shared or
+    slave propagation fail the start, naming the first one over, and leave nothing."""
+    from test_errors_cleanup import start_fails
+    vol = scratch.tmpfs("vol", token + "-vol")
+    mounts = [pc.Mount(f"/v{i}", vol, options=("rbind", "rslave")) for i in range(65)]
+    c = factory.create("prop-many", pc.Config(rootfs=busybox_rootfs, mounts=mounts))
+    try:
+        start_fails(c, pc.ProcessConfig(args=["true"]), err=errno.E2BIG, stage="mount",
+                    contains=["/v64"])
+    finally:
+        c.destroy()
+    assert [p for p, _ in host_mountinfo() if p.startswith(scratch.where)] == [vol]
+    # 64 are fine.
+    c = factory.create("prop-64", pc.Config(rootfs=busybox_rootfs, mounts=mounts[:64]))
+    try:
+        _, exits = c.start(pc.ProcessConfig(args=["test", "-d", "/v63"]))
+        assert exits.get(timeout=30) == 0
+    finally:
+        c.destroy()
