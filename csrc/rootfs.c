@@ -1,20 +1,24 @@
 /* rootfs.c: the container's mount namespace, built in the child before exec.
  *
- * Order: make / rprivate (nothing we do propagates to the host; rslave when asked);
- * make the built-in proc and sysfs while the host's are visible (a user namespace may not
- * make them later); bind the rootfs onto itself; then every mount goes onto a destination
- * resolved inside the rootfs with openat2(RESOLVE_IN_ROOT) and mounted through the
- * /proc/self/fd link of what was resolved, so no symlink (/etc/evil -> /) or ".." and
- * no race swapping a component can put a mount on the host (the CVE-2019-19921 /
- * CVE-2021-30465 class).
+ * Order: clone the trees of the bind mounts that ask for shared or slave propagation
+ * (open_tree: detached copies still in the host's peer groups); make / rprivate
+ * (nothing else we mount or unmount propagates to the host; rslave when the rootfs asks
+ * for slave: a slave receives, never sends); make the built-in proc and sysfs while the
+ * host's are visible (a user namespace may not make them later); bind the rootfs onto
+ * itself; then every mount goes onto a destination resolved inside the rootfs with
+ * openat2(RESOLVE_IN_ROOT) and mounted through the /proc/self/fd link of what was
+ * resolved, so no symlink (/etc/evil -> /) or ".." and no race swapping a component can
+ * put a mount on the host (the CVE-2019-19921 / CVE-2021-30465 class).
  * Host sources of bind mounts are still reachable at that point. The Config's mounts go
- * in the order listed; without the built-in ones (default_mounts 0, a config.json that
- * lists its /proc, /sys and /dev itself) they are all there is, and only the default
- * device nodes and /dev links are ours. Then pivot_root and detach the old root; the
- * built-in /proc, /sys and /dev/pts... are placed inside the new root, where
- * no host path exists any more; devices, sysctls, read-only and masked paths, then a
- * read-only rootfs (its mount points all made by then) and the rootfs propagation asked
- * for, last.
+ * in the order listed, a cloned bind moved to its place: an "rshared" volume is the
+ * container's only way out to the host, and only under a shared rootfsPropagation (as
+ * runc's); an "rslave" one only receives. Without the built-in mounts (default_mounts
+ * 0, a config.json that lists its /proc, /sys and /dev itself) the Config's are all
+ * there is, and only the default device nodes and /dev links are ours. Then pivot_root
+ * and detach the old root; the built-in /proc, /sys and /dev/pts... are placed inside
+ * the new root, where no host path exists any more; devices, sysctls, read-only and
+ * masked paths, then a read-only rootfs (its mount points all made by then) and the
+ * rootfs propagation asked for, last.
  * Every step reports its stage; indexed steps report which item failed. Descriptors
  * left open on a failure are close-on-exec in a child about to _exit. */
 #ifndef _GNU_SOURCE
@@ -40,6 +44,7 @@
 #define PC_RESOLVE_NO_SYMLINKS 0x04
 #define PC_RESOLVE_BENEATH 0x08
 #define PC_RESOLVE_IN_ROOT 0x10
+#define PC_MOVE_MOUNT_T_EMPTY_PATH 0x40
 
 struct pc_open_how {
     uint64_t flags;
@@ -189,14 +194,38 @@ static unsigned long long mount_attr_bits(unsigned long flags)
     return attr;
 }
 
-/* A bind of a host path; then its flags (a bind ignores them) and propagation, on the
- * new mount (resolved again: the first descriptor is of what lies beneath it). */
-static int bind_in_root(int rootfd, const struct pc_mount *m, int is_dir)
+/* A bind of a host path, or the move of its clone (`clone` >= 0: a tree open_tree took
+ * before the namespace was made private, still in the host's peer groups); then its
+ * flags (a bind ignores them) and propagation, on the new mount (resolved again: the
+ * first descriptor is of what lies beneath it). */
+static int bind_in_root(int rootfd, const struct pc_mount *m, int is_dir, int clone,
+                        unsigned long rootfs_propagation)
 {
-    /* Data options go through, as runc and crun pass them: a bind ignores them. */
-    if (mount_in_root(rootfd, m->source, m->destination, is_dir, NULL,
-                      MS_BIND | (m->flags & MS_REC), m->data && *m->data ? m->data : NULL) < 0)
-        return -1;
+    if (clone < 0) {
+        /* Data options go through, as runc and crun pass them: a bind ignores them. */
+        if (mount_in_root(rootfd, m->source, m->destination, is_dir, NULL,
+                          MS_BIND | (m->flags & MS_REC),
+                          m->data && *m->data ? m->data : NULL) < 0)
+            return -1;
+    } else {
+        int fd = open_in_root(rootfd, m->destination, is_dir);
+        if (fd < 0)
+            return -1;
+        struct stat st, root_st;   /* the root itself: refused, as in mount_in_root */
+        int rc = -1;
+        if (fstat(fd, &st) < 0 || fstat(rootfd, &root_st) < 0)
+            ;
+        else if (st.st_dev == root_st.st_dev && st.st_ino == root_st.st_ino)
+            errno = EINVAL;
+        else
+            rc = pc_move_mount(clone, "", fd, "",
+                               PC_MOVE_MOUNT_F_EMPTY_PATH | PC_MOVE_MOUNT_T_EMPTY_PATH);
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        if (rc < 0)
+            return -1;
+    }
     struct pc_mount_attr attr = { .attr_set = mount_attr_bits(m->flags) };
     if (!attr.attr_set && !m->propagation)
         return 0;
@@ -210,12 +239,72 @@ static int bind_in_root(int rootfd, const struct pc_mount *m, int is_dir)
     if (attr.attr_set)
         rc = pc_mount_setattr(fd, "", AT_EMPTY_PATH | ((m->flags & MS_REC) ? PC_AT_RECURSIVE : 0),
                               &attr);
+    /* Shared both ways only under a shared rootfs, as runc has it (its root is rslave
+     * unless rootfsPropagation says shared): otherwise the volume is first made a slave
+     * of the host's group, and "shared" then makes it a peer group of the container's
+     * own on top, so what the container mounts there never reaches the host. */
+    if (rc == 0 && (m->propagation & MS_SHARED) && !(rootfs_propagation & MS_SHARED))
+        rc = mount(NULL, format_fd_path(target, fd), NULL, MS_SLAVE | (m->propagation & MS_REC),
+                   NULL);
     if (rc == 0 && m->propagation)
         rc = mount(NULL, format_fd_path(target, fd), NULL, m->propagation, NULL);
     int saved = errno;
     close(fd);
     errno = saved;
     return rc;
+}
+
+/* Whether a Config mount is a bind that asks to stay in the host's peer groups (shared:
+ * both ways, slave: from the host). Those are cloned before the namespace turns private,
+ * which would cut every link to the host. */
+static int keeps_host_peers(const struct pc_mount *m)
+{
+    return !m->fstype && (m->propagation & (MS_SHARED | MS_SLAVE));
+}
+
+/* The clones of the binds that keep the host's peer groups, in the order of their mounts
+ * (index: the mount's). Kept on the child's stack, so bounded: a pod has one bind per
+ * volume that asks, far fewer. */
+#define PC_MAX_PEER_CLONES 64
+struct pc_clones {
+    int n, next;
+    int index[PC_MAX_PEER_CLONES];
+    int fd[PC_MAX_PEER_CLONES];
+};
+
+/* Taken while the new mount namespace is still the host's copy. A clone is a detached
+ * tree: making "/" private later does not touch it. */
+static int clone_host_peers(const struct pc_container *c, struct pc_clones *clones,
+                            struct pc_child_error *e)
+{
+    clones->n = clones->next = 0;
+    for (int i = 0; i < c->nmounts; i++) {
+        const struct pc_mount *m = &c->mounts[i];
+        if (!keeps_host_peers(m))
+            continue;
+        if (clones->n == PC_MAX_PEER_CLONES) {
+            errno = E2BIG;
+            return pc_fail(e, PC_STAGE_MOUNT, i);
+        }
+        struct stat st;
+        if (stat(m->source, &st) < 0)
+            return pc_fail(e, PC_STAGE_BIND_SOURCE, i);
+        int fd = pc_open_tree(AT_FDCWD, m->source, PC_OPEN_TREE_CLONE | O_CLOEXEC |
+                              ((m->flags & MS_REC) ? PC_AT_RECURSIVE : 0));
+        if (fd < 0)
+            return pc_fail(e, PC_STAGE_MOUNT, i);
+        clones->index[clones->n] = i;
+        clones->fd[clones->n++] = fd;
+    }
+    return 0;
+}
+
+/* The clone of mount i, or -1; mounts are asked for in their order. */
+static int clone_of(struct pc_clones *clones, int i)
+{
+    if (clones->next < clones->n && clones->index[clones->next] == i)
+        return clones->fd[clones->next++];
+    return -1;
 }
 
 struct pc_node { const char *path; unsigned int major, minor; };
@@ -547,22 +636,25 @@ static int bind_host_sys(int root, const char *dest)
     return rc;
 }
 
-/* Config mount i, at its place in the list. */
-static int config_mount(int root, const struct pc_mount *m, int userns,
-                        struct pc_child_error *e, int i)
+/* Config mount i, at its place in the list; `clone` its tree from clone_host_peers. */
+static int config_mount(int root, const struct pc_mount *m, int clone,
+                        const struct pc_container *c, struct pc_child_error *e, int i)
 {
     struct stat st;
-    if (!m->fstype && stat(m->source, &st) < 0)
+    if (!m->fstype && (clone >= 0 ? fstat(clone, &st) : stat(m->source, &st)) < 0)
         return pc_fail(e, PC_STAGE_BIND_SOURCE, i);
     /* No source: the filesystem type, as runc and crun name it (mountinfo shows it). */
     const char *source = m->fstype && !(m->source && *m->source) ? m->fstype : m->source;
     int rc = m->fstype ? mount_in_root(root, source, m->destination, 1, m->fstype,
                                        m->flags, m->data)
-                       : bind_in_root(root, m, S_ISDIR(st.st_mode));
-    if (rc < 0 && userns && errno == EPERM && m->fstype && !strcmp(m->fstype, "sysfs"))
+                       : bind_in_root(root, m, S_ISDIR(st.st_mode), clone,
+                                      c->rootfs_propagation);
+    if (rc < 0 && c->bind_devices && errno == EPERM && m->fstype && !strcmp(m->fstype, "sysfs"))
         rc = bind_host_sys(root, m->destination);
     if (rc < 0)
         return pc_fail(e, PC_STAGE_MOUNT, i);
+    if (clone >= 0)
+        close(clone);   /* the tree stays where it was moved */
     if (m->fstype && m->propagation) {
         int fd = open_in_root_once(root, m->destination, O_PATH);
         char target[32];
@@ -575,8 +667,18 @@ static int config_mount(int root, const struct pc_mount *m, int userns,
 
 int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
 {
-    /* Nothing we mount may reach the host. A slave rootfs starts as one, so that what
-     * the host mounts later below it still arrives (the rootfs bind inherits it). */
+    /* Binds that ask for shared or slave propagation keep the host's peer groups: their
+     * clones are taken now, before the namespace is cut from the host below. */
+    struct pc_clones clones;
+    if (clone_host_peers(c, &clones, e) < 0)
+        return -1;
+
+    /* Nothing else we mount may reach the host: the namespace is made private (a shared
+     * rootfsPropagation too: its "/" is made shared last, a peer group of the
+     * container's own). A slave rootfs starts as one, so that what the host mounts later
+     * below it still arrives (the rootfs bind inherits it); a slave never sends. So
+     * detaching the old root after pivot_root unmounts nothing of the host's: no mount in
+     * it is a peer of one (runc, which starts from a shared "/", makes it rslave first). */
     unsigned long start = (c->rootfs_propagation & MS_SLAVE) ? MS_SLAVE : MS_PRIVATE;
     if (mount(NULL, "/", NULL, MS_REC | start, NULL) < 0)
         return pc_fail(e, PC_STAGE_MOUNT_PRIVATE, -1);
@@ -622,7 +724,7 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
          mount_in_root(root, "tmpfs", "/run", 1, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755") < 0))
         return pc_fail(e, PC_STAGE_MOUNT_TMP, -1);
     for (int i = 0; i < c->nmounts; i++)
-        if (config_mount(root, &c->mounts[i], c->bind_devices, e, i) < 0)
+        if (config_mount(root, &c->mounts[i], clone_of(&clones, i), c, e, i) < 0)
             return -1;
     if (!c->default_mounts && make_nodes(root, c->bind_devices) < 0)
         return pc_fail(e, PC_STAGE_MOUNT_DEV, -1);
@@ -662,7 +764,8 @@ int pc_setup_rootfs(const struct pc_container *c, struct pc_child_error *e)
     }
     /* On the new root itself, once everything is mounted, as runc does: "shared" makes
      * it a peer group of its own (mounts inside reach the container's later mount
-     * namespaces, never the host, whose groups it left at the start). */
+     * namespaces, never the host, whose groups it left at the start); "rshared" leaves
+     * the shared volumes in the host's groups, the only way out. */
     if (c->rootfs_propagation && mount(NULL, "/", NULL, c->rootfs_propagation, NULL) < 0)
         return pc_fail(e, PC_STAGE_ROOTFS_PROPAGATION, -1);
     return 0;

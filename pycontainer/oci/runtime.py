@@ -632,7 +632,10 @@ class Runtime:
                 return
         container = self.load(container_id)
         state = str(container.run_state())
-        if state == "stopped" or (state == "created" and not container.init_pid()):
+        # --all signals whatever is left in the container's cgroups, its init gone or
+        # not, as runc's does: containerd's shim sends it once an init that shares a pid
+        # namespace (its pod's) has exited, to end the processes that init left running.
+        if not all and (state == "stopped" or (state == "created" and not container.init_pid())):
             raise Failure(f"container {container_id!r}: kill: container not running "
                           f"({state})")
         container.signal(signum, all=all)

@@ -12,7 +12,8 @@ the pods' cgroups, the bridge and its veths, the CNI cache entries, the director
   made at a hierarchy root (a pod without a cgroup_parent, as critest's, is placed by the
   runtime relative to the shim's cgroup, so below the daemon's);
 - two runtime handlers of type io.containerd.runc.v2: `runc` (the reference) and
-  `pycontainer` (BinaryName: a wrapper that runs this checkout's CLI);
+  `pycontainer` (BinaryName: a `python -IS` launcher of this checkout's CLI, as the
+  README recommends for packages);
 - CNI: a bridge of our own plus loopback; pod addresses from host-local in a /24 that
   exists only on that bridge and in the pods' network namespaces: the bridge holds its
   gateway address, so the host routes the subnet there, pods get no default route and
@@ -141,10 +142,15 @@ class TestBed:
 
     def _write_config(self):
         d = self.dir
+        # The launcher the README recommends for packages (python -IS: no site, no .pth
+        # files; the shim runs it 3 to 5 times per container), on this checkout and the
+        # site-packages of the interpreter running the bed (pyseccomp).
+        import site
         wrapper = os.path.join(d, "pycontainer-runtime")
         with open(wrapper, "w") as f:
-            f.write(f"#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} -m pycontainer "
-                    "\"$@\"\n")
+            f.write(f"#!{sys.executable} -IS\nimport sys\n"
+                    f"sys.path[:0] = {[REPO] + site.getsitepackages()!r}\n"
+                    "from pycontainer.cli import entry\nentry()\n")
         os.chmod(wrapper, 0o755)
         os.makedirs(os.path.join(d, "cni"))
         with open(os.path.join(d, "cni", "10-pcri.conflist"), "w") as f:

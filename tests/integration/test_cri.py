@@ -146,3 +146,75 @@ def test_runtime_error_reaches_containerd(bed, handler):
         c.StopPodSandbox(pod_sandbox_id=pod)
         c.RemovePodSandbox(pod_sandbox_id=pod)
     assert bed.ctr("containers", "ls", "-q") == ""
+
+
+@pytest.fixture
+def shared_volume(tmp_path):
+    """A tmpfs made shared in a scratch directory (this host's own mounts are left as they
+    are), with a mount below it made before the pod: the host side of a volume with
+    propagation. Everything below it is unmounted afterwards, whatever happened."""
+    import subprocess
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "pcri-vol", str(vol)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(vol)], check=True)
+        (vol / "pre").mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "pcri-pre", str(vol / "pre")], check=True)
+        (vol / "pre" / "f").write_text("before the pod\n")
+        yield vol
+    finally:
+        subprocess.run(["umount", "-R", str(vol)], check=True)
+
+
+def _mounted(path):
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[line.split().index("-") + 2] for line in f
+                if line.split()[4] == str(path)]
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+@pytest.mark.parametrize("propagation", ["BIDIRECTIONAL", "HOST_TO_CONTAINER"])
+def test_volume_mount_propagation(bed, handler, propagation, shared_volume):
+    """critest's "mount with 'rshared' propagation" and "'rslave'" specs: containerd asks
+    for rootfsPropagation rshared (rslave) and an rshared (rslave) bind of the volume. The
+    host's mounts below it reach the container, before and after its start; what the
+    container mounts there reaches the host only for Bidirectional."""
+    import subprocess
+    c = bed.client
+    vol = shared_volume
+    privileged = {"security_context": {"privileged": True}}
+    pod_config = bed.pod_config(f"prop-{handler}-{propagation[:4].lower()}", linux=privileged)
+    pod = c.RunPodSandbox(config=pod_config, runtime_handler=handler)["pod_sandbox_id"]
+    try:
+        cid = c.CreateContainer(pod_sandbox_id=pod, sandbox_config=pod_config, config=_container(
+            "vol", images.BUSYBOX_IMAGE, ["sleep", "1000"], linux=privileged,
+            mounts=[{"container_path": "/vol", "host_path": str(vol),
+                     "propagation": {"HOST_TO_CONTAINER": 1, "BIDIRECTIONAL": 2}[propagation]}]
+        ))["container_id"]
+        c.StartContainer(container_id=cid)
+
+        def sh(script):
+            r = c.ExecSync(container_id=cid, cmd=["sh", "-c", script], timeout=30)
+            assert r.get("exit_code", 0) == 0, r
+            return r.get("stdout", b"").decode()
+        assert sh("cat /vol/pre/f") == "before the pod\n"
+        sh("mkdir /vol/out && mount -t tmpfs pcri-out /vol/out && echo made > /vol/out/f")
+        if propagation == "BIDIRECTIONAL":
+            assert _mounted(vol / "out") == ["pcri-out"]
+            assert (vol / "out" / "f").read_text() == "made\n"
+        else:
+            assert _mounted(vol / "out") == []
+        (vol / "later").mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "pcri-later", str(vol / "later")], check=True)
+        (vol / "later" / "f").write_text("after the start\n")
+        assert sh("cat /vol/later/f") == "after the start\n"
+        c.StopContainer(container_id=cid, timeout=1)
+        c.RemoveContainer(container_id=cid)
+    finally:
+        c.StopPodSandbox(pod_sandbox_id=pod)
+        c.RemovePodSandbox(pod_sandbox_id=pod)
+    # The pod's end unmounted nothing of the host's.
+    assert _mounted(vol / "pre") == ["pcri-pre"] and _mounted(vol / "later") == ["pcri-later"]
+    assert bed.ctr("containers", "ls", "-q") == ""
+

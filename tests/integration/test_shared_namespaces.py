@@ -6,11 +6,12 @@ find and kill every process of it through its cgroups. Through the library and t
 Root required."""
 import json
 import os
+import select
 import signal
 import time
 
 import pycontainer as pc
-from helpers import read_pipes
+from helpers import load_factor, read_pipes
 from test_cli import make_bundle, oci, wait_status  # noqa: F401  (pytest fixtures)
 
 
@@ -179,3 +180,37 @@ def test_features_lists_the_joinable_namespaces(oci):
     notes = json.loads(oci.ok("features", root=False).out)["annotations"]
     assert notes["org.pycontainer.joinableNamespaces"].split(",") == [
         "mount", "pid", "uts", "ipc", "network", "cgroup"]
+
+
+def test_cli_kill_all_after_the_init_exited(oci, make_bundle, tmp_path):
+    """The init of a container in a pod's pid namespace exits and leaves a process
+    running; `kill --all` (what containerd's shim then sends) ends it and succeeds, as
+    runc's; plain `kill` still says the container is not running."""
+    oci.ok("run", "-d", "-b", make_bundle(["sleep", "1000"]), "pause")
+    pause = oci.state("pause")["pid"]
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "log")
+
+    def shape(s):
+        namespaces(s, pid=f"/proc/{pause}/ns/pid")
+        s["mounts"].append({"destination": "/run", "type": "bind", "source": str(out),
+                            "options": ["rbind"]})
+    oci.ok("create", "-b", make_bundle(["sh", "-c", "sleep 1000 </dev/null >/dev/null 2>&1 & "
+                                        "echo $! >/run/log"], mutate=shape), "app")
+    oci.ok("start", "app")
+    (out / "log").read_text()                  # the init wrote it and exits
+    wait_status(oci, "app", "stopped")
+    left = [int(p) for p in oci.ok("ps", "--format", "json", "app").json()]
+    assert len(left) == 1
+    fd = os.pidfd_open(left[0])
+    try:
+        assert "not running" in oci.fails("kill", "app", "KILL").err
+        oci.ok("kill", "--all", "app", "KILL")
+        assert select.select([fd], [], [], 10 * load_factor())[0], "kill --all left it running"
+    finally:
+        os.close(fd)
+    oci.ok("delete", "app")
+    oci.ok("kill", "--all", "pause", "KILL")
+    wait_status(oci, "pause", "stopped")
+    oci.ok("delete", "pause")
