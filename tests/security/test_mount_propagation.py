@@ -168,15 +168,15 @@ def test_an_rshared_container_mounts_nothing_on_the_host(factory, busybox_rootfs
     keep = scratch.tmpfs("vol/keep", token + "-keep")
     bystander = scratch.tmpfs("bystander", token + "-bystander")
     script = (
-        f"mkdir -p /a /b; mount -t tmpfs {token}-evil-root /a; "
+        f"mount -t tmpfs {token}-evil-root /data; "
         f"mount -t tmpfs {token}-evil-tmp /tmp; mount -t tmpfs {token}-evil-dev /dev/shm; "
-        f"mount -t tmpfs {token}-evil-proc /proc/fs; mount --rbind / /b; "
-        f"mount --make-rshared /; mount -t tmpfs {token}-evil-late /a; "
+        f"mount -t tmpfs {token}-evil-proc /proc/fs; mount --rbind / /root; "
+        f"mount --make-rshared /; mount -t tmpfs {token}-evil-late /data; "
         "grep -c evil /proc/self/mountinfo; test -d /vol/keep; echo mounted; read x")
     run = Running(factory, "prop-a", volume_config(busybox_rootfs, vol, "rshared", "rshared"),
                   script)
     try:
-        # Its own mounts are there, inside: 6 evil ones, and the copies of /b.
+        # Its own mounts are there, inside: 6 evil ones, and the copies of /root.
         assert int(run.wait_for("mounted")) >= 6
         assert host_has(token + "-evil") == []
         run.go()
@@ -298,7 +298,7 @@ def test_rshared_volume_through_the_cli(oci, make_bundle, tmp_path, scratch, tok
             "bounding", "effective", "permitted")}
     script = (f"exec >/run/log 2>&1; set -e; cat /vol/before/f; mkdir /vol/out; "
               f"mount -t tmpfs {token}-out /vol/out; echo made > /vol/out/f; "
-              f"mkdir -p /a; mount -t tmpfs {token}-evil /a; mount -t tmpfs {token}-evil /tmp; "
+              f"mount -t tmpfs {token}-evil /data; mount -t tmpfs {token}-evil /tmp; "
               "echo ok")
     b = make_bundle(["sh", "-c", script], mutate=mutate)
     oci.ok("create", "-b", b, "prop-cli")
