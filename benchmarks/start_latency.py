@@ -447,25 +447,17 @@ def run_scenarios(args, ctx):
     return results, texts
 
 
-def _lifecycles(pc, create, proc, prefix, n, seconds):
-    """n threads, each: create + start + exit + destroy until `seconds` are up. Returns
-    (containers, elapsed)."""
+def _in_threads(n, seconds, one):
+    """n threads, each calling one(i, j) for j = 0, 1, ... until `seconds` are up.
+    Returns (calls, elapsed); the first error of any thread is raised."""
     import threading
     counts, errors = [0] * n, []
     stop = time.monotonic() + seconds
 
     def worker(i):
-        j = 0
         try:
             while time.monotonic() < stop:
-                c = create(f"{prefix}-{i}-{j}")
-                j += 1
-                try:
-                    _, q = c.start(proc)
-                    if q.get(timeout=30) != 0:
-                        raise RuntimeError("/bin/true failed")
-                finally:
-                    c.destroy()
+                one(i, counts[i])
                 counts[i] += 1
         except Exception as exc:      # reported below, not lost in the thread
             errors.append(exc)
@@ -478,6 +470,20 @@ def _lifecycles(pc, create, proc, prefix, n, seconds):
     if errors:
         raise errors[0]
     return sum(counts), time.monotonic() - began
+
+
+def _lifecycles(pc, create, proc, prefix, n, seconds):
+    """n threads, each: create + start + exit + destroy until `seconds` are up. Returns
+    (containers, elapsed)."""
+    def one(i, j):
+        c = create(f"{prefix}-{i}-{j}")
+        try:
+            _, q = c.start(proc)
+            if q.get(timeout=30) != 0:
+                raise RuntimeError("/bin/true failed")
+        finally:
+            c.destroy()
+    return _in_threads(n, seconds, one)
 
 
 def _lifecycles_async(pc, create_async, proc, prefix, n, seconds):
@@ -510,37 +516,21 @@ def _lifecycles_async(pc, create_async, proc, prefix, n, seconds):
 def _runtime_runs(rt, n, seconds, cleanup):
     """n workers each running `<rt> run -b <its bundle> <its id>` (/bin/true) in a loop
     for `seconds`: the OCI runtime's containers/s at that parallelism."""
-    import threading
     bundles = []
     for i in range(n):
         cid, b = rt.bundle(f"tp{n}x{i}", ["/bin/true"])
         cleanup.push(rt.delete, cid)
         bundles.append((cid, b))
-    counts, errors = [0] * n, []
-    stop = time.monotonic() + seconds
 
-    def worker(i):
+    def one(i, j):
         cid, b = bundles[i]
         cmd = rt.cmd("run", "-b", b, cid)
-        try:
-            while time.monotonic() < stop:
-                r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE)
-                if r.returncode != 0:
-                    raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: "
-                                       f"{r.stderr.decode(errors='replace').strip()[:300]}")
-                counts[i] += 1
-        except Exception as exc:
-            errors.append(exc)
-    began = time.monotonic()
-    ts = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    if errors:
-        raise errors[0]
-    return sum(counts), time.monotonic() - began
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: "
+                               f"{r.stderr.decode(errors='replace').strip()[:300]}")
+    return _in_threads(n, seconds, one)
 
 
 def throughput(pc, factory, rootfs, seconds, cleanup, runtimes=None, threads=(1, 2, 8),
