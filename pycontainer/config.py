@@ -30,7 +30,9 @@ DEFAULT_NAMESPACES = _ns.DEFAULT
 JOINABLE_NAMESPACES = _ns.JOINABLE       # may be joined by path instead of made
 DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root")
 
-_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+# Dot-separated labels of letters, digits, '-' and '_' ('-' not at a label's ends). The
+# underscore is no DNS name's but runc and crun set it (the kernel takes any bytes).
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$")
 _CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 _PAGE_SIZE = re.compile(r"[1-9]\d*[KMG]B")
 _MAX_INT64 = (1 << 63) - 1
@@ -434,7 +436,7 @@ class Config:
             if value is None:
                 continue
             if not isinstance(value, str) or len(value) > 64 or not _HOSTNAME.match(value):
-                _bad(name, value, "expected a host name of at most 64 characters [A-Za-z0-9.-]")
+                _bad(name, value, "expected a host name of at most 64 characters [A-Za-z0-9_.-]")
         self._check_namespaces()
         # A joined uts namespace gets the name too (runc does so); from a new user
         # namespace the init has no rights over a uts namespace it did not make.

@@ -114,7 +114,7 @@ def test_create_checks_the_host(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["hostname", "domainname"])
-@pytest.mark.parametrize("value", ["", "a_b", "-a", "a-", "a b", "a" * 65, "é", 5, "a..b", "x\0"])
+@pytest.mark.parametrize("value", ["", "-a", "a-", "a b", "a" * 65, "é", 5, "a..b", "x\0", "a!"])
 def test_config_hostname_rejects(name, value):
     with pytest.raises(pc.ConfigInvalidError) as ei:
         pc.Config(**{name: value})
@@ -122,7 +122,7 @@ def test_config_hostname_rejects(name, value):
     assert err.value == value
 
 
-@pytest.mark.parametrize("value", ["a", "box1", "a-b.c-d", "A" * 63, "a.b.c"])
+@pytest.mark.parametrize("value", ["a", "box1", "a-b.c-d", "A" * 63, "a.b.c", "a_b", "_x.my_host"])
 def test_config_hostname_accepts(value):
     assert pc.Config(hostname=value).hostname == value
 
@@ -283,7 +283,7 @@ def test_config_from_dict_rejects_unknown_field():
 
 def test_config_from_dict_validates():
     with pytest.raises(pc.ConfigInvalidError) as ei:
-        pc.Config.from_dict({"hostname": "a_b"})
+        pc.Config.from_dict({"hostname": "a b"})
     bad(ei, "hostname")
 
 
