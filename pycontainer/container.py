@@ -90,6 +90,23 @@ def _may_trace(config):
     return caps is None or "CAP_SYS_PTRACE" in caps.bounding
 
 
+def _refuse_tracers(pid_ns_fd, path):
+    """A new init in a pid namespace not its own is a fork of this process until it
+    execs, guarded by the non-dumpable check alone; a process there whose CAP_SYS_PTRACE
+    reaches our user namespace (another container's, granted it without a user namespace
+    of its own) passes that check and could read our memory, write the init's and keep
+    our interpreter as its exe (docs/SECURITY.md). Refused while one is there, unless it
+    may do all we may (a privileged container: no boundary to keep)."""
+    tracers = namespaces.tracers_in(pid_ns_fd)
+    if tracers:
+        raise ConfigInvalidError(
+            "namespaces.pid", path,
+            f"its pid namespace holds a process that may use CAP_SYS_PTRACE on this one "
+            f"(pid {tracers[0]}{' and more' if len(tracers) > 1 else ''}): the new init, a "
+            "copy of this process until it execs, would be within its reach; give that "
+            "container a user namespace of its own or no CAP_SYS_PTRACE")
+
+
 class _Operation:
     """The frame of one Container operation: `with _Operation(c, "pause") as dir_fd:`
     holds the container's flock (lock_container; lock=False: no lock, dir_fd is None) and
@@ -914,6 +931,8 @@ class Container:
             except OSError as exc:
                 raise ContainerSystemError(exc.errno, what) from None
             ns_fds.append((fd, name, what))
+            if name == "pid":
+                _refuse_tracers(fd, path)
 
     # -- the rest of the interface ---------------------------------------------------
 

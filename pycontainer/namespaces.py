@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .errors import ConfigInvalidError
 
 __all__ = ["Namespace", "TABLE", "BY_NAME", "NAMES", "JOINABLE", "DEFAULT", "clone_flags",
-           "check_file"]
+           "check_file", "tracers_in"]
 
 
 @dataclass(frozen=True)
@@ -71,3 +71,61 @@ def check_file(name, path):
         os.close(fd)
     if nstype != BY_NAME[name].clone_flag:
         raise ConfigInvalidError(field, path, f"not a {name} namespace")
+
+
+_NS_GET_PARENT = 0xb702            # _IO(0xb7, 0x2)
+_CAP_SYS_PTRACE = 19
+
+
+def tracers_in(pid_ns_fd):
+    """Pids of the processes of the pid namespace `pid_ns_fd` whose bounding set holds
+    CAP_SYS_PTRACE in our user namespace or an ancestor of it (theirs is not below ours)
+    but not every capability of ours (a privileged one may do all we may), sorted. Such a process passes the non-dumpable check of any process of ours it can
+    see: an init made in that namespace is a fork of ours until it execs (docs/
+    SECURITY.md). Processes we may not inspect (another user's, without privileges) and
+    those that exit meanwhile are not listed."""
+    target = os.fstat(pid_ns_fd)
+    own_user = os.stat("/proc/self/ns/user")
+    own_bounding = _bounding("self")
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            st = os.stat(f"/proc/{name}/ns/pid")
+            if (st.st_dev, st.st_ino) != (target.st_dev, target.st_ino):
+                continue
+            bounding = _bounding(name)
+            # One that may hold all we hold (a privileged container) is no boundary.
+            if bounding >> _CAP_SYS_PTRACE & 1 and bounding & own_bounding != own_bounding \
+                    and not _user_ns_below(f"/proc/{name}/ns/user", own_user):
+                found.append(int(name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return sorted(found)
+
+
+def _bounding(pid):
+    with open(f"/proc/{pid}/status", "rb") as f:
+        status = f.read()
+    return int(status.split(b"\nCapBnd:", 1)[1].split(None, 1)[0], 16)
+
+
+def _user_ns_below(path, own):
+    """Whether the user namespace at `path` is a descendant of `own` (an os.stat_result):
+    its parents, walked up with NS_GET_PARENT, reach it (EPERM: past what we may see)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for _ in range(33):                 # the kernel nests at most 32 user namespaces
+            try:
+                parent = fcntl.ioctl(fd, _NS_GET_PARENT)
+            except OSError:
+                return False
+            os.close(fd)
+            fd = parent
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino):
+                return True
+        return False
+    finally:
+        os.close(fd)

@@ -13,30 +13,18 @@ process_vm_readv and ptrace, and searches the memory it gets for a secret the ca
 holds."""
 import os
 import secrets
-import shutil
-import subprocess
-import sys
 
 import pytest
 
 import pycontainer as pc
 from pycontainer.config import DEFAULT_NAMESPACES
-from pycontainer.security import DEFAULT_CAPS, Capabilities
+from pycontainer.security import DEFAULT_CAPS, Capabilities, IdMap
 from attack_helpers import Attacker, Prober, granted, ns_pid
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Held by the caller all along: a secret of its memory.
 SECRET = "caller-secret-" + secrets.token_hex(16)
 
 PTRACE = DEFAULT_CAPS + ("CAP_SYS_PTRACE",)
-
-HOLE = ("HOLE (sec-findings.md #1): an init in a pid namespace not its own is a fork of "
-        "the caller; non-dumpable does not stop a tracer with CAP_SYS_PTRACE over the "
-        "host's user namespace, which a container without a user namespace holds when "
-        "granted it: it reads the caller's memory, may write it, and keeps the host "
-        "interpreter's exe")
-
 
 def _ptrace_caps():
     return Capabilities(bounding=PTRACE, effective=PTRACE, permitted=PTRACE)
@@ -165,73 +153,77 @@ def test_pod_member_inits_setting_up_are_closed_to_the_pod(factory, attacker_roo
         pod.destroy()
 
 
-@pytest.mark.xfail(strict=True, reason=HOLE)
-def test_pod_member_staged_init_is_closed_to_cap_sys_ptrace(factory, attacker_rootfs):
-    """The pod granted CAP_SYS_PTRACE (default seccomp, no user namespace: the capability
-    is the host's, and passes the non-dumpable check). What it reaches must hold nothing
-    of the caller, as a join's process holds nothing (docs/SECURITY.md): no copy of the
-    caller's memory (its secret), no memory it may write, not the host's interpreter as
-    exe. Today it gets all three (the member's init is a fork of the caller)."""
+def test_no_init_is_made_beside_a_pod_holding_host_cap_sys_ptrace(factory, attacker_rootfs):
+    """The pod granted CAP_SYS_PTRACE without a user namespace: the capability is the
+    host's and passes the non-dumpable check of a fork of the caller. An attack test
+    found what it then reaches of a member's init (the caller's memory and a secret in
+    it, the init's memory to write, the caller's interpreter as exe, written back once
+    the caller exited: CVE-2019-5736). So no init is made in such a pid namespace:
+    stage() and start() refuse, naming the field and the process, before anything runs,
+    and the member is left as it was (CREATED, no process)."""
     pod = factory.create("pod", pc.Config(rootfs=attacker_rootfs, capabilities=_ptrace_caps()))
     try:
         attacker = Prober(pod)
-        attacker.secret(SECRET)
-        pid, lines = _probe_staged(factory, attacker, _member(attacker_rootfs, attacker.pid),
-                                   "member")
+        member = factory.create("member", _member(attacker_rootfs, attacker.pid))
+        try:
+            for start in (member.stage, member.start):
+                with pytest.raises(pc.ConfigInvalidError) as info:
+                    start(pc.ProcessConfig(args=["/bin/true"]))
+                assert info.value.field == "namespaces.pid"
+                assert str(info.value).startswith(
+                    f"container 'member': {start.__name__}: namespaces.pid="
+                    f"'/proc/{attacker.pid}/ns/pid': its pid namespace holds a process that "
+                    "may use CAP_SYS_PTRACE on this one (pid "), str(info.value)
+                assert member.run_state() == pc.RunState.CREATED
+                assert member.processes() == []
+        finally:
+            member.destroy()
         attacker.finish()
-        got = granted(lines)
-        assert [l for l in got if l[2] in ("secret", "mem", "codewrite")] == [], lines
-        exes = {" ".join(l[3:]) for l in got if l[2] == "exe"}
-        assert exes <= {"/memfd:pycontainer-join (deleted)"}, exes
     finally:
         pod.destroy()
 
 
-STAGE_MEMBER = r"""
-import sys
-import pycontainer as pc
-factory = pc.Factory(sys.argv[1])
-c = factory.create("member", pc.Config(rootfs=sys.argv[2], namespaces={
-    "mount": None, "pid": sys.argv[3], "uts": None, "ipc": None, "net": None}))
-try:
-    pid, exits = c.stage(pc.ProcessConfig(args=["/bin/true"]))
-    print(pid, flush=True)
-    sys.stdin.readline()
-    c.exec()
-    assert exits.get(timeout=30) == 0
-finally:
-    c.destroy()
-"""
-
-
-@pytest.mark.xfail(strict=True, reason=HOLE)
-def test_pod_member_init_exe_cannot_be_overwritten(factory, attacker_rootfs, tmp_path):
-    """CVE-2019-5736 against a pod member: the caller is a copy of the interpreter (so
-    that the test may see it written). Root in the pod, granted CAP_SYS_PTRACE, keeps the
-    exe link of the member's staged init; once the caller has exited, nothing it kept
-    may open the caller's interpreter for writing."""
-    python = tmp_path / "python3"
-    shutil.copy2(os.path.realpath(sys.executable), python)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO] + [p for p in sys.path if p]))
-    pod = factory.create("pod", pc.Config(rootfs=attacker_rootfs, capabilities=_ptrace_caps()))
+def test_a_pod_with_its_own_user_namespace_may_hold_cap_sys_ptrace(factory, attacker_rootfs):
+    """CAP_SYS_PTRACE in the pod's own user namespace reaches only what that namespace
+    owns: a member's init (a fork of the caller, its memory the host's user namespace's)
+    is made, and root in the pod gets nothing of it while it waits staged."""
+    identity = [IdMap(0, 0, 65536)]
+    pod = factory.create("pod", pc.Config(
+        rootfs=attacker_rootfs, capabilities=_ptrace_caps(),
+        namespaces=tuple(DEFAULT_NAMESPACES) + ("user",), uid_mappings=identity,
+        gid_mappings=identity))
     try:
         attacker = Prober(pod)
-        caller = subprocess.Popen(
-            [str(python), "-c", STAGE_MEMBER, factory.root, attacker_rootfs,
-             f"/proc/{attacker.pid}/ns/pid"], env=env, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True)
-        try:
-            init = int(caller.stdout.readline())
-            attacker.probe(ns_pid(init))
-            caller.stdin.write("\n")
-            caller.stdin.close()
-            assert caller.wait(timeout=60) == 0
-        finally:
-            if caller.poll() is None:
-                caller.kill()
-                caller.wait()
-            caller.stdout.close()
-        lines = attacker.finish()
-        assert ["exewrite", "ok"] not in lines, lines
+        attacker.secret(SECRET)
+        _, lines = _probe_staged(factory, attacker, _member(attacker_rootfs, attacker.pid),
+                                 "member")
+        attacker.finish()
+        got = granted(lines)
+        assert [l for l in got if l[2] in ("secret", "mem", "codewrite", "exe")] == [], lines
     finally:
+        pod.destroy()
+
+
+def test_a_privileged_pod_refuses_no_member(factory, attacker_rootfs):
+    """A pod that may hold every capability the caller holds (Kubernetes' privileged pod,
+    capabilities=None) is no boundary to keep: its members are made, as runc makes them."""
+    pod = factory.create("pod", pc.Config(rootfs=attacker_rootfs, capabilities=None))
+    r, w = os.pipe()
+    try:
+        _, pod_exits = pod.start(pc.ProcessConfig(args=["/bin/sleep", "1000"]))
+        member = factory.create("member", _member(attacker_rootfs, pod.init_pid()))
+        try:
+            _, exits = member.start(pc.ProcessConfig(args=["/bin/echo", "member"], stdout=w))
+            os.close(w)
+            w = -1
+            with os.fdopen(r) as f:
+                r = -1
+                assert f.read() == "member\n"
+            assert exits.get(timeout=30) == 0
+        finally:
+            member.destroy()
+    finally:
+        for fd in (r, w):
+            if fd >= 0:
+                os.close(fd)
         pod.destroy()
