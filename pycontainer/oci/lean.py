@@ -216,28 +216,39 @@ def state_documents(root, full, warn):
 _CGROUP_MOUNT = "/sys/fs/cgroup/"
 
 
-def _default_cgroup_dirs(cgroups, container_id):
-    """The dirs of a cgroup record as create() makes them by default, placement dir
-    first: each a normalised path below /sys/fs/cgroup, named by the record's name in a
-    `pycontainer` parent dir, a v1 dir in a hierarchy named for its controller. Anything
-    else (Config.cgroup_parent or cgroup_path, no cgroups, another layout) is the full
-    path's, which checks it against the host's hierarchies."""
+def _cgroup_dirs(cgroups, container_id):
+    """The dirs of a cgroup record as create() makes them by default or at an exact
+    path (Config.cgroup_path: an OCI cgroupsPath), placement dir first: each a normalised
+    path below /sys/fs/cgroup, a v1 dir in a hierarchy named for its controller, named
+    by the record's name (in a `pycontainer` parent dir by default; one path below every
+    hierarchy when exact). Anything else (Config.cgroup_parent, no cgroups, another
+    layout) is the full path's, which checks it against the host's hierarchies."""
+    exact = cgroups.get("exact") if isinstance(cgroups, dict) else None
     if not isinstance(cgroups, dict) or cgroups.get("version") != 1 \
             or cgroups.get("id") != container_id or cgroups.get("none") \
-            or cgroups.get("default_parent") is not True or cgroups.get("exact"):
+            or (cgroups.get("default_parent") is not True and exact is not True):
         raise _Fallback()
     name, unified, v1 = cgroups.get("name"), cgroups.get("unified"), cgroups.get("v1")
-    if not isinstance(name, str) or not isinstance(v1, dict) or not (unified or v1):
+    if not isinstance(name, str) or not name or "/" in name or not isinstance(v1, dict) \
+            or not (unified or v1):
         raise _Fallback()
     dirs = [(None, unified)] if unified is not None else []
     dirs += sorted(v1.items(), key=lambda item: item[0] != "freezer")
+    # The default layout ends in pycontainer/<name>; an exact one (a config.json's
+    # cgroupsPath, containerd's) is one path below every hierarchy, ending in <name>.
+    tails = set()
     for ctl, path in dirs:
         if not isinstance(path, str) or not path.startswith(_CGROUP_MOUNT) \
                 or os.path.normpath(path) != path \
-                or not path.endswith(f"/pycontainer/{name}") \
+                or not path.endswith(f"/{name}" if exact else f"/pycontainer/{name}") \
                 or (ctl is not None and
                     ctl not in path[len(_CGROUP_MOUNT):].split("/", 1)[0].split(",")):
             raise _Fallback()
+        if ctl is not None:                 # <mount>/<hierarchy>/<tail>
+            tails.add(path[len(_CGROUP_MOUNT):].partition("/")[2])
+    if exact and (len(tails) > 1 or
+                  (unified is not None and tails and not unified.endswith("/" + min(tails)))):
+        raise _Fallback()
     unique = []
     for _, path in dirs:
         if path not in unique:
@@ -324,10 +335,13 @@ def _delete_locked(root_fd, dir_fd, state_dir, record):
     if hooks.get("poststop") or record.extra.get("veths") or \
             record.config.get("overlay_lower") is not None:
         raise _Fallback()               # hooks to run, veths or an overlay root to remove
-    dirs = _default_cgroup_dirs(record.cgroups, record.id)
+    dirs = _cgroup_dirs(record.cgroups, record.id)
+    # An exact path is the config's: every dir must be a leaf and empty, so that only
+    # what the container was in is removed (the full path sorts out the rest).
+    checked = dirs if record.cgroups.get("exact") else dirs[:1]
     try:
-        if os.path.isdir(dirs[0]) and \
-                not _empty(dirs[0], v2=dirs[0] == record.cgroups.get("unified")):
+        if any(os.path.isdir(d) and not _empty(d, v2=d == record.cgroups.get("unified"))
+               for d in checked):
             raise _Fallback()
         for d in dirs:
             remove_cgroup(d)
@@ -338,8 +352,8 @@ def _delete_locked(root_fd, dir_fd, state_dir, record):
 
 
 def _freezer(record):
-    """(freezer dir, whether cgroup2) of a record _default_cgroup_dirs takes."""
-    _default_cgroup_dirs(record.cgroups, record.id)
+    """(freezer dir, whether cgroup2) of a record _cgroup_dirs takes."""
+    _cgroup_dirs(record.cgroups, record.id)
     unified = record.cgroups.get("unified")
     d = unified or record.cgroups["v1"].get("freezer")
     if d is None:

@@ -229,6 +229,40 @@ def test_lean_delete_removes_what_the_full_delete_removes(box):
     assert not any(os.path.exists(d) for d in dirs)
 
 
+def test_lean_delete_and_pause_of_an_exact_cgroups_path(box, tmp_path, busybox_rootfs):
+    """A config.json's cgroupsPath (containerd's, used exactly: here relative, below the
+    runtime's own cgroup) takes the lean path too: pause, resume and the delete after
+    the init exited import nothing heavy, and the delete removes the container's cgroups
+    (not the parents the path named, which runc leaves too)."""
+    root, _ = box
+    parent = "pytest-lean-" + os.urandom(4).hex()
+    bundle = write_bundle(tmp_path / "exact", busybox_rootfs, mutate=lambda s: s["linux"].
+                          __setitem__("cgroupsPath", f"{parent}/x"))
+    cli(root, "run", "-d", "-b", bundle, "x")
+    dirs = cgroups_of(root, "x")
+    try:
+        assert dirs and all(d.endswith(f"/{parent}/x") and os.path.isdir(d) for d in dirs)
+        for command in ("pause", "resume"):
+            p = cli(root, command, "x", importtime=True)
+            assert "pycontainer.oci.lean" in imported(p.stderr)
+            assert sorted(imported(p.stderr) & set(HEAVY)) == []
+        assert Runtime(root).state("x")["status"] == "running"
+        pid = Runtime(root).state("x")["pid"]
+        cli(root, "kill", "x", "KILL")
+        wait_exit(pid)
+        p = cli(root, "delete", "x", importtime=True)
+        assert "pycontainer.oci.lean" in imported(p.stderr)
+        assert sorted(imported(p.stderr) & set(HEAVY)) == []
+        assert not os.path.exists(os.path.join(root, "x"))
+        assert not any(os.path.exists(d) for d in dirs)
+    finally:
+        for d in dirs:
+            try:
+                os.rmdir(os.path.dirname(d))
+            except OSError:
+                pass
+
+
 def test_lean_pause_and_resume_are_the_full_ones(box):
     """pause and resume through oci.lean: the kernel's freezer says paused and running
     (check_same compares every document with the full path's), a second pause or resume
