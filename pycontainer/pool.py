@@ -63,7 +63,7 @@ from .container import build_security, derived, lock_container
 from .errors import (ConfigInvalidError, ContainerError, ContainerNotExistError,
                      ContainerSystemError)
 from .exits import WATCHER
-from .state import DIR_OPEN, process_start_time, read_state, remove_state_dir
+from .state import DIR_OPEN, process_start_time, process_stat, read_state, remove_state_dir
 
 __all__ = ["Pool", "PoolStats", "leftovers", "remove_leftovers", "sandbox_owner",
            "POOL_ROOT", "SANDBOX_ID"]
@@ -450,13 +450,8 @@ class Pool:
 
 def _running(pid, start_time):
     """Whether (pid, start time) names a process that has not exited (a zombie has)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    rest = data[data.rindex(b")") + 2:].split()
-    return rest[0] not in (b"Z", b"X") and int(rest[19]) == start_time
+    stat = process_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X") and stat[1] == start_time
 
 
 def _owner_alive(owner):

@@ -268,6 +268,13 @@ def _check_record(r, container_id):
 def process_start_time(pid):
     """Start time of pid in clock ticks since boot, or None when there is no such process.
     (pid, start time) names a process for good: a reused pid has a later start time."""
+    stat = process_stat(pid)
+    return None if stat is None else stat[1]
+
+
+def process_stat(pid):
+    """(state letter, start time) of pid from /proc/<pid>/stat, or None when there is no
+    such process. A zombie's state is Z (X: being reaped)."""
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):
@@ -280,7 +287,7 @@ def process_start_time(pid):
         os.close(fd)
     # comm (field 2) may hold spaces and parentheses: fields resume after the last ')'.
     rest = data[data.rindex(b")") + 2:].split()
-    return int(rest[19])
+    return rest[0].decode(), int(rest[19])
 
 
 def pidns_of(pid):
