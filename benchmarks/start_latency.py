@@ -134,7 +134,12 @@ def parked_cost(pool):
     """The idle cost of one parked init: its resident memory (of which most is shared
     with the process that forked it, copy-on-write) and its open descriptors."""
     pool.wait_ready()
-    pid = pool.parked_pids()[0]
+    rss, private, fds = _memory_and_fds(pool.parked_pids()[0])
+    return f"RSS {rss} KiB ({private} KiB private), {fds} descriptor(s)"
+
+
+def _memory_and_fds(pid):
+    """(RSS KiB, private KiB, open descriptors) of pid."""
     rss = private = 0
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
@@ -142,8 +147,7 @@ def parked_cost(pool):
                 rss = int(line.split()[1])
             elif line.startswith(("Private_Clean:", "Private_Dirty:")):
                 private += int(line.split()[1])
-    fds = len(os.listdir(f"/proc/{pid}/fd"))
-    return f"RSS {rss} KiB ({private} KiB private), {fds} descriptor(s)"
+    return rss, private, len(os.listdir(f"/proc/{pid}/fd"))
 BARE_NOTE = ("Config(seccomp=None, capabilities=None, no_new_privileges=False, masked_paths=(), "
              "readonly_paths=()): about c_limit's work (the device policy stays)")
 
@@ -673,14 +677,7 @@ def refill_profile(pc, factory, rootfs, n=40):
 
 
 def _idle_cost(container, pid):
-    rss = private = 0
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Rss:"):
-                rss = int(line.split()[1])
-            elif line.startswith(("Private_Clean:", "Private_Dirty:")):
-                private += int(line.split()[1])
-    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    rss, private, fds = _memory_and_fds(pid)
     try:
         usage = container.stats().cgroup_stats.memory_stats.usage.usage // 1024
         cg = f", memory cgroup {usage} KiB"
