@@ -401,11 +401,10 @@ def _death(int how):
     if how > 0:
         import signal                       # lazily: the CLI's read path does without
         try:
-            name = signal.Signals(how).name
-        except ValueError:
+            name = f"{signal.Signals(how).name} ({signal.strsignal(how)})"
+        except ValueError:                  # a real-time signal, or out of range
             name = f"signal {how}"
-        return (f"the init was killed by {name} ({signal.strsignal(how)}) before "
-                "its program ran")
+        return f"the init was killed by {name} before its program ran"
     return "the init died before its program ran"
 
 

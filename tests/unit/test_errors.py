@@ -135,3 +135,16 @@ def test_pickle_round_trip(err):
         assert back.errno == err.errno and back.stage == err.stage
     if isinstance(err, pc.ConfigInvalidError):
         assert (back.field, back.value, back.reason) == (err.field, err.value, err.reason)
+
+
+def test_death_before_the_program_is_told_as_the_kernel_gave_it():
+    """The `died` stage's index (csrc/spawn.h, PC_STAGE_DIED) in words: a signal by name,
+    an exit code, or nothing known (the status could not be taken)."""
+    from pycontainer import _core
+    assert _core._death(31) == ("the init was killed by SIGSYS (Bad system call) before "
+                                "its program ran")
+    assert _core._death(256 + 3) == "the init exited with status 3 before its program ran"
+    assert _core._death(256) == "the init exited with status 0 before its program ran"
+    assert _core._death(-1) == "the init died before its program ran"
+    assert _core._death(40) == "the init was killed by signal 40 before its program ran"
+    assert _core._death(200) == "the init was killed by signal 200 before its program ran"
