@@ -248,6 +248,7 @@ class CgroupManager:
                 v2.enable_controllers(d)
         cpuset = self.v1.get("cpuset")
         if cpuset:
+            v1.forget_cloning(made)   # made again: its clone_children is off once more
             for d in ours(cpuset):
                 v1.fill_cpuset(d)
             parent = os.path.dirname(cpuset)

@@ -138,6 +138,11 @@ def cpuset_inherited(parent):
     return False
 
 
+def forget_cloning(dirs):
+    """Dirs just made (a parent removed and made again): not known to clone any more."""
+    _cloning.difference_update(dirs)
+
+
 # --- freezer and kill -----------------------------------------------------------------
 
 def freeze(d):

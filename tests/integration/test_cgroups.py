@@ -589,3 +589,47 @@ def test_relative_cgroup_parent_is_below_the_callers_own_cgroup(factory, busybox
                     os.rmdir(h.dir_of(d))
                 except FileNotFoundError:
                     pass
+
+
+RECREATED_PARENT = r"""
+import os, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+import helpers
+assert helpers.isolate_cgroups()          # cgroups of this process's own: pytest-<pid>
+import pycontainer as pc
+factory = pc.Factory(tempfile.mkdtemp())
+
+def once(cid):
+    c = factory.create(cid, pc.Config())
+    try:
+        _, exits = c.start(pc.ProcessConfig(args=["/bin/true"]))
+        assert exits.get(timeout=30) == 0
+    finally:
+        c.destroy()
+
+try:
+    once("a")
+    removed = 0
+    for h in helpers._hierarchies():      # an admin's cleanup: every default parent gone
+        try:
+            os.rmdir(h.dir_of(helpers._default_parent(h)))
+            removed += 1
+        except FileNotFoundError:         # a hierarchy this mode does not use
+            pass
+    assert removed
+    once("b")                             # made again: its cpuset filled again
+    print("ok")
+finally:
+    helpers.restore_cgroups()
+"""
+
+
+def test_a_default_parent_removed_and_made_again_takes_processes(mode):
+    """The process-wide caches of prepared parents (their cpuset filled, clone_children
+    on) must not outlive the directory: a `pycontainer` parent removed between two
+    creates is made again, and a v1 cpuset made without its cpus and mems refuses every
+    process (ENOSPC). In a process of its own, in cgroups of its own."""
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run([sys.executable, "-c", RECREATED_PARENT, tests], capture_output=True,
+                       text=True, timeout=120, cwd=os.path.dirname(tests))
+    assert (p.returncode, p.stdout) == (0, "ok\n"), p.stderr
