@@ -592,12 +592,12 @@ def test_relative_cgroup_parent_is_below_the_callers_own_cgroup(factory, busybox
 
 
 RECREATED_PARENT = r"""
-import os, sys, tempfile
+import os, sys
 sys.path.insert(0, sys.argv[1])
 import helpers
 assert helpers.isolate_cgroups()          # cgroups of this process's own: pytest-<pid>
 import pycontainer as pc
-factory = pc.Factory(tempfile.mkdtemp())
+factory = pc.Factory(sys.argv[2])
 
 def once(cid):
     c = factory.create(cid, pc.Config())
@@ -624,12 +624,12 @@ finally:
 """
 
 
-def test_a_default_parent_removed_and_made_again_takes_processes(mode):
+def test_a_default_parent_removed_and_made_again_takes_processes(mode, tmp_path):
     """The process-wide caches of prepared parents (their cpuset filled, clone_children
     on) must not outlive the directory: a `pycontainer` parent removed between two
     creates is made again, and a v1 cpuset made without its cpus and mems refuses every
     process (ENOSPC). In a process of its own, in cgroups of its own."""
     tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    p = subprocess.run([sys.executable, "-c", RECREATED_PARENT, tests], capture_output=True,
-                       text=True, timeout=120, cwd=os.path.dirname(tests))
+    p = subprocess.run([sys.executable, "-c", RECREATED_PARENT, tests, str(tmp_path / "state")],
+                       capture_output=True, text=True, timeout=120, cwd=os.path.dirname(tests))
     assert (p.returncode, p.stdout) == (0, "ok\n"), p.stderr
